@@ -1,0 +1,45 @@
+# RTA server: set-up, run, test and benchmark from a clean clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+# Tests talk to the machine's PostgreSQL and Redis (override to point elsewhere).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rta
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: install protos migrate run test test-embedded bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP) protos
+
+protos: $(STAMP)
+	$(PY) -c "from rta_site import protos; built = protos.build(force=True); print(f'compiled {len(built)} proto files')"
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py serve
+
+test: install
+	RTA_DATABASE_URL=$${RTA_DATABASE_URL:-$(TEST_DATABASE_URL)} RTA_TEST_REDIS_URL=$${RTA_TEST_REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PY) -m pytest -n 2 --dist loadfile -q
+	$(MAKE) --no-print-directory test-embedded
+
+# The query dialect again on the embedded default database (SQLite), whose SQL differs.
+test-embedded: install
+	RTA_DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 \
+		$(PY) -m pytest -q -m embedded
+
+bench: install
+	RTA_DATABASE_URL=$${RTA_DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
+	find protos -name '*_pb2*.py*' -delete

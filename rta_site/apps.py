@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class RtaSiteConfig(AppConfig):
+    name = "rta_site"

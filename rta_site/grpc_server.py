@@ -1,0 +1,53 @@
+"""One grpc.Server holding every app's servicers, the health service and server reflection."""
+import logging
+from concurrent import futures
+
+import grpc
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils.module_loading import import_string
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rta_site.monitoring.metrics import MetricsInterceptor
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
+    """Recycles stale Django connections around each call, as Django does per HTTP request."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        close_old_connections()
+        return continuation(handler_call_details)
+
+
+def build_server(port=None, bind=None, max_workers=None):
+    """A configured (not started) server and the port it bound (``port=0`` picks a free one)."""
+    port = settings.RTA_GRPC_PORT if port is None else port
+    bind = bind or settings.RTA_BIND_ADDRESS
+    max_message = settings.RTA_GRPC_MAX_MESSAGE_BYTES
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers or settings.RTA_GRPC_WORKERS, thread_name_prefix="grpc"),
+        interceptors=[DatabaseConnectionInterceptor(), MetricsInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", max_message),
+            ("grpc.max_send_message_length", max_message),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    for path in settings.RTA_GRPC_SERVICES:
+        names += import_string(path)(server)
+    for name in names:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(names + [reflection.SERVICE_NAME], server)
+    bound = server.add_insecure_port(f"{bind}:{port}" if ":" not in bind else f"[{bind}]:{port}")
+    if not bound:
+        raise RuntimeError(f"could not bind gRPC port {bind}:{port}")
+    server.health_servicer = health_servicer
+    server.service_names = names
+    return server, bound

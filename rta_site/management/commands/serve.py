@@ -1,0 +1,46 @@
+"""Serve everything in one process: HTTP + WebSocket (daphne) and gRPC."""
+import logging
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+log = logging.getLogger("rta_site.serve")
+
+
+class Command(BaseCommand):
+    help = "Serve REST and WebSocket on RTA_HTTP_PORT and gRPC on RTA_GRPC_PORT until interrupted."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=None, help="address to listen on (RTA_BIND_ADDRESS)")
+        parser.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (RTA_HTTP_PORT)")
+        parser.add_argument("--grpc-port", type=int, default=None, help="gRPC port (RTA_GRPC_PORT)")
+        parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC server")
+
+    def handle(self, *args, **options):
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from rta_site.asgi import application
+        from rta_site.grpc_server import build_server
+
+        bind = options["bind"] or settings.RTA_BIND_ADDRESS
+        http_port = options["http_port"] if options["http_port"] is not None else settings.RTA_HTTP_PORT
+        grpc_server = None
+        if settings.RTA_ENABLE_GRPC and not options["no_grpc"]:
+            grpc_server, grpc_port = build_server(options["grpc_port"], bind)
+            grpc_server.start()
+            self.stdout.write(f"gRPC listening on {bind}:{grpc_port} ({', '.join(grpc_server.service_names)})")
+        self.stdout.write(f"HTTP and WebSocket listening on {bind}:{http_port}")
+        self.stdout.flush()
+        try:
+            Server(
+                application=application,
+                endpoints=build_endpoint_description_strings(host=bind, port=http_port),
+                signal_handlers=True,
+                action_logger=None,
+                websocket_timeout=86400,
+            ).run()
+        finally:
+            if grpc_server is not None:
+                grpc_server.stop(grace=2).wait()
+            self.stdout.write("stopped")

@@ -1,0 +1,87 @@
+"""Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
+import time
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "rta_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "rta_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+GRPC_CALLS = Counter("rta_grpc_calls_total", "gRPC calls handled", ["method", "code"])
+GRPC_LATENCY = Histogram(
+    "rta_grpc_call_duration_seconds", "gRPC call latency", ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+)
+
+
+def _route(request):
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    return "/" + (match.route or "").lstrip("^")
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, labelled by the URL pattern (not the raw path)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        route = _route(request)
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts gRPC calls by method and status code, including streaming calls."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def wrap_unary(behaviour):
+            def call(request, context):
+                started = time.perf_counter()
+                try:
+                    return behaviour(request, context)
+                finally:
+                    _record(method, context, started)
+
+            return call
+
+        def wrap_stream(behaviour):
+            def call(request, context):
+                started = time.perf_counter()
+                try:
+                    yield from behaviour(request, context)
+                finally:
+                    _record(method, context, started)
+
+            return call
+
+        if handler.unary_unary:
+            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
+        return handler
+
+
+def _record(method, context, started):
+    code = context.code() if hasattr(context, "code") else None
+    name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+    GRPC_CALLS.labels(method, name).inc()
+    GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)

@@ -1,0 +1,2 @@
+"""WebSocket routes of every app."""
+websocket_urlpatterns = []

@@ -1,0 +1,176 @@
+"""Settings for the RTA server, all taken from ``RTA_*`` environment variables.
+
+Every default runs on a fresh machine: SQLite under ./var, in-process live
+buffer and channel layer, data files under ./var/data.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from rta_site import protos as _protos
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+# Generated protobuf modules live beside the .proto files; make them importable.
+_protos.ensure_importable()
+
+SECRET_KEY = os.environ.get("RTA_SECRET_KEY") or "rta-insecure-development-key-change-me"
+DEBUG = env_bool("RTA_DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("RTA_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+RTA_HTTP_PORT = env_int("RTA_HTTP_PORT", 8080)
+RTA_GRPC_PORT = env_int("RTA_GRPC_PORT", 8082)
+RTA_BIND_ADDRESS = os.environ.get("RTA_BIND_ADDRESS", "0.0.0.0")
+RTA_ENABLE_GRPC = env_bool("RTA_ENABLE_GRPC", True)
+RTA_SERVICE_LABEL = os.environ.get("RTA_SERVICE_LABEL", "RTA Server")
+RTA_SERVICE_DESCRIPTION = os.environ.get(
+    "RTA_SERVICE_DESCRIPTION", "Open-source ATLAS Remote Telemetry Architecture server"
+)
+RTA_EXPOSE_DATA_BINDINGS = env_bool("RTA_EXPOSE_DATA_BINDINGS", False)
+RTA_REDIS_URL = os.environ.get("RTA_REDIS_URL", "")
+RTA_DATA_PATH = Path(os.environ.get("RTA_DATA_PATH") or (VAR_DIR / "data")).resolve()
+RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000)
+RTA_METAMODEL_MAX_VALUES = env_int("RTA_METAMODEL_MAX_VALUES", 200)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "rta_site",
+    "sessions_app",
+    "config_app",
+    "data_app",
+]
+
+MIDDLEWARE = [
+    "rta_site.monitoring.metrics.MetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rta_site.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "rta_site.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("RTA_DATABASE_URL") or f"sqlite:///{VAR_DIR / 'rta.sqlite3'}",
+        conn_max_age=env_int("RTA_DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers proceed while one writer commits; the timeout rides out short write locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+if RTA_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [RTA_REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(RTA_DATA_PATH)},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+AUTH_PASSWORD_VALIDATORS = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.JSONParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "rta_site.errors.json_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RTA Server API",
+    "DESCRIPTION": "REST API of the open-source ATLAS Remote Telemetry Architecture server.",
+    "VERSION": "v2",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("RTA_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# gRPC: one server, every app registers its servicers through a function returning service names.
+RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 16)
+RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
+RTA_GRPC_SERVICES = []

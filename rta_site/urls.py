@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from rta_site.monitoring import views as monitoring
+
+urlpatterns = [
+    path("", monitoring.index, name="index"),
+    path("health", monitoring.health, name="health"),
+    path("metrics", monitoring.metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("rta/v2/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("rta/v2/", include("sessions_app.api.urls")),
+]
+
+handler404 = "rta_site.monitoring.views.not_found"
+handler500 = "rta_site.monitoring.views.server_error"

@@ -1,0 +1,490 @@
+"""CreateOrUpdateSession: the one place that creates sessions and applies updates.
+
+Callers (gRPC, the Kafka ingest, the admin, demo loaders) describe changes as
+a list of ``(op, argument)`` pairs named after the gRPC ``SessionUpdate``
+ops. Everything in one call is applied in order inside one transaction with
+the session row locked, so an invalid op leaves the session untouched and
+concurrent merges from several connections never lose each other's keys.
+"""
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from rta_site.errors import InvalidArgument
+from sessions_app.models import (
+    ROOT_FOLDER,
+    ConfigBinding,
+    DataBinding,
+    Folder,
+    FolderLink,
+    Marker,
+    RefKind,
+    Session,
+    SessionRef,
+    SessionState,
+)
+from sessions_app.services import values
+from sessions_app.timeutil import now_timestamp, parse_timestamp
+
+
+class SessionChange:
+    """State of one CreateOrUpdateSession call while its ops are applied."""
+
+    def __init__(self, session, created):
+        self.session = session
+        self.created = created
+
+
+def create_or_update_session(identity, updates=(), create=None, sequence=None):
+    """Create the session if absent (from ``create``), then apply ``updates`` in order.
+
+    ``create`` is a dict with optional ``state``, ``timestamp`` and ``identifier``.
+    ``sequence``, when given, must be greater than the last applied sequence or the
+    whole request is skipped (safe replay). Returns True when applied.
+    """
+    if not isinstance(identity, str) or identity == "":
+        raise InvalidArgument("session identity must be a non-empty string")
+    if len(identity) > 1024:
+        raise InvalidArgument("session identity is longer than 1024 characters")
+    updates = list(updates)
+    for op, _ in updates:
+        if op not in OPS:
+            raise InvalidArgument(f"unknown session update operation {op!r}")
+    with transaction.atomic():
+        session = Session.objects.select_for_update().filter(identity=identity).first()
+        created = False
+        if session is None:
+            session, created = _create(identity, create or {})
+        elif sequence is not None and session.last_sequence is not None and sequence <= session.last_sequence:
+            return False
+        change = SessionChange(session, created)
+        for index, (op, arg) in enumerate(updates):
+            try:
+                OPS[op](change, arg)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"updates[{index}] {op}: {exc.message}") from None
+        if sequence is not None:
+            session.last_sequence = sequence
+        session.save()
+        if not session.folder_links.exists():
+            _link_root(session)
+    return True
+
+
+def _create(identity, create):
+    state = create.get("state") or SessionState.CLOSED
+    values.validate_state(state)
+    ts = parse_timestamp(create["timestamp"]) if create.get("timestamp") else now_timestamp()
+    session = Session(
+        identity=identity,
+        state=state,
+        timestamp_text=ts.text,
+        timestamp_ns=ts.ns,
+        timestamp=ts.datetime,
+        identifier=create.get("identifier") or identity,
+        heartbeat=timezone.now(),
+    )
+    try:
+        with transaction.atomic():
+            session.save(force_insert=True)
+    except IntegrityError:
+        # Created concurrently by another connection: lock and update theirs.
+        return Session.objects.select_for_update().get(identity=identity), False
+    _link_root(session)
+    return session, True
+
+
+def _link_root(session):
+    root, _ = Folder.objects.get_or_create(identity=ROOT_FOLDER, defaults={"label": ""})
+    FolderLink.objects.get_or_create(session=session, folder=root)
+
+
+# --- scalar properties -------------------------------------------------------------------
+
+
+def _heartbeat(change, _):
+    change.session.heartbeat = timezone.now()
+
+
+def _set_state(change, state):
+    change.session.state = values.validate_state(state)
+
+
+def _set_timestamp(change, text):
+    ts = parse_timestamp(text)
+    s = change.session
+    s.timestamp_text, s.timestamp_ns, s.timestamp = ts.text, ts.ns, ts.datetime
+
+
+def _set_time_range(change, time_range):
+    change.session.start_time, change.session.end_time = values.validate_time_range(*time_range)
+
+
+def _extend_time_range(change, time_range):
+    start, end = values.validate_time_range(*time_range)
+    s = change.session
+    s.start_time = start if s.start_time is None else min(s.start_time, start)
+    s.end_time = end if s.end_time is None else max(s.end_time, end)
+
+
+def _clear_time_range(change, _):
+    change.session.start_time = change.session.end_time = None
+
+
+def _set_identifier(change, identifier):
+    if not isinstance(identifier, str) or identifier == "":
+        raise InvalidArgument("identifier must be a non-empty string")
+    change.session.identifier = identifier
+
+
+def _string_setter(field):
+    def apply(change, value):
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{field} must be a string")
+        setattr(change.session, field, value)
+
+    return apply
+
+
+def _clearer(field):
+    def apply(change, _):
+        setattr(change.session, field, None)
+
+    return apply
+
+
+def _set_quality(change, quality):
+    change.session.quality = values.validate_quality(quality)
+
+
+# --- details -------------------------------------------------------------------------------
+
+
+def _details_target(change, category):
+    """The dict a details op works on: ``details`` for a blank category, else an extDetails group."""
+    if not category:
+        return change.session.details
+    if not isinstance(category, str):
+        raise InvalidArgument("details category must be a string")
+    return change.session.ext_details.setdefault(category, {})
+
+
+def _where(category):
+    return f"extDetails.{category}" if category else "details"
+
+
+def _replace_details(change, category, details):
+    if category:
+        change.session.ext_details[category] = details
+        if not details:
+            del change.session.ext_details[category]
+    else:
+        change.session.details = details
+
+
+def _set_details(change, arg):
+    category = arg.get("category", "")
+    _replace_details(change, category, values.validate_details(arg.get("details", {}), _where(category)))
+
+
+def _update_details(change, arg):
+    category = arg.get("category", "")
+    details = values.validate_details(arg.get("details", {}), _where(category))
+    _details_target(change, category).update(details)
+
+
+def _set_details_json(change, arg):
+    category = arg.get("category", "")
+    _replace_details(change, category, values.parse_details_json(arg.get("json", ""), _where(category)))
+
+
+def _update_details_json(change, arg):
+    category = arg.get("category", "")
+    details = values.parse_details_json(arg.get("json", ""), _where(category))
+    _details_target(change, category).update(details)
+
+
+def _delete_details(change, arg):
+    category = arg.get("category", "")
+    target = _details_target(change, category)
+    for key in arg.get("keys", []):
+        target.pop(key, None)
+    if category and not target:
+        change.session.ext_details.pop(category, None)
+
+
+# --- markers -------------------------------------------------------------------------------
+
+
+def _marker_fields(spec):
+    marker_id = spec.get("id")
+    if not isinstance(marker_id, str) or marker_id == "":
+        raise InvalidArgument("marker id must be a non-empty string")
+    start, end = spec.get("start_time"), spec.get("end_time")
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument(f"marker {marker_id!r} starts after it ends")
+    details = spec.get("details") or {}
+    if not isinstance(details, dict):
+        raise InvalidArgument(f"marker {marker_id!r} details must be a JSON object")
+    return marker_id, {
+        "category": spec.get("category") or "",
+        "type": spec.get("type") or "",
+        "label": spec.get("label") or "",
+        "description": spec.get("description"),
+        "start_time": start,
+        "end_time": end,
+        "details": details,
+    }
+
+
+def _checked_markers(markers):
+    parsed, seen = [], set()
+    for spec in markers:
+        marker_id, fields = _marker_fields(spec)
+        if marker_id in seen:
+            raise InvalidArgument(f"marker id {marker_id!r} appears more than once")
+        seen.add(marker_id)
+        parsed.append((marker_id, fields))
+    return parsed
+
+
+def _set_markers(change, markers):
+    parsed = _checked_markers(markers)
+    Marker.objects.filter(session=change.session).delete()
+    Marker.objects.bulk_create([Marker(session=change.session, marker_id=m, **f) for m, f in parsed])
+
+
+def _update_markers(change, markers):
+    for marker_id, fields in _checked_markers(markers):
+        Marker.objects.update_or_create(session=change.session, marker_id=marker_id, defaults=fields)
+
+
+def _delete_markers(change, marker_ids):
+    Marker.objects.filter(session=change.session, marker_id__in=list(marker_ids)).delete()
+
+
+# --- config bindings -----------------------------------------------------------------------
+
+
+def _checked_config_bindings(bindings):
+    out = {}
+    for b in bindings:
+        identifier, offset = b.get("identifier"), b.get("channel_offset", 0) or 0
+        if not isinstance(identifier, str) or identifier == "":
+            raise InvalidArgument("config binding identifier must be a non-empty string")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"config binding {identifier!r} channel offset must be a non-negative integer")
+        out[identifier] = offset
+    return out
+
+
+def _set_config_bindings(change, bindings):
+    parsed = _checked_config_bindings(bindings)
+    ConfigBinding.objects.filter(session=change.session).delete()
+    ConfigBinding.objects.bulk_create(
+        [ConfigBinding(session=change.session, identifier=i, channel_offset=o) for i, o in parsed.items()]
+    )
+
+
+def _update_config_bindings(change, bindings):
+    for identifier, offset in _checked_config_bindings(bindings).items():
+        ConfigBinding.objects.update_or_create(
+            session=change.session, identifier=identifier, defaults={"channel_offset": offset}
+        )
+
+
+def _delete_config_bindings(change, identifiers):
+    ConfigBinding.objects.filter(session=change.session, identifier__in=list(identifiers)).delete()
+
+
+# --- data bindings -------------------------------------------------------------------------
+
+
+def _binding_key(key):
+    identity = key.get("identity")
+    if not isinstance(identity, str) or identity == "":
+        raise InvalidArgument("data binding key identity must be a non-empty string")
+    return (key.get("source") or "", identity, int(key.get("time_ref") or 0))
+
+
+def _checked_data_bindings(bindings):
+    out = {}
+    for b in bindings:
+        key = _binding_key(b)
+        start, end = b.get("session_start_time"), b.get("session_end_time")
+        if start is not None and end is not None and start > end:
+            raise InvalidArgument(f"data binding {key[1]!r} session start is after its end")
+        channels = []
+        for cb in b.get("channel_bindings", []):
+            first_data, first, last = (
+                int(cb.get("first_data_channel", 0)),
+                int(cb.get("first_session_channel", 0)),
+                int(cb.get("last_session_channel", 0)),
+            )
+            if last < first:
+                raise InvalidArgument(
+                    f"data binding {key[1]!r}: last_session_channel {last} is below first_session_channel {first}"
+                )
+            channels.append(
+                {"first_data_channel": first_data, "first_session_channel": first, "last_session_channel": last}
+            )
+        out[key] = {
+            "session_start_time": start,
+            "session_end_time": end,
+            "session_time_offset": int(b.get("session_time_offset") or 0),
+            "channel_bindings": channels,
+        }
+    return out
+
+
+def _set_data_bindings(change, bindings):
+    parsed = _checked_data_bindings(bindings)
+    DataBinding.objects.filter(session=change.session).delete()
+    DataBinding.objects.bulk_create(
+        [
+            DataBinding(session=change.session, source=s, identity=i, time_ref=t, **fields)
+            for (s, i, t), fields in parsed.items()
+        ]
+    )
+
+
+def _update_data_bindings(change, bindings):
+    for (source, identity, time_ref), fields in _checked_data_bindings(bindings).items():
+        DataBinding.objects.update_or_create(
+            session=change.session, source=source, identity=identity, time_ref=time_ref, defaults=fields
+        )
+
+
+def _delete_data_bindings(change, keys):
+    for source, identity, time_ref in (_binding_key(k) for k in keys):
+        DataBinding.objects.filter(
+            session=change.session, source=source, identity=identity, time_ref=time_ref
+        ).delete()
+
+
+# --- folders -------------------------------------------------------------------------------
+
+
+def _folders(identities):
+    """Folder rows for identities; a folder named but not yet created is made under the root."""
+    identities = list(dict.fromkeys(identities))
+    for identity in identities:
+        if not isinstance(identity, str):
+            raise InvalidArgument("folder identities must be strings")
+    existing = {f.identity: f for f in Folder.objects.filter(identity__in=identities)}
+    root = None
+    for identity in identities:
+        if identity not in existing:
+            root = root or Folder.objects.get_or_create(identity=ROOT_FOLDER, defaults={"label": ""})[0]
+            existing[identity], _ = Folder.objects.get_or_create(
+                identity=identity, defaults={"parent": root, "label": identity}
+            )
+    return [existing[i] for i in identities]
+
+
+def _set_folders(change, identities):
+    folders = _folders(identities)
+    FolderLink.objects.filter(session=change.session).exclude(folder__in=folders).delete()
+    _update_folder_rows(change, folders)
+
+
+def _update_folders(change, identities):
+    _update_folder_rows(change, _folders(identities))
+
+
+def _update_folder_rows(change, folders):
+    have = set(FolderLink.objects.filter(session=change.session).values_list("folder_id", flat=True))
+    FolderLink.objects.bulk_create(
+        [FolderLink(session=change.session, folder=f) for f in folders if f.identity not in have]
+    )
+
+
+def _delete_folders(change, identities):
+    # Orphans are re-linked to the root when the call completes.
+    FolderLink.objects.filter(session=change.session, folder_id__in=list(identities)).delete()
+
+
+# --- refs ----------------------------------------------------------------------------------
+
+
+def _checked_uris(uris):
+    uris = list(dict.fromkeys(uris))
+    for uri in uris:
+        if not isinstance(uri, str) or uri == "":
+            raise InvalidArgument("reference URIs must be non-empty strings")
+    return uris
+
+
+def _ref_ops(kind):
+    def set_refs(change, uris):
+        uris = _checked_uris(uris)
+        SessionRef.objects.filter(session=change.session, kind=kind).exclude(uri__in=uris).delete()
+        update_refs(change, uris)
+
+    def update_refs(change, uris):
+        uris = _checked_uris(uris)
+        have = set(SessionRef.objects.filter(session=change.session, kind=kind).values_list("uri", flat=True))
+        SessionRef.objects.bulk_create(
+            [SessionRef(session=change.session, kind=kind, uri=u) for u in uris if u not in have]
+        )
+
+    def delete_refs(change, uris):
+        SessionRef.objects.filter(session=change.session, kind=kind, uri__in=list(uris)).delete()
+
+    return set_refs, update_refs, delete_refs
+
+
+_anchor_ops = _ref_ops(RefKind.ANCHOR)
+_alternate_ops = _ref_ops(RefKind.ALTERNATE_OF)
+_child_ops = _ref_ops(RefKind.CHILD_OF)
+
+OPS = {
+    "update_heartbeat": _heartbeat,
+    "set_state": _set_state,
+    "set_timestamp": _set_timestamp,
+    "set_time_range": _set_time_range,
+    "extend_time_range": _extend_time_range,
+    "clear_time_range": _clear_time_range,
+    "set_identifier": _set_identifier,
+    "set_details": _set_details,
+    "update_details": _update_details,
+    "set_details_json": _set_details_json,
+    "update_details_json": _update_details_json,
+    "delete_details": _delete_details,
+    "set_type": _string_setter("type"),
+    "clear_type": _clearer("type"),
+    "set_quality": _set_quality,
+    "clear_quality": _clearer("quality"),
+    "set_group": _string_setter("group"),
+    "clear_group": _clearer("group"),
+    "set_version": _string_setter("version"),
+    "clear_version": _clearer("version"),
+    "set_markers": _set_markers,
+    "update_markers": _update_markers,
+    "delete_markers": _delete_markers,
+    "set_config_bindings": _set_config_bindings,
+    "update_config_bindings": _update_config_bindings,
+    "delete_config_bindings": _delete_config_bindings,
+    "set_data_bindings": _set_data_bindings,
+    "update_data_bindings": _update_data_bindings,
+    "delete_data_bindings": _delete_data_bindings,
+    "set_folders": _set_folders,
+    "update_folders": _update_folders,
+    "delete_folders": _delete_folders,
+    "set_ref_anchors": _anchor_ops[0],
+    "update_ref_anchors": _anchor_ops[1],
+    "delete_ref_anchors": _anchor_ops[2],
+    "set_alternate_of_refs": _alternate_ops[0],
+    "update_alternate_of_refs": _alternate_ops[1],
+    "delete_alternate_of_refs": _alternate_ops[2],
+    "set_child_of_refs": _child_ops[0],
+    "update_child_of_refs": _child_ops[1],
+    "delete_child_of_refs": _child_ops[2],
+}
+
+
+def delete_sessions(identities):
+    """Delete sessions; identities that do not exist are ignored. Returns how many were deleted."""
+    identities = [i for i in identities if isinstance(i, str)]
+    with transaction.atomic():
+        count, _ = Session.objects.filter(identity__in=identities).delete()
+    return count

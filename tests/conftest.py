@@ -1,0 +1,68 @@
+"""Test fixtures shared by every suite.
+
+The suite runs against the database RTA_DATABASE_URL names (PostgreSQL under
+`make test` and CI) and the Redis RTA_TEST_REDIS_URL names. Under CI=true a
+missing service fails the run instead of skipping tests.
+"""
+import os
+
+import pytest
+from django.db import connection
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config):
+    url = os.environ.get("RTA_DATABASE_URL", "")
+    embedded_run = config.getoption("-m") == "embedded"
+    if IN_CI and not embedded_run and not url.startswith(("postgres://", "postgresql://")):
+        raise pytest.UsageError("CI=true: RTA_DATABASE_URL must name the PostgreSQL server the suite runs against")
+
+
+@pytest.fixture(autouse=True)
+def _data_path(tmp_path, settings):
+    """Each test stores files under its own temporary RTA_DATA_PATH."""
+    settings.RTA_DATA_PATH = tmp_path / "data"
+    settings.RTA_DATA_PATH.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(settings.RTA_DATA_PATH)}},
+    }
+
+
+@pytest.fixture
+def postgres(db):
+    """Marks a test that must run on PostgreSQL (fails rather than skips under CI)."""
+    if connection.vendor != "postgresql":
+        if IN_CI:
+            pytest.fail("this test needs PostgreSQL (set RTA_DATABASE_URL)")
+        pytest.skip("needs PostgreSQL")
+
+
+@pytest.fixture
+def redis_url():
+    """A reachable Redis URL (a fresh logical database is flushed per test)."""
+    import redis
+
+    url = os.environ.get("RTA_TEST_REDIS_URL", "")
+    if not url:
+        if IN_CI:
+            pytest.fail("this test needs Redis (set RTA_TEST_REDIS_URL)")
+        pytest.skip("needs Redis (set RTA_TEST_REDIS_URL)")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {url} is not reachable: {exc}")
+        pytest.skip(f"Redis at {url} is not reachable")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def api(client):
+    """Django's test client, speaking to the REST API."""
+    return client
