@@ -1,0 +1,71 @@
+"""`manage.py serve` end to end: one process, HTTP and gRPC, stopped cleanly by Ctrl-C."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status, response.read()
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    """Environment for a server on the embedded defaults (SQLite, no Redis) under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTA_")}
+    env["RTA_DATABASE_URL"] = f"sqlite:///{tmp_path / 'rta.sqlite3'}"
+    env["RTA_DATA_PATH"] = str(tmp_path / "data")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    return env
+
+
+def test_serve_runs_http_and_grpc_in_one_process_and_stops_on_ctrl_c(embedded_env):
+    http_port, grpc_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1",
+         "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+        cwd=ROOT, env=embedded_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        status, body = wait_for_http(f"http://127.0.0.1:{http_port}/health", process)
+        assert (status, body) == (200, b"Healthy")
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/rta/v2/sessions") as response:
+            assert json.loads(response.read()) == {"sessions": []}
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+        assert "stopped" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
