@@ -1,0 +1,40 @@
+"""Config Service storage: one row per published configuration blob.
+
+The bytes live in the default storage (``configs/`` under ``RTA_DATA_PATH``);
+the row holds what is needed to find and serve them. Rows are never updated
+after publication (configs are immutable): every rule is in
+``config_app.services``.
+"""
+from django.db import models
+
+JSON_CONTENT_TYPE = "application/vnd.mat.config+json"
+FFC_CONTENT_TYPE = "application/vnd.mat.config+ffc"
+
+
+class ContentType(models.TextChoices):
+    JSON = JSON_CONTENT_TYPE, "JSON"
+    FFC = FFC_CONTENT_TYPE, "FFC"
+
+
+class Config(models.Model):
+    # Identifiers are arbitrary text up to ``services.store.MAX_IDENTIFIER_LENGTH`` characters;
+    # uniqueness and lookups go through the SHA-256 of the identifier, which also names the
+    # stored file (a b-tree index on the text itself would not hold very long identifiers).
+    identifier = models.TextField()
+    identifier_hash = models.CharField(max_length=64, unique=True, editable=False)
+    content_type = models.CharField(max_length=64, choices=ContentType.choices)
+    size = models.BigIntegerField(help_text="Size of the stored bytes.")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the stored bytes (hex); the HTTP ETag.")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    storage_name = models.CharField(max_length=255, help_text="Name of the file in the default storage.")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "config"
+
+    def __str__(self):
+        return self.identifier if len(self.identifier) <= 120 else self.identifier[:119] + "…"
+
+    @property
+    def is_json(self):
+        return self.content_type == JSON_CONTENT_TYPE

@@ -1,0 +1,271 @@
+"""The config store: publish, look up, read and delete immutable configuration blobs.
+
+Every rule of the Config Service lives here; gRPC, REST and the admin only
+translate. The rules:
+
+- An identifier is any non-empty Unicode text of at most
+  ``MAX_IDENTIFIER_LENGTH`` characters without NUL. It is never used as a file
+  name: the stored file is named from the SHA-256 of its UTF-8 bytes
+  (``configs/<h[:2]>/<h>``), so no identifier can reach outside the store.
+- Content types are ``application/vnd.mat.config+json`` (validated by
+  ``validation.validate_config_json`` before anything is published) and
+  ``application/vnd.mat.config+ffc`` (opaque bytes). Empty configs are refused.
+- Configs are immutable: publishing an identifier that exists is a no-op that
+  succeeds and never overwrites. Of concurrent publications of one identifier
+  exactly one wins: the database's unique index on the identifier hash decides,
+  and only the winner moves its file into place.
+- Bytes are written piece by piece to a temporary file under
+  ``configs/.incoming/`` (hashing as they arrive), flushed to disk, then renamed
+  into place in the same transaction that inserts the row. A storage without
+  local paths (S3...) gets the bytes from a local temporary file instead.
+- Deleting removes the row, then the file once the transaction commits.
+"""
+import hashlib
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from config_app.models import FFC_CONTENT_TYPE, JSON_CONTENT_TYPE, Config
+from config_app.services.validation import parse_json, validate_config_json
+from rta_site.errors import InvalidArgument, NotFound, TooLarge
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = (JSON_CONTENT_TYPE, FFC_CONTENT_TYPE)
+MAX_IDENTIFIER_LENGTH = 4096
+PIECE_SIZE = 1024 * 1024
+STORAGE_PREFIX = "configs"
+INCOMING = f"{STORAGE_PREFIX}/.incoming"
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def shown(identifier, limit=200):
+    """An identifier as quoted in messages (long ones shortened)."""
+    return repr(identifier if len(identifier) <= limit else identifier[:limit] + "…")
+
+
+def identifier_hash(identifier):
+    """SHA-256 (hex) of a valid identifier; InvalidArgument when the identifier is not one."""
+    if not isinstance(identifier, str) or not identifier:
+        raise InvalidArgument("identifier must not be empty")
+    if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidArgument(
+            f"identifier is {len(identifier)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}"
+        )
+    if "\x00" in identifier:
+        raise InvalidArgument("identifier must not contain NUL characters")
+    try:
+        encoded = identifier.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument("identifier is not valid Unicode text") from None
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def check_content_type(content_type):
+    """The content type in canonical (lower-case) form; InvalidArgument unless JSON or FFC config."""
+    normalized = (content_type or "").strip().lower()
+    if normalized not in CONTENT_TYPES:
+        raise InvalidArgument(
+            f"unsupported content type {content_type!r}: expected {' or '.join(CONTENT_TYPES)}"
+        )
+    return normalized
+
+
+def storage_name_for(key):
+    """Where the config whose identifier hashes to ``key`` is stored (the name is only ever a hash)."""
+    return f"{STORAGE_PREFIX}/{key[:2]}/{key}"
+
+
+# --- publishing ------------------------------------------------------------------------------
+
+
+def put_config(identifier, content_type, data):
+    """Publish ``data``; True if stored, False if the identifier was already published (a no-op)."""
+    return put_config_stream(identifier, content_type, [bytes(data)])
+
+
+def put_config_stream(identifier, content_type, pieces):
+    """Publish a config arriving as an iterable of byte pieces; True if stored, False if it existed.
+
+    The arguments are checked and the identifier looked up before any piece is
+    read, so re-publishing does not consume the stream. JSON is validated once
+    the whole document has arrived, before it is published.
+    """
+    key = identifier_hash(identifier)
+    content_type = check_content_type(content_type)
+    if Config.objects.filter(identifier_hash=key).exists():
+        return False
+    with _incoming_file() as incoming:
+        digest = hashlib.sha256()
+        size = 0
+        for piece in pieces:
+            incoming.write(piece)
+            digest.update(piece)
+            size += len(piece)
+        if size == 0:
+            raise InvalidArgument("config data is empty")
+        incoming.flush()
+        os.fsync(incoming.fileno())
+        if content_type == JSON_CONTENT_TYPE:
+            incoming.seek(0)
+            validate_config_json(incoming.read())
+        incoming.seek(0)
+        return _commit(identifier, key, content_type, size, digest.hexdigest(), incoming)
+
+
+class _LocalIncoming(File):
+    """A temporary file inside the storage: ``Storage.save`` renames it into place."""
+
+    def temporary_file_path(self):
+        return self.file.name
+
+
+@contextmanager
+def _incoming_file():
+    try:
+        directory = default_storage.path(INCOMING)
+    except NotImplementedError:
+        # No local paths (e.g. object storage): buffer on local disk, then let the storage copy it.
+        with tempfile.TemporaryFile(prefix="rta-config-") as handle:
+            yield File(handle, name="config")
+        return
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="put-", suffix=".part", delete=False)
+    try:
+        yield _LocalIncoming(handle)
+    finally:
+        handle.close()
+        try:
+            os.unlink(handle.name)  # gone already when it was moved into place
+        except FileNotFoundError:
+            pass
+
+
+def _commit(identifier, key, content_type, size, sha256, incoming):
+    """Insert the row and move the file into place in one transaction; False if another put won."""
+    base = storage_name_for(key)
+    saved = None
+    try:
+        with transaction.atomic():
+            # A concurrent insert of the same hash waits here until the first commits, then fails.
+            config = Config.objects.create(
+                identifier=identifier,
+                identifier_hash=key,
+                content_type=content_type,
+                size=size,
+                sha256=sha256,
+                storage_name=base,
+            )
+            saved = default_storage.save(base, incoming)
+            if saved != base:
+                # A stale file (e.g. one being deleted) holds the name; keep the one the storage chose.
+                config.storage_name = saved
+                config.save(update_fields=["storage_name"])
+    except IntegrityError:
+        _discard(saved)
+        return False
+    except BaseException:
+        _discard(saved)
+        raise
+    return True
+
+
+def _discard(name):
+    if not name:
+        return
+    try:
+        default_storage.delete(name)
+    except OSError:
+        log.exception("could not delete config file %s", name)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def has_config(identifier):
+    return Config.objects.filter(identifier_hash=identifier_hash(identifier)).exists()
+
+
+def find_config(identifier):
+    """The Config row, or None."""
+    return Config.objects.filter(identifier_hash=identifier_hash(identifier)).first()
+
+
+def get_config(identifier):
+    """The Config row; NotFound when absent."""
+    config = find_config(identifier)
+    if config is None:
+        raise NotFound(f"config {shown(identifier)} not found")
+    return config
+
+
+def open_config(config):
+    """The stored bytes of ``config`` as an open binary file (NotFound if deleted meanwhile)."""
+    try:
+        return default_storage.open(config.storage_name, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"config {shown(config.identifier)} not found") from None
+
+
+def read_config(identifier, max_size=None):
+    """``(config, data)``; TooLarge when the config is over ``max_size`` bytes."""
+    config = get_config(identifier)
+    if max_size is not None and config.size > max_size:
+        raise TooLarge(
+            f"config {shown(identifier)} is {config.size} bytes, over the {max_size}-byte message limit: "
+            "use GetConfigStream"
+        )
+    with open_config(config) as handle:
+        return config, handle.read()
+
+
+def iter_pieces(handle, piece_size=PIECE_SIZE):
+    """The bytes of an open config file in pieces of at most ``piece_size``; closes the file."""
+    try:
+        while True:
+            piece = handle.read(piece_size)
+            if not piece:
+                return
+            yield piece
+    finally:
+        handle.close()
+
+
+def read_document(config):
+    """The parsed JSON of a JSON config (InvalidArgument for other content types)."""
+    if config.content_type != JSON_CONTENT_TYPE:
+        raise InvalidArgument(f"config {shown(config.identifier)} is {config.content_type}, not JSON")
+    with open_config(config) as handle:
+        return parse_json(handle.read())
+
+
+# --- deleting --------------------------------------------------------------------------------
+
+
+def delete_config(identifier):
+    """Delete a config if present; True if one was deleted. Sessions bound to it lose it."""
+    key = identifier_hash(identifier)
+    with transaction.atomic():
+        config = Config.objects.select_for_update().filter(identifier_hash=key).first()
+        if config is None:
+            return False
+        _delete(config)
+    return True
+
+
+def delete_configs(configs):
+    """Delete each of ``configs`` (rows or a queryset); the number deleted."""
+    return sum(delete_config(config.identifier) for config in list(configs))
+
+
+def _delete(config):
+    name = config.storage_name
+    config.delete()
+    transaction.on_commit(lambda: _discard(name))
