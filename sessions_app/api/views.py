@@ -22,6 +22,9 @@ def _int_param(params, name):
     raw = params.get(name)
     if raw in (None, ""):
         return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        # A JSON body may carry any type: 1.5 or true must not pass as 1.
+        raise InvalidArgument(f"{name} must be an integer, got {raw!r}")
     try:
         value = int(raw)
     except (TypeError, ValueError):
@@ -32,7 +35,12 @@ def _int_param(params, name):
 
 
 def _list(params, name):
-    return params.getlist(name) if hasattr(params, "getlist") else list(params.get(name) or [])
+    if hasattr(params, "getlist"):
+        return params.getlist(name)
+    value = params.get(name)  # a JSON body: one value or an array of them
+    if value in (None, ""):
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 class SessionListView(APIView):
@@ -60,6 +68,8 @@ class SessionListView(APIView):
         description="Form fields pageIndex, pageSize, folder, sort (repeatable), query (JSON dialect), prop (repeatable).",
     )
     def post(self, request):
+        if not hasattr(request.data, "get"):
+            raise InvalidArgument("the request body must hold form fields (or one JSON object)")
         return self._page(request.data)
 
 

@@ -21,6 +21,7 @@ TEXT_MATCHES = ("$startsWith", "$endsWith", "$contains")
 SETS = ("$in", "$nin")
 LOGICAL = ("$and", "$or", "$nor")
 MAX_DEPTH = 32
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_query(text):
@@ -33,6 +34,8 @@ def parse_query(text):
         query = json.loads(text)
     except ValueError as exc:
         raise InvalidArgument(f"query is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(f"query nests deeper than {MAX_DEPTH} levels") from None
     return query
 
 
@@ -127,6 +130,7 @@ def _scalar_type(value, where):
             raise InvalidArgument(f"{where}: {value!r} is not a finite number")
         return "number"
     if isinstance(value, str):
+        _check_text(value, where)
         return "string"
     raise InvalidArgument(f"{where}: operand must be a string, number, boolean or null, not {type(value).__name__}")
 
@@ -146,7 +150,7 @@ def _compare(prop, op, operand, where):
         # Ordinal string order; equality keeps the column's own collation so its index serves it.
         ordinal = prop.kind == "text" and is_postgres() and sql_op not in ("=", "<>")
         column = prop.sql + (' COLLATE "C"' if ordinal else "")
-        return f"{column} {sql_op} %s", [value]
+        return f"{column} {sql_op} %s", [_sql_number(value)]
     json_sql = JsonSql(prop)
     if op == "$eq" and is_postgres():
         return json_sql.contains_value(operand)
@@ -157,7 +161,24 @@ def _compare(prop, op, operand, where):
 def _json_operand(operand, json_type):
     if json_type == "boolean" and not is_postgres():
         return 1 if operand else 0
-    return operand
+    return _sql_number(operand)
+
+
+def _sql_number(value):
+    """SQLite binds integers only within int64; beyond it a float compares the same way."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+        and not is_postgres()
+    ):
+        return float(value)
+    return value
+
+
+def _check_text(value, where):
+    if "\x00" in value:
+        raise InvalidArgument(f"{where}: strings must not contain NUL characters")
 
 
 def _core_operand(prop, operand, json_type, where):
@@ -196,6 +217,7 @@ def _present(prop):
 def _text_match(prop, op, operand, where):
     if not isinstance(operand, str):
         raise InvalidArgument(f"{where}: expects a string")
+    _check_text(operand, where)
     if isinstance(prop, CoreProperty):
         if prop.kind == "instant" and prop.name == "timestamp":
             expr = f'"{TABLE}"."timestamp_text"'

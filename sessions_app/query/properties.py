@@ -55,6 +55,8 @@ def resolve(name):
     """The property a dialect key or sort key names; InvalidArgument if it names none."""
     if not isinstance(name, str) or not name:
         raise InvalidArgument("property names must be non-empty strings")
+    if "\x00" in name:
+        raise InvalidArgument("property names must not contain NUL characters")
     if name in CORE:
         column, kind = CORE[name]
         return CoreProperty(name, column, kind)

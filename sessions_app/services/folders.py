@@ -16,6 +16,8 @@ def child_folders(parent_identity):
 
     has_children = Exists(Folder.objects.filter(parent_id=OuterRef("identity")))
     parent = parent_identity or ROOT_FOLDER
+    if "\x00" in parent:
+        return []
     return list(
         Folder.objects.filter(parent_id=parent).exclude(identity=ROOT_FOLDER).annotate(has_children=has_children)
     )
@@ -53,6 +55,8 @@ def _ancestors(identity):
 
 def subtree_identities(identity):
     """The identities of a folder and all its descendants (one recursive query)."""
+    if "\x00" in identity:
+        return []  # no folder identity can hold NUL (PostgreSQL text cannot store it)
     table = Folder._meta.db_table
     sql = (
         f"WITH RECURSIVE tree(identity) AS (SELECT identity FROM {table} WHERE identity = %s "
@@ -76,9 +80,10 @@ def delete_folders(identities):
         if not doomed:
             return 0
         affected = list(FolderLink.objects.filter(folder_id__in=doomed).values_list("session_id", flat=True).distinct())
-        count, _ = Folder.objects.filter(identity__in=doomed).delete()
+        _, deleted = Folder.objects.filter(identity__in=doomed).delete()
         relink_orphans(affected)
-    return count
+    # delete() counts the cascaded session links too.
+    return deleted.get(Folder._meta.label, 0)
 
 
 def relink_orphans(session_identities):

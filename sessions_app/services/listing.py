@@ -13,6 +13,8 @@ from sessions_app.query.sorting import order_by
 from sessions_app.services.folders import subtree_identities
 
 REF_TABLE = SessionRef._meta.db_table
+# SQL OFFSET/LIMIT are int64: a page past that holds no sessions.
+MAX_ROW = 2**63 - 1
 
 # A session is a sub-session when one of its child_of / alternate_of refs names an
 # anchor that another session publishes: resolved at read time, so order of arrival is free.
@@ -31,6 +33,8 @@ def _condition(sql, params=()):
 def scoped_sessions(folder=None, include_sub_sessions=True):
     """Sessions in a folder's sub-tree (all sessions for the root or no folder)."""
     qs = Session.objects.all()
+    if folder is not None and not isinstance(folder, str):
+        raise InvalidArgument("folder must be a string")
     if folder not in (None, ROOT_FOLDER):
         folders = subtree_identities(folder)
         qs = qs.filter(identity__in=FolderLink.objects.filter(folder_id__in=folders).values("session_id"))
@@ -61,10 +65,15 @@ def list_sessions(query=None, folder=None, sorts=(), page_index=0, page_size=Non
         qs = qs.filter(_condition(sql, params))
     qs = qs.order_by(*order_by(sorts)).prefetch_related("markers", "config_bindings")
     start = page_index * size
-    return list(qs[start : start + size]) if size else []
+    if not size or start + size > MAX_ROW:
+        return []
+    return list(qs[start : start + size])
 
 
 def get_session(identity):
+    if "\x00" in identity:
+        # No session identity can hold NUL (PostgreSQL text cannot store it).
+        raise NotFound(f"session {identity!r} not found")
     session = (
         Session.objects.filter(identity=identity).prefetch_related("markers", "config_bindings").first()
     )

@@ -2,6 +2,7 @@
 import json
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Max, Min
 
@@ -30,7 +31,11 @@ def _scope_sql(folder):
     """``(sql, params)`` restricting the sessions table to the scope, or ("", [])."""
     qs = scoped_sessions(folder)
     if qs.query.where:
-        inner, params = qs.values("identity").query.sql_with_params()
+        try:
+            inner, params = qs.values("identity").query.sql_with_params()
+        except EmptyResultSet:
+            # A folder that does not exist: nothing is in scope.
+            return " WHERE 1=0", []
         return f' WHERE s."identity" IN ({inner})', list(params)
     return "", []
 
@@ -111,10 +116,18 @@ def _detail_values(folder, column, path):
     """``{key: (types, [values])}`` for the JSON object at ``column``/``path`` over the scope."""
     source, key, jtype, value, params = _json_each(column, path)
     scope, scope_params = _scope_sql(folder)
-    sql = (
-        f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} "
-        f"GROUP BY {key}, {jtype}, {value}"
-    )
+    if is_postgres():
+        # A jsonb value's text determines its type: group on (key, text) and type only the
+        # distinct rows (bench/sessions_rest.py: ~10% less time on 1M detail values).
+        sql = (
+            f"SELECT g.k, jsonb_typeof(g.v::jsonb), g.v FROM (SELECT {key} AS k, {value} AS v "
+            f"FROM {TABLE} s, {source}{scope} GROUP BY 1, 2) g"
+        )
+    else:
+        sql = (
+            f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} "
+            f"GROUP BY {key}, {jtype}, {value}"
+        )
     rows = _fetch(sql, params + scope_params)
     found = {}
     for k, t, v in rows:
@@ -198,7 +211,9 @@ def _ext_groups(folder, props):
     """Groups are listed by label; their properties only when asked for with ``prop``."""
     scope, scope_params = _scope_sql(folder)
     if is_postgres():
-        sql = f"SELECT DISTINCT jsonb_object_keys(s.ext_details) FROM {TABLE} s{scope}"
+        # Empty objects have no keys: skipping them spares a function call per session.
+        nonempty = (" AND " if scope else " WHERE ") + "s.ext_details <> '{}'::jsonb"
+        sql = f"SELECT DISTINCT jsonb_object_keys(s.ext_details) FROM {TABLE} s{scope}{nonempty}"
     else:
         sql = f"SELECT DISTINCT d.key FROM {TABLE} s, json_each(s.ext_details) d{scope}"
     groups = sorted(row[0] for row in _fetch(sql, scope_params))

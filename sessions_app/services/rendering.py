@@ -20,7 +20,7 @@ def ext_details_for(session, props):
     for prop in props:
         if prop == "extDetails":
             return dict(session.ext_details)
-        if not prop.startswith("extDetails."):
+        if not isinstance(prop, str) or not prop.startswith("extDetails."):
             continue
         group, _, key = prop[len("extDetails.") :].partition(".")
         values = session.ext_details.get(group)

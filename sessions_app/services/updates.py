@@ -6,6 +6,8 @@ ops. Everything in one call is applied in order inside one transaction with
 the session row locked, so an invalid op leaves the session untouched and
 concurrent merges from several connections never lose each other's keys.
 """
+import copy
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -32,6 +34,8 @@ class SessionChange:
     def __init__(self, session, created):
         self.session = session
         self.created = created
+        # Set by ops that can unlink the session from folders (it may then need the root).
+        self.unlinked = False
 
 
 def create_or_update_session(identity, updates=(), create=None, sequence=None):
@@ -50,13 +54,15 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
         if op not in OPS:
             raise InvalidArgument(f"unknown session update operation {op!r}")
     with transaction.atomic():
-        session = Session.objects.select_for_update().filter(identity=identity).first()
+        # A plain slice (not .first(), which also orders): the hot path of every ingest update.
+        session = next(iter(Session.objects.select_for_update().filter(identity=identity)[:1]), None)
         created = False
         if session is None:
             session, created = _create(identity, create or {})
         elif sequence is not None and session.last_sequence is not None and sequence <= session.last_sequence:
             return False
         change = SessionChange(session, created)
+        before = _row_values(session)
         for index, (op, arg) in enumerate(updates):
             try:
                 OPS[op](change, arg)
@@ -64,16 +70,32 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
                 raise InvalidArgument(f"updates[{index}] {op}: {exc.message}") from None
         if sequence is not None:
             session.last_sequence = sequence
-        session.save()
-        if not session.folder_links.exists():
+        # Write only the columns the ops changed (and the modification time).
+        changed = [name for name, value in _row_values(session).items() if before[name] != value]
+        session.save(update_fields=changed + ["updated"])
+        if change.unlinked and not session.folder_links.exists():
             _link_root(session)
     return True
+
+
+# Columns the ops may change; JSON values are copied so that in-place edits show as changes.
+_ROW_FIELDS = [
+    f.attname for f in Session._meta.concrete_fields if not f.primary_key and f.attname not in ("created", "updated")
+]
+_JSON_FIELDS = {"details", "ext_details"}
+
+
+def _row_values(session):
+    return {
+        name: copy.deepcopy(getattr(session, name)) if name in _JSON_FIELDS else getattr(session, name)
+        for name in _ROW_FIELDS
+    }
 
 
 def _create(identity, create):
     state = create.get("state") or SessionState.CLOSED
     values.validate_state(state)
-    ts = parse_timestamp(create["timestamp"]) if create.get("timestamp") else now_timestamp()
+    ts = _timestamp(create["timestamp"]) if create.get("timestamp") else now_timestamp()
     session = Session(
         identity=identity,
         state=state,
@@ -109,8 +131,15 @@ def _set_state(change, state):
     change.session.state = values.validate_state(state)
 
 
-def _set_timestamp(change, text):
+def _timestamp(text):
     ts = parse_timestamp(text)
+    if not -(2**63) <= ts.ns < 2**63:
+        raise InvalidArgument(f"timestamp {text!r} is outside the int64 nanosecond range (years 1677-2262)")
+    return ts
+
+
+def _set_timestamp(change, text):
+    ts = _timestamp(text)
     s = change.session
     s.timestamp_text, s.timestamp_ns, s.timestamp = ts.text, ts.ns, ts.datetime
 
@@ -174,6 +203,7 @@ def _where(category):
 
 def _replace_details(change, category, details):
     if category:
+        _details_target(change, category)  # checks the category
         change.session.ext_details[category] = details
         if not details:
             del change.session.ext_details[category]
@@ -186,10 +216,16 @@ def _set_details(change, arg):
     _replace_details(change, category, values.validate_details(arg.get("details", {}), _where(category)))
 
 
+def _merge_details(change, category, details):
+    target = _details_target(change, category)
+    target.update(details)
+    if category and not target:
+        del change.session.ext_details[category]  # no empty groups
+
+
 def _update_details(change, arg):
     category = arg.get("category", "")
-    details = values.validate_details(arg.get("details", {}), _where(category))
-    _details_target(change, category).update(details)
+    _merge_details(change, category, values.validate_details(arg.get("details", {}), _where(category)))
 
 
 def _set_details_json(change, arg):
@@ -199,8 +235,7 @@ def _set_details_json(change, arg):
 
 def _update_details_json(change, arg):
     category = arg.get("category", "")
-    details = values.parse_details_json(arg.get("json", ""), _where(category))
-    _details_target(change, category).update(details)
+    _merge_details(change, category, values.parse_details_json(arg.get("json", ""), _where(category)))
 
 
 def _delete_details(change, arg):
@@ -254,8 +289,16 @@ def _set_markers(change, markers):
 
 
 def _update_markers(change, markers):
-    for marker_id, fields in _checked_markers(markers):
-        Marker.objects.update_or_create(session=change.session, marker_id=marker_id, defaults=fields)
+    # One INSERT .. ON CONFLICT DO UPDATE for the whole batch (ids are unique within it).
+    Marker.objects.bulk_create(
+        [Marker(session=change.session, marker_id=m, **f) for m, f in _checked_markers(markers)],
+        update_conflicts=True,
+        unique_fields=["session", "marker_id"],
+        update_fields=MARKER_FIELDS,
+    )
+
+
+MARKER_FIELDS = ["category", "type", "label", "description", "start_time", "end_time", "details"]
 
 
 def _delete_markers(change, marker_ids):
@@ -286,10 +329,15 @@ def _set_config_bindings(change, bindings):
 
 
 def _update_config_bindings(change, bindings):
-    for identifier, offset in _checked_config_bindings(bindings).items():
-        ConfigBinding.objects.update_or_create(
-            session=change.session, identifier=identifier, defaults={"channel_offset": offset}
-        )
+    ConfigBinding.objects.bulk_create(
+        [
+            ConfigBinding(session=change.session, identifier=i, channel_offset=o)
+            for i, o in _checked_config_bindings(bindings).items()
+        ],
+        update_conflicts=True,
+        unique_fields=["session", "identifier"],
+        update_fields=["channel_offset"],
+    )
 
 
 def _delete_config_bindings(change, identifiers):
@@ -348,10 +396,15 @@ def _set_data_bindings(change, bindings):
 
 
 def _update_data_bindings(change, bindings):
-    for (source, identity, time_ref), fields in _checked_data_bindings(bindings).items():
-        DataBinding.objects.update_or_create(
-            session=change.session, source=source, identity=identity, time_ref=time_ref, defaults=fields
-        )
+    DataBinding.objects.bulk_create(
+        [
+            DataBinding(session=change.session, source=s, identity=i, time_ref=t, **fields)
+            for (s, i, t), fields in _checked_data_bindings(bindings).items()
+        ],
+        update_conflicts=True,
+        unique_fields=["session", "source", "identity", "time_ref"],
+        update_fields=["session_start_time", "session_end_time", "session_time_offset", "channel_bindings"],
+    )
 
 
 def _delete_data_bindings(change, keys):
@@ -385,6 +438,7 @@ def _set_folders(change, identities):
     folders = _folders(identities)
     FolderLink.objects.filter(session=change.session).exclude(folder__in=folders).delete()
     _update_folder_rows(change, folders)
+    change.unlinked = True
 
 
 def _update_folders(change, identities):
@@ -401,6 +455,7 @@ def _update_folder_rows(change, folders):
 def _delete_folders(change, identities):
     # Orphans are re-linked to the root when the call completes.
     FolderLink.objects.filter(session=change.session, folder_id__in=list(identities)).delete()
+    change.unlinked = True
 
 
 # --- refs ----------------------------------------------------------------------------------
@@ -486,5 +541,6 @@ def delete_sessions(identities):
     """Delete sessions; identities that do not exist are ignored. Returns how many were deleted."""
     identities = [i for i in identities if isinstance(i, str)]
     with transaction.atomic():
-        count, _ = Session.objects.filter(identity__in=identities).delete()
-    return count
+        _, deleted = Session.objects.filter(identity__in=identities).delete()
+    # delete() counts the cascaded markers, bindings, links and refs too.
+    return deleted.get(Session._meta.label, 0)
