@@ -173,4 +173,4 @@ LOGGING = {
 # gRPC: one server, every app registers its servicers through a function returning service names.
 RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 16)
 RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
-RTA_GRPC_SERVICES = []
+RTA_GRPC_SERVICES = ["sessions_app.grpc.register", "config_app.grpc.register", "data_app.grpc.register"]

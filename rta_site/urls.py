@@ -10,7 +10,9 @@ urlpatterns = [
     path("metrics", monitoring.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("rta/v2/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("rta/v2/", include("data_app.api.urls")),
     path("rta/v2/", include("sessions_app.api.urls")),
+    path("rta/v2/", include("config_app.api.urls")),
 ]
 
 handler404 = "rta_site.monitoring.views.not_found"
