@@ -1,0 +1,214 @@
+"""SessionStore over gRPC: CreateOrUpdateSession calls per second, 1 and 8 concurrent clients.
+
+Runs against the bench database (``rta_bench``, never the one RTA_DATABASE_URL
+names). Starts the gRPC server in this process (``build_server`` on a free
+loopback port, the same server ``manage.py rungrpc`` runs) and sends
+CreateOrUpdateSession requests carrying five updates each, the shape of a live
+ingest: update_heartbeat, update_details, extend_time_range, update_markers
+(one lap marker) and set_state. Each client thread has its own channel and
+updates its own sessions (round robin over ``--sessions-per-client``), so the
+figures measure the server rather than row-lock contention. Bench sessions are
+named ``bench-grpc-*`` and deleted before and after the run.
+
+Usage: python -m bench grpc_sessions [--calls N] [--clients 1,8] [--warmup N]
+                                     [--sessions-per-client N] [--workers N]
+"""
+import argparse
+import os
+import platform
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from bench import common
+
+NAME = "grpc_sessions"
+TARGET_CALLS_PER_SECOND = 1000.0
+PREFIX = "bench-grpc-"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench grpc_sessions", description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=4000, help="timed calls per client count (split over clients)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed calls first, per client count")
+    parser.add_argument("--clients", default="1,8", help="comma-separated client thread counts")
+    parser.add_argument("--sessions-per-client", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=None, help="server threads (default RTA_GRPC_WORKERS)")
+    args, _unknown = parser.parse_known_args(argv)  # options meant for other benchmarks are ignored
+    args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    return args
+
+
+def request_for(pb, identity, n):
+    """The n-th request for a session: five updates, as a live ingest sends them."""
+    from google.protobuf import empty_pb2
+
+    U = pb.SessionUpdate
+    lap = pb.Marker(id=f"lap-{n % 50}", type="Lap", label=f"Lap {n % 50 + 1}", details_json='{"valid": true}')
+    lap.start_time.value = n * 1_000_000_000
+    lap.end_time.value = (n + 1) * 1_000_000_000
+    return pb.CreateOrUpdateSessionRequest(
+        identity=identity,
+        create_if_not_exists=pb.CreateOrUpdateSessionRequest.CreateIfNotExists(state=2),
+        updates=[
+            U(update_heartbeat=empty_pb2.Empty()),
+            U(update_details=U.DetailsMap(details={"Lap": str(n % 50 + 1), "Fuel": f"{100 - n % 100}"})),
+            U(extend_time_range=pb.TimeRange(start_time=0, end_time=(n + 1) * 1_000_000_000)),
+            U(update_markers=U.MarkersMap(markers_by_category={"Laps": U.MarkersList(markers=[lap])})),
+            U(set_state=2),
+        ],
+    )
+
+
+def run_clients(port, clients, calls, sessions_per_client, pb, pb_grpc):
+    """Send ``calls`` requests from ``clients`` threads.
+
+    Returns (wall seconds, process CPU seconds, per-call latencies in ms).
+    """
+    import grpc
+
+    per_client = [calls // clients + (1 if i < calls % clients else 0) for i in range(clients)]
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(clients)]
+    for channel in channels:
+        grpc.channel_ready_future(channel).result(timeout=10)
+    # Requests are built up front so the timed loop measures the call, not protobuf construction.
+    plans = [
+        [request_for(pb, f"{PREFIX}{c}-{n % sessions_per_client}", n) for n in range(count)]
+        for c, count in enumerate(per_client)
+    ]
+    latencies = [[] for _ in range(clients)]
+    errors = []
+    start = threading.Barrier(clients + 1)
+
+    def client(index):
+        stub = pb_grpc.SessionStoreStub(channels[index])
+        call = stub.CreateOrUpdateSession
+        out = latencies[index]
+        start.wait()
+        try:
+            for request in plans[index]:
+                began = time.perf_counter()
+                call(request, timeout=30)
+                out.append((time.perf_counter() - began) * 1000.0)
+        except Exception as exc:  # reported after the run
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"bench-client-{i}") for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began, cpu_began = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.join()
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    for channel in channels:
+        channel.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]!r}")
+    return elapsed, cpu, [x for per in latencies for x in per]
+
+
+def _delete_bench_sessions():
+    from sessions_app.models import Session
+
+    Session.objects.filter(identity__startswith=PREFIX).delete()
+
+
+def _postgres_version():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return cursor.fetchone()[0]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    url = common.setup_bench_django()
+
+    from django.db import connections
+    from rta.toolkit.api import session_service_pb2 as pb
+    from rta.toolkit.api import session_service_pb2_grpc as pb_grpc
+
+    from rta_site.grpc_server import build_server
+
+    _delete_bench_sessions()
+    server, port = build_server(port=0, bind="127.0.0.1", max_workers=args.workers)
+    server.start()
+    results = {}
+    try:
+        for clients in args.clients:
+            run_clients(port, clients, args.warmup, args.sessions_per_client, pb, pb_grpc)
+            seconds, cpu, samples = run_clients(port, clients, args.calls, args.sessions_per_client, pb, pb_grpc)
+            rate = len(samples) / seconds
+            results[f"{clients}_clients"] = {
+                "clients": clients,
+                "calls": len(samples),
+                "seconds": round(seconds, 3),
+                "calls_per_second": round(rate, 1),
+                "process_cpu_ms_per_call": round(cpu / len(samples) * 1000, 3),
+                "latency": common.summary(samples),
+                "meets_target": rate >= TARGET_CALLS_PER_SECOND,
+            }
+            r = results[f"{clients}_clients"]
+            common.console.print(
+                f"{clients} client(s): {rate:8.0f} calls/s   p50 {r['latency']['p50_ms']:.2f} ms   "
+                f"CPU {r['process_cpu_ms_per_call']:.2f} ms/call"
+            )
+    finally:
+        server.stop(grace=None).wait()
+        _delete_bench_sessions()
+        connections.close_all()
+
+    common.print_table(
+        f"SessionStore.CreateOrUpdateSession over gRPC (in-process server, 5 updates per call, "
+        f"{args.calls} calls after {args.warmup} warm-up)",
+        ["clients", "calls/s", "p50 ms", "p95 ms", "max ms", "CPU ms/call", f"target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s"],
+        [
+            [
+                r["clients"],
+                f"{r['calls_per_second']:.0f}",
+                f"{r['latency']['p50_ms']:.2f}",
+                f"{r['latency']['p95_ms']:.2f}",
+                f"{r['latency']['max_ms']:.1f}",
+                f"{r['process_cpu_ms_per_call']:.2f}",
+                "yes" if r["meets_target"] else "[red]NO[/red]",
+            ]
+            for r in results.values()
+        ],
+        caption="Updates: update_heartbeat, update_details, extend_time_range, update_markers, set_state. "
+        "Client threads share the server's process (and its GIL).",
+    )
+    data = {
+        "benchmark": NAME,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "database": common.redact(url),
+        "environment": {
+            "python": platform.python_version(),
+            "postgresql": _postgres_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "method": {
+            "server": "rta_site.grpc_server.build_server in this process on 127.0.0.1, every registered service",
+            "request": "CreateOrUpdateSession with create_if_not_exists and 5 updates: update_heartbeat, "
+            "update_details, extend_time_range, update_markers (1 marker), set_state",
+            "clients": "one thread and one channel per client, blocking unary calls, each client updating its "
+            f"own {args.sessions_per_client} sessions round robin",
+            "calls": args.calls,
+            "warmup": args.warmup,
+        },
+        "target_calls_per_second": TARGET_CALLS_PER_SECOND,
+        "runs": results,
+    }
+    path = common.write_results(NAME, data)
+    common.console.print(f"results written to {path.relative_to(common.PROJECT_DIR)}")
+    missed = [k for k, r in results.items() if not r["meets_target"]]
+    if missed:
+        common.console.print(f"[yellow]target missed: {', '.join(missed)}[/yellow]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
