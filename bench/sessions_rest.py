@@ -93,15 +93,16 @@ def seed_label(count):
     return f"rta-bench sessions_rest seed v{SEED_VERSION} sessions={count}"
 
 
-def _seeded_at(comment, count):
-    """When the seed this database comment describes finished, if it is the seed of ``count``."""
-    label, _, at = (comment or "").partition(" at=")
+def _seed_record(comment, count):
+    """``(finished at, seconds it took)`` from the database comment, if it records the seed of ``count``."""
+    label, _, rest = (comment or "").partition(" at=")
+    at, _, seconds = rest.partition(" seconds=")
     if label != seed_label(count) or not at:
-        return None
+        return None, None
     try:
-        return datetime.fromisoformat(at)
+        return datetime.fromisoformat(at), (float(seconds) if seconds else None)
     except ValueError:
-        return None
+        return None, None
 
 
 def _seed_comment():
@@ -217,17 +218,19 @@ def seed(count, reseed=False, batch_size=2000):
         SessionRef,
     )
 
-    seeded_at = None if reseed else _seeded_at(_seed_comment(), count)
+    seeded_at, seed_seconds = (None, None) if reseed else _seed_record(_seed_comment(), count)
     if seeded_at is not None and Session.objects.filter(created__lte=seeded_at).count() == count:
         others = Session.objects.filter(created__gt=seeded_at).count()
         common.console.print(
-            f"reusing the seeded bench database ({count:,} sessions, seeded {seeded_at:%Y-%m-%d %H:%M} UTC); "
+            f"reusing the seeded bench database ({count:,} sessions, seeded {seeded_at:%Y-%m-%d %H:%M} UTC"
+            + (f" in {seed_seconds:.1f} s" if seed_seconds else "")
+            + "); "
             "--reseed to rebuild"
         )
         if others:
             common.console.print(f"[yellow]{others} sessions created since (by other benchmarks?) are listed too[/yellow]")
         tidy()
-        return {"sessions": count, "reused": True, "seconds": None, "seeded_at": seeded_at.isoformat()}
+        return {"sessions": count, "reused": True, "seconds": seed_seconds, "seeded_at": seeded_at.isoformat()}
 
     started = time.perf_counter()
     _clear()
@@ -291,13 +294,14 @@ def seed(count, reseed=False, batch_size=2000):
     analyze_started = time.perf_counter()
     tidy()
     seconds = time.perf_counter() - started
-    _set_seed_comment(f"{seed_label(count)} at={dj_timezone.now().isoformat()}")
+    seeded_at = dj_timezone.now()
+    _set_seed_comment(f"{seed_label(count)} at={seeded_at.isoformat()} seconds={seconds:.1f}")
     common.console.print(
         f"seeded {counts['sessions']:,} sessions, {counts['folder_links']:,} folder links, {counts['refs']:,} refs, "
         f"{counts['markers']:,} markers, {counts['config_bindings']:,} config bindings in {seconds:.1f} s "
         f"(VACUUM ANALYZE {time.perf_counter() - analyze_started:.1f} s)"
     )
-    return {"sessions": count, "reused": False, "seconds": round(seconds, 2), **counts}
+    return {"sessions": count, "reused": False, "seconds": round(seconds, 1), "seeded_at": seeded_at.isoformat(), **counts}
 
 
 # --- the service over HTTP --------------------------------------------------------------------
