@@ -11,9 +11,12 @@ visible to the server and the server's writes to the test). When the module
 ends the server stops and the connections its threads opened are closed, so
 the test database can be dropped.
 """
+from contextlib import contextmanager, nullcontext
+
 import grpc
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 
 def _backend_pids():
@@ -34,14 +37,16 @@ def _close_server_connections(before):
         )
 
 
-@pytest.fixture(scope="module")
-def grpc_server(django_db_setup, django_db_blocker):
-    """``(server, port)``: every registered service on 127.0.0.1 at a free port, started."""
+@contextmanager
+def running_server(django_db_blocker, services=None):
+    """Start every registered service (or ``services``) on a free loopback port; stop and clean up after."""
     from rta_site.grpc_server import build_server
 
     with django_db_blocker.unblock():
         before = _backend_pids() if connection.vendor == "postgresql" else set()
-    server, port = build_server(port=0, bind="127.0.0.1", max_workers=8)
+    overrides = override_settings(RTA_GRPC_SERVICES=services) if services is not None else nullcontext()
+    with overrides:
+        server, port = build_server(port=0, bind="127.0.0.1", max_workers=8)
     server.start()
     try:
         yield server, port
@@ -49,6 +54,13 @@ def grpc_server(django_db_setup, django_db_blocker):
         server.stop(grace=None).wait()
         with django_db_blocker.unblock():
             _close_server_connections(before)
+
+
+@pytest.fixture(scope="module")
+def grpc_server(django_db_setup, django_db_blocker):
+    """``(server, port)``: every registered service on 127.0.0.1 at a free port, started."""
+    with running_server(django_db_blocker) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import grpc
 import pytest
 from django.conf import settings
-from django.test import override_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import grpc_helpers
@@ -31,22 +30,11 @@ db = pytest.mark.django_db(transaction=True)
 @pytest.fixture(scope="module")
 def grpc_server(django_db_setup, django_db_blocker):
     """The shared in-process server (tests/grpc_helpers.py), with the ConfigStore registered."""
-    from rta_site.grpc_server import build_server
-
     services = list(settings.RTA_GRPC_SERVICES)
     if REGISTER not in services:
         services.append(REGISTER)
-    with django_db_blocker.unblock():
-        before = grpc_helpers._backend_pids() if grpc_helpers.connection.vendor == "postgresql" else set()
-    with override_settings(RTA_GRPC_SERVICES=services):
-        server, port = build_server(port=0, bind="127.0.0.1", max_workers=8)
-    server.start()
-    try:
-        yield server, port
-    finally:
-        server.stop(grace=None).wait()
-        with django_db_blocker.unblock():
-            grpc_helpers._close_server_connections(before)
+    with grpc_helpers.running_server(django_db_blocker, services) as running:
+        yield running
 
 
 @pytest.fixture
