@@ -39,12 +39,24 @@ def postgres(db):
         pytest.skip("needs PostgreSQL")
 
 
+def _worker_redis_url(url):
+    """Each pytest-xdist worker gets its own logical database (base + worker number)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
+
+
 @pytest.fixture
 def redis_url():
-    """A reachable Redis URL (a fresh logical database is flushed per test)."""
+    """A reachable Redis URL (its logical database is flushed before and after each test)."""
     import redis
 
-    url = os.environ.get("RTA_TEST_REDIS_URL", "")
+    url = _worker_redis_url(os.environ.get("RTA_TEST_REDIS_URL", ""))
     if not url:
         if IN_CI:
             pytest.fail("this test needs Redis (set RTA_TEST_REDIS_URL)")

@@ -9,7 +9,7 @@ from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
 from data_app.channels import parse_channels
 from data_app.store import reader
-from data_app.store.writer import ChunkWriter
+from data_app.sink import DataSink
 from rta_site.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def write_data_stream(request_iterator, context):
             if writer is None:
                 if which != "data_identity" or not message.data_identity:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must name the data_identity")
-                writer = ChunkWriter(message.data_identity)
+                writer = DataSink(message.data_identity)
                 continue
             if which == "flush_marker":
                 writer.flush()
