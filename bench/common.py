@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import platform
 import signal
 import socket
 import statistics
@@ -164,6 +165,73 @@ def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=N
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+@contextlib.contextmanager
+def grpc_server(database_url, processes=1, timeout=60, extra_env=None):
+    """``manage.py rungrpc --processes N`` on a free local port against ``database_url``.
+
+    Yields the port once the health service answers; the server processes are
+    stopped on exit.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    env = {**os.environ, "RTA_DATABASE_URL": database_url, "RTA_LOG_LEVEL": "WARNING", "RTA_DEBUG": "false"}
+    env.update(extra_env or {})
+    log_path = RESULTS_DIR / "grpc-server.log"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "rungrpc", "--bind", "127.0.0.1", "--port", str(port),
+             "--processes", str(processes)],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"gRPC server exited with {proc.returncode}; see {log_path}")
+                    try:
+                        stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                        break
+                    except grpc.RpcError:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"gRPC server did not answer within {timeout} s; see {log_path}")
+                        time.sleep(0.2)
+            # The extra processes bind after the parent; give them a moment to listen.
+            time.sleep(1.0 if processes > 1 else 0)
+            yield port
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def postgres_version():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return cursor.fetchone()[0]
+
+
+def environment():
+    """What the figures were measured on, for the results file."""
+    return {
+        "python": platform.python_version(),
+        "postgresql": postgres_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg()[0],
+    }
 
 
 # --- timing ------------------------------------------------------------------------------------

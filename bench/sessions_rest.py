@@ -35,7 +35,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import random
 import sys
 import time
@@ -541,14 +540,6 @@ def parse_args(argv=None):
     return args
 
 
-def _postgres_version():
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
-
-
 def main(argv=None):
     args = parse_args(argv)
     url = common.setup_bench_django()
@@ -640,10 +631,7 @@ def main(argv=None):
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "environment": {
-            "python": platform.python_version(),
-            "postgresql": _postgres_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
+            **common.environment(),
             "load_before": load_before,
             "load_after": load_after,
         },

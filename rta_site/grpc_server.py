@@ -4,7 +4,7 @@ from concurrent import futures
 
 import grpc
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils.module_loading import import_string
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -15,15 +15,56 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
-    """Recycles stale Django connections around each call, as Django does per HTTP request."""
+    """Database connections around each call, as Django manages them per HTTP request.
+
+    Stale connections are recycled before a call. With a connection pool, the
+    call's connection goes back to the pool when the call ends, so idle worker
+    threads hold none; without one, each thread keeps its own (CONN_MAX_AGE).
+    """
 
     def intercept_service(self, continuation, handler_call_details):
         close_old_connections()
-        return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None or not _pooled():
+            return handler
+
+        def wrap_unary(behaviour):
+            def call(request, context):
+                try:
+                    return behaviour(request, context)
+                finally:
+                    connection.close()
+
+            return call
+
+        def wrap_stream(behaviour):
+            def call(request, context):
+                try:
+                    yield from behaviour(request, context)
+                finally:
+                    connection.close()
+
+            return call
+
+        for kind, wrap in (("unary_unary", wrap_unary), ("stream_unary", wrap_unary),
+                           ("unary_stream", wrap_stream), ("stream_stream", wrap_stream)):
+            behaviour = getattr(handler, kind)
+            if behaviour:
+                return handler._replace(**{kind: wrap(behaviour)})
+        return handler
 
 
-def build_server(port=None, bind=None, max_workers=None):
-    """A configured (not started) server and the port it bound (``port=0`` picks a free one)."""
+def _pooled():
+    return bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
+
+
+def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
+    """A configured (not started) server and the port it bound (``port=0`` picks a free one).
+
+    ``reuse_port`` lets several processes listen on one port (SO_REUSEPORT): the
+    kernel spreads connections over them, which is how gRPC scales past one
+    Python interpreter (see ``rta_site.grpc_workers``).
+    """
     port = settings.RTA_GRPC_PORT if port is None else port
     bind = bind or settings.RTA_BIND_ADDRESS
     max_message = settings.RTA_GRPC_MAX_MESSAGE_BYTES
@@ -33,7 +74,7 @@ def build_server(port=None, bind=None, max_workers=None):
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -15,6 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (RTA_HTTP_PORT)")
         parser.add_argument("--grpc-port", type=int, default=None, help="gRPC port (RTA_GRPC_PORT)")
         parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC server")
+        parser.add_argument("--grpc-processes", type=int, default=None,
+                            help="processes sharing the gRPC port (RTA_GRPC_PROCESSES, default 1)")
 
     def handle(self, *args, **options):
         from daphne.endpoints import build_endpoint_description_strings
@@ -22,14 +24,21 @@ class Command(BaseCommand):
 
         from rta_site.asgi import application
         from rta_site.grpc_server import build_server
+        from rta_site.grpc_workers import GrpcWorkers
 
         bind = options["bind"] or settings.RTA_BIND_ADDRESS
         http_port = options["http_port"] if options["http_port"] is not None else settings.RTA_HTTP_PORT
-        grpc_server = None
+        grpc_server = grpc_workers = None
         if settings.RTA_ENABLE_GRPC and not options["no_grpc"]:
-            grpc_server, grpc_port = build_server(options["grpc_port"], bind)
+            processes = options["grpc_processes"] or settings.RTA_GRPC_PROCESSES
+            grpc_server, grpc_port = build_server(options["grpc_port"], bind, reuse_port=processes > 1)
             grpc_server.start()
-            self.stdout.write(f"gRPC listening on {bind}:{grpc_port} ({', '.join(grpc_server.service_names)})")
+            if processes > 1:
+                grpc_workers = GrpcWorkers(processes - 1, grpc_port, bind).start()
+            self.stdout.write(
+                f"gRPC listening on {bind}:{grpc_port} ({', '.join(grpc_server.service_names)})"
+                + (f" in {processes} processes" if processes > 1 else "")
+            )
         self.stdout.write(f"HTTP and WebSocket listening on {bind}:{http_port}")
         self.stdout.flush()
         try:
@@ -41,6 +50,8 @@ class Command(BaseCommand):
                 websocket_timeout=86400,
             ).run()
         finally:
+            if grpc_workers is not None:
+                grpc_workers.stop()
             if grpc_server is not None:
                 grpc_server.stop(grace=2).wait()
             self.stdout.write("stopped")
