@@ -9,6 +9,10 @@ HTTP with a keep-alive connection, each operation ``--repeat`` times after
   list      GET  /rta/v2/sessions?pageSize=50
   query     POST /rta/v2/sessions  query={details.Driver $in 3, identifier $contains, details.Run $gte}
   sort      GET  /rta/v2/sessions?sort=details.Temperature:desc&pageSize=50
+            (details.Temperature is indexed for sorting, as RTA_INDEXED_DETAILS /
+            ``manage.py index_details`` do for the keys a team sorts by)
+  sort_scan GET  /rta/v2/sessions?sort=details.Lap count:desc&pageSize=50
+            (a key with no sort index: every row's value is evaluated; no target)
   metamodel GET  /rta/v2/session-metamodel
 
 Targets (p95): list, query and sort (a list request too) 50 ms, metamodel 500 ms.
@@ -48,7 +52,7 @@ NAME = "sessions_rest"
 SEED_VERSION = 2
 PAGE_SIZE = 50
 # p95 targets; sorting by a detail is a list request, so the list target applies to it.
-TARGETS_MS = {"list": 50.0, "query": 50.0, "sort": 50.0, "metamodel": 500.0}
+TARGETS_MS = {"list": 50.0, "query": 50.0, "sort": 50.0, "sort_scan": None, "metamodel": 500.0}
 
 DRIVERS = [
     "Albon", "Alonso", "Bearman", "Bortoleto", "Colapinto", "Gasly", "Hadjar", "Hamilton", "Hulkenberg",
@@ -83,6 +87,8 @@ QUERY = {
     "details.Run": {"$gte": 30},
 }
 SORT = "details.Temperature:desc"
+SORT_INDEXED = ["details.Temperature"]
+SORT_SCAN = "details.Lap count:desc"
 
 
 # --- seeding ---------------------------------------------------------------------------------
@@ -340,6 +346,7 @@ def operations(client):
     """``{name: (description, call returning the response body)}``."""
     list_path = "/rta/v2/sessions?" + urlencode({"pageSize": PAGE_SIZE})
     sort_path = "/rta/v2/sessions?" + urlencode({"sort": SORT, "pageSize": PAGE_SIZE})
+    scan_path = "/rta/v2/sessions?" + urlencode({"sort": SORT_SCAN, "pageSize": PAGE_SIZE})
     query_form = {"query": json.dumps(QUERY), "pageSize": PAGE_SIZE}
     return {
         "list": (f"GET {list_path}", lambda: client.request("GET", list_path)),
@@ -348,6 +355,7 @@ def operations(client):
             lambda: client.request("POST", "/rta/v2/sessions", query_form),
         ),
         "sort": (f"GET {sort_path}", lambda: client.request("GET", sort_path)),
+        "sort_scan": (f"GET {scan_path}", lambda: client.request("GET", scan_path)),
         "metamodel": ("GET /rta/v2/session-metamodel", lambda: client.request("GET", "/rta/v2/session-metamodel")),
     }
 
@@ -544,6 +552,11 @@ def main(argv=None):
     args = parse_args(argv)
     url = common.setup_bench_django()
     seeding = seed(args.sessions, reseed=args.reseed)
+    from sessions_app.services import sort_indexes
+
+    made = sort_indexes.create_indexes(SORT_INDEXED)
+    if made:
+        common.console.print(f"created sort indexes for {', '.join(SORT_INDEXED)}")
     if args.explain:
         explain()
 
@@ -598,7 +611,7 @@ def main(argv=None):
         served, answer = r.pop("_served", None), r.pop("_answer", None)
         if "baseline" in r:
             r["agrees_with_baseline"] = None if data_changed else _agree(name, served, answer)
-        r["meets_target"] = r["server"]["p95_ms"] <= r["target_p95_ms"]
+        r["meets_target"] = r["target_p95_ms"] is None or r["server"]["p95_ms"] <= r["target_p95_ms"]
 
     rows = []
     for name, r in results.items():
@@ -608,8 +621,8 @@ def main(argv=None):
             name,
             f"{s['p50_ms']:.1f}",
             f"{s['p95_ms']:.1f}",
-            f"≤ {r['target_p95_ms']:.0f}",
-            "yes" if r["meets_target"] else "[red]NO[/red]",
+            f"≤ {r['target_p95_ms']:.0f}" if r["target_p95_ms"] else "-",
+            ("yes" if r["meets_target"] else "[red]NO[/red]") if r["target_p95_ms"] else "-",
             f"{b['p50_ms']:.0f}" if b else "-",
             f"{b['p95_ms']:.0f}" if b else "-",
             f"{r['speedup_p50']:.0f}×" if b else "-",

@@ -45,6 +45,8 @@ RTA_SERVICE_DESCRIPTION = os.environ.get(
 RTA_EXPOSE_DATA_BINDINGS = env_bool("RTA_EXPOSE_DATA_BINDINGS", False)
 RTA_REDIS_URL = os.environ.get("RTA_REDIS_URL", "")
 RTA_DATA_PATH = Path(os.environ.get("RTA_DATA_PATH") or (VAR_DIR / "data")).resolve()
+# Detail keys sorted often enough to deserve an index each (asc + desc; PostgreSQL), e.g. "Driver,Lap".
+RTA_INDEXED_DETAILS = [k.strip() for k in os.environ.get("RTA_INDEXED_DETAILS", "").split(",") if k.strip()]
 RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000)
 RTA_METAMODEL_MAX_VALUES = env_int("RTA_METAMODEL_MAX_VALUES", 200)
 
@@ -187,3 +189,38 @@ RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 16)
 RTA_GRPC_PROCESSES = max(1, env_int("RTA_GRPC_PROCESSES", 1))
 RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
 RTA_GRPC_SERVICES = ["sessions_app.grpc.register", "config_app.grpc.register", "data_app.grpc.register"]
+
+# --- live streaming (issue 6) ---
+# The channel layer above is channels-redis on RTA_REDIS_URL, else in-memory; so is the live buffer.
+
+
+def env_float(name, default):
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)             # entries kept per stream
+RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)         # seconds between trims
+RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 86_400.0)         # directory entry expiry (s)
+RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1))  # <= 10 Hz
+RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)          # burst target before LZ4
+RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 2.0)    # writer batching delay
+RTA_STREAM_WRITER_MAX_PENDING_BYTES = env_int("RTA_STREAM_WRITER_MAX_PENDING_BYTES", 64 * 1024 * 1024)
+RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)        # WebSocket batching delay
+RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024)
+RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0)  # writers re-read session state
+RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)                      # `serve` runs the trimmer
+
+# --- Advanced Streams ingest (issue 7) ---
+# Seconds between flushes of ingested data; Kafka offsets are committed after each flush.
+RTA_INGEST_FLUSH_SECONDS = float(os.environ.get("RTA_INGEST_FLUSH_SECONDS") or 2.0)
+# Buffered (not yet flushed) ingest data that forces an early flush.
+RTA_INGEST_FLUSH_BYTES = env_int("RTA_INGEST_FLUSH_BYTES", 256 * 1024 * 1024)
+# Consumer group of manage.py ingest_streams when --group is not given.
+RTA_INGEST_GROUP = os.environ.get("RTA_INGEST_GROUP") or "rta-ingest"
+# Seconds before dependencies that were missing are looked up again.
+RTA_INGEST_RETRY_SECONDS = float(os.environ.get("RTA_INGEST_RETRY_SECONDS") or 5.0)
+# A stream silent this long no longer holds back the committed offset of its partition.
+RTA_INGEST_IDLE_SECONDS = float(os.environ.get("RTA_INGEST_IDLE_SECONDS") or 300.0)
+# Largest dependency document /api/dependencies accepts.
+RTA_DEPENDENCY_MAX_BYTES = env_int("RTA_DEPENDENCY_MAX_BYTES", 32 * 1024 * 1024)

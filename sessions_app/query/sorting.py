@@ -51,10 +51,23 @@ def _prop_order(prop, descending):
         if prop.kind == "text" and is_postgres():
             return [_ordered(RawSQL(f'{prop.sql} COLLATE "C"', []), descending)]
         return [_ordered(F(prop.column), descending)]
-    json_sql = JsonSql(prop)
-    rank_sql, rank_params = json_sql.type_rank()
-    out = [RawSQL(rank_sql, rank_params).asc()]
-    for json_type in ("number", "string", "boolean"):
-        sql, params = json_sql.typed(json_type)
-        out.append(_ordered(RawSQL(sql, params), descending))
+    out = []
+    for sql, params, term_descending in json_sort_terms(prop, descending):
+        expr = RawSQL(sql, params)
+        out.append(_ordered(expr, term_descending) if term_descending is not None else expr.asc())
     return out
+
+
+def json_sort_terms(prop, descending):
+    """``(sql, params, descending)`` per ORDER BY term of a JSON property sort.
+
+    The type rank always ascends (descending None: plain ASC); the typed values
+    follow the requested direction with NULLs last. ``sessions_app.services.
+    sort_indexes`` builds its expression indexes from these same terms, which
+    is what lets PostgreSQL serve a detail sort from an index.
+    """
+    json_sql = JsonSql(prop)
+    terms = [(*json_sql.type_rank(), None)]
+    for json_type in ("number", "string", "boolean"):
+        terms.append((*json_sql.typed(json_type), descending))
+    return terms
