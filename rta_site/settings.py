@@ -122,6 +122,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and RTA_D
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         options="-c jit=off",
+        # pg_stat_activity then tells which server process holds which connection.
+        application_name=f"rta:{os.getpid()}",
         pool={"min_size": 2, "max_size": RTA_DATABASE_POOL_SIZE, "timeout": 30},
     )
 

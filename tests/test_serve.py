@@ -69,3 +69,70 @@ def test_serve_runs_http_and_grpc_in_one_process_and_stops_on_ctrl_c(embedded_en
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rungrpc_serves_one_port_from_several_processes(postgres, tmp_path):
+    """RTA_GRPC_PROCESSES: the kernel spreads connections over processes sharing the port."""
+    from django.db import connection
+    from rta.toolkit.api import session_service_pb2 as pb
+    from rta.toolkit.api import session_service_pb2_grpc as pb_grpc
+
+    from sessions_app.models import Session
+
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTA_")}
+    env["RTA_DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["RTA_DATA_PATH"] = str(tmp_path / "data")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rungrpc", "--bind", "127.0.0.1", "--port", str(port), "--processes", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "in 2 processes" not in process.stdout.readline():
+            assert process.poll() is None and time.monotonic() < deadline, "rungrpc did not start"
+        time.sleep(1)  # the second process binds after the first reports
+        # Each channel is its own TCP connection: 24 of them land on both processes.
+        for n in range(24):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                pb_grpc.SessionStoreStub(channel).CreateOrUpdateSession(
+                    pb.CreateOrUpdateSessionRequest(
+                        identity=f"multi-{n}", create_if_not_exists=pb.CreateOrUpdateSessionRequest.CreateIfNotExists()
+                    ),
+                    timeout=20,
+                )
+        assert Session.objects.filter(identity__startswith="multi-").count() == 24
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT application_name FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE 'rta:%%' "
+                "AND application_name <> %s",
+                [f"rta:{os.getpid()}"],
+            )
+            servers = {row[0] for row in cursor.fetchall()}
+        assert len(servers) == 2, servers
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        # The extra process stopped with its parent: no server connection is left behind.
+        deadline = time.monotonic() + 10
+        while _connections_of(servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _connections_of(servers) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _connections_of(application_names):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY(%s)",
+            [sorted(application_names)],
+        )
+        return cursor.fetchone()[0]
