@@ -175,6 +175,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+from rta_site.openapi_paths import APPEND_PATHS  # noqa: E402
+
+SPECTACULAR_SETTINGS["APPEND_PATHS"] = APPEND_PATHS
 
 LOGGING = {
     "version": 1,
@@ -193,7 +196,16 @@ RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 10
 RTA_GRPC_SERVICES = ["sessions_app.grpc.register", "config_app.grpc.register", "data_app.grpc.register"]
 
 # --- live streaming (issue 6) ---
-# The channel layer above is channels-redis on RTA_REDIS_URL, else in-memory; so is the live buffer.
+# The channel layer is channels-redis on RTA_REDIS_URL, else in-memory; so is the live buffer.
+if RTA_REDIS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default, which kills channels-redis's 5 s blocking
+    # receive (BZPOPMIN) of every idle consumer (channels_redis#422): give reads room beyond it.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": RTA_REDIS_URL, "socket_timeout": 15}]},
+        }
+    }
 
 
 def env_float(name, default):

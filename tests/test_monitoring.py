@@ -70,5 +70,19 @@ def test_openapi_schema_lists_every_rest_path(client):
         "/rta/v2/session-metamodel",
         "/rta/v2/session-metamodel/properties",
         "/rta/v2/info",
+        "/rta/v2/configs/{identifier}",
+        "/rta/v2/session-folders/{parent}",
+        "/rta/v2/sessions/{identity}/data-bindings",
+        "/rta/v2/sessions/{identity}/data/timestamped/{channels}",
+        "/rta/v2/sessions/{identity}/data/periodic/{channels}",
+        "/rta/v2/sessions/{identity}/data/row/{channels}",
+        "/rta/v2/sessions/{identity}/data/events",
+        "/rta/v2/sessions/{identity}/stream",
+        "/",
+        "/health",
+        "/metrics",
     ):
         assert path in schema["paths"], path
+    data = schema["paths"]["/rta/v2/sessions/{identity}/data/periodic/{channels}"]["get"]
+    assert {p["name"] for p in data["parameters"]} == {"identity", "channels", "start", "end"}
+    assert "application/vnd.mat.protobuf+chunked" in data["responses"]["200"]["content"]
