@@ -24,7 +24,9 @@ protos: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# On an empty database, offer the demo sessions first (asks on a terminal, else prints a hint).
 run: migrate
+	$(PY) manage.py load_demo --offer
 	$(PY) manage.py serve
 
 test: install

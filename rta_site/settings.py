@@ -45,6 +45,8 @@ RTA_SERVICE_DESCRIPTION = os.environ.get(
 RTA_EXPOSE_DATA_BINDINGS = env_bool("RTA_EXPOSE_DATA_BINDINGS", False)
 RTA_REDIS_URL = os.environ.get("RTA_REDIS_URL", "")
 RTA_DATA_PATH = Path(os.environ.get("RTA_DATA_PATH") or (VAR_DIR / "data")).resolve()
+# Most samples the admin decodes to draw one session plot (the plot is downsampled to pixels anyway).
+RTA_ADMIN_PLOT_MAX_SAMPLES = env_int("RTA_ADMIN_PLOT_MAX_SAMPLES", 4_000_000)
 # Detail keys sorted often enough to deserve an index each (asc + desc; PostgreSQL), e.g. "Driver,Lap".
 RTA_INDEXED_DETAILS = [k.strip() for k in os.environ.get("RTA_INDEXED_DETAILS", "").split(",") if k.strip()]
 RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000)

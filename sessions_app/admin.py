@@ -9,8 +9,9 @@ Every change goes through the service layer, never straight to the models:
   (which re-links orphaned sessions to the root). The root folder cannot be changed or deleted.
 """
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -25,14 +26,17 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from rta_site.errors import InvalidArgument
+from data_app import plot as data_plot
+from data_app.summary import data_summary
+from rta_site.errors import InvalidArgument, ServiceError, json_error
 from sessions_app import admin_display as display
 from sessions_app.admin_forms import (
     ConfigBindingForm,
@@ -229,6 +233,7 @@ class SessionAdmin(admin.ModelAdmin):
         return [
             "identity",
             "timeline",
+            "data_overview",
             "time_range_text",
             "related_sessions",
             "heartbeat",
@@ -247,6 +252,7 @@ class SessionAdmin(admin.ModelAdmin):
             ]
         return [
             ("Timeline", {"fields": ["timeline"], "classes": ["rta-timeline-set"]}),
+            ("Data", {"fields": ["data_overview"], "classes": ["rta-data-set"]}),
             (None, {"fields": ["identity", "identifier", "state", "timestamp_text"]}),
             ("Classification", {"fields": ["type", "quality", "group", "version"]}),
             ("Time range", {"fields": ["time_range_text", ("start_time", "end_time")]}),
@@ -259,6 +265,69 @@ class SessionAdmin(admin.ModelAdmin):
     def timeline(self, obj):
         picture = display.timeline_svg(obj.start_time, obj.end_time, obj.markers.all())
         return picture or "No time range and no timed markers yet."
+
+    DATA_ROWS_SHOWN = 200
+
+    @admin.display(description="data")
+    def data_overview(self, obj):
+        """The data the session holds per kind and channel (from the chunk index) and a plot of it."""
+        summary = data_summary(obj.identity)
+        plot_url = reverse("admin:sessions_app_session_data_plot", args=[quote(obj.identity)])
+        rows = [
+            {
+                "channel": c,
+                "plot_url": f"{plot_url}?{urlencode({'channels': f'{c.channel:x}'})}" if c.plottable else "",
+                "span": display.format_range(c.start, c.end, zone="", with_date=False),
+                "duration": display.format_duration(c.duration),
+                "samples": f"{c.samples:,}",
+                "rate": f"{c.rate_hz:.4g} Hz" if c.rate_hz and c.kind != "events" else "—",
+                "chunks": f"{c.chunks:,}",
+                "stored": _bytes(c.stored_bytes),
+                "bytes_per_sample": f"{c.bytes_per_sample:.2f}",
+            }
+            for c in summary.channels[: self.DATA_ROWS_SHOWN]
+        ]
+        kinds = [{**k, "stored": _bytes(k["stored_bytes"])} for k in summary.kinds()]
+        return mark_safe(render_to_string("admin/sessions_app/session/_data.html", {
+            "summary": summary,
+            "rows": rows,
+            "more_rows": max(0, len(summary.channels) - self.DATA_ROWS_SHOWN),
+            "kinds": kinds,
+            "samples": f"{summary.samples:,}",
+            "chunks": f"{summary.chunks:,}",
+            "stored": _bytes(summary.stored_bytes),
+            "unpacked": _bytes(summary.unpacked_bytes),
+            "span": display.format_range(summary.start, summary.end) if not summary.empty else "",
+            "plot_url": plot_url,
+            "plotted": sum(1 for c in summary.channels if c.plottable),
+            "plot_limit": data_plot.DEFAULT_CHANNELS,
+        }))
+
+    def get_urls(self):
+        # Before the default ``<path:object_id>/`` routes, which would swallow it.
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/data-plot.svg", self.admin_site.admin_view(self.data_plot_view),
+                 name="%s_%s_data_plot" % info),
+        ] + super().get_urls()
+
+    def data_plot_view(self, request, object_id):
+        """SVG plot of the session's channels; ``?channels=`` (hex expression), ``start``/``end`` (ns), ``width``."""
+        session = self.get_object(request, unquote(object_id))
+        if session is None:
+            return json_error(f"session {unquote(object_id)!r} not found", 404)
+        if not self.has_view_permission(request, session):
+            raise PermissionDenied
+        try:
+            channels, start, end, width = data_plot.parse_plot_options(request.GET)
+        except ServiceError as exc:
+            return json_error(exc.message, exc.http_status)
+        svg = data_plot.render_plot(session.identity, channels, start, end, width, title=session.identifier,
+                                    markers=data_plot.lap_markers(session.identity))
+        response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8")
+        response["Cache-Control"] = "private, no-cache"
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return response
 
     @admin.display(description="time range")
     def time_range_text(self, obj):
@@ -349,6 +418,14 @@ class SessionAdmin(admin.ModelAdmin):
             identities = list(queryset.values_list("identity", flat=True))
             count = admin_ops.link_sessions(identities, folder.identity, move=True)
             self.message_user(request, f"Moved {count} session(s) to {folder}.", messages.SUCCESS)
+
+
+def _bytes(n):
+    """``1.4 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 # --- folders ---------------------------------------------------------------------------------
