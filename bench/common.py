@@ -280,7 +280,7 @@ def stopwatch():
     stopped = []
 
     def elapsed():
-        return (stopped[0] if stopped else time.perf_counter()) - started
+        return stopped[0] if stopped else time.perf_counter() - started
 
     try:
         yield elapsed

@@ -26,8 +26,15 @@ LIST_TYPES = {
 }
 
 
-def compress(data):
-    return lz4.block.compress(data, store_size=False)
+def compress(data, level=0):
+    """A raw LZ4 block of ``data``: LZ4's fast mode at level 0, its high-compression mode at 1-12.
+
+    Every level produces the standard block format any LZ4 decoder reads; higher
+    levels spend more time for smaller blocks (``bench/data.py`` measures both).
+    """
+    if level <= 0:
+        return lz4.block.compress(data, store_size=False)
+    return lz4.block.compress(data, mode="high_compression", compression=min(level, 12), store_size=False)
 
 
 def decompress(data, unpacked_length):
@@ -36,10 +43,10 @@ def decompress(data, unpacked_length):
     return lz4.block.decompress(data, uncompressed_size=unpacked_length)
 
 
-def pack(data, compression=COMPRESSION_LZ4):
-    """``data`` encoded for storage/transfer under ``compression``."""
+def pack(data, compression=COMPRESSION_LZ4, level=0):
+    """``data`` encoded for storage/transfer under ``compression`` (``level``: see ``compress``)."""
     if compression == COMPRESSION_LZ4:
-        return compress(data)
+        return compress(data, level)
     if compression == COMPRESSION_NONE:
         return bytes(data)
     raise ValueError(f"unknown compression {compression}")

@@ -217,12 +217,14 @@ def env_float(name, default):
 
 RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)             # entries kept per stream
 RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)         # seconds between trims
-RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 86_400.0)         # directory entry expiry (s)
+RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0)          # directory entry expiry (s)
 RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1))  # <= 10 Hz
 RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)          # burst target before LZ4
-RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 2.0)    # writer batching delay
+RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0)   # writer batching: at most ...
+RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0)        # ... or once the writer pauses
 RTA_STREAM_WRITER_MAX_PENDING_BYTES = env_int("RTA_STREAM_WRITER_MAX_PENDING_BYTES", 64 * 1024 * 1024)
 RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)        # WebSocket batching delay
+RTA_STREAM_MAX_SENDS_PER_SECOND = env_int("RTA_STREAM_MAX_SENDS_PER_SECOND", 5000)  # stretches it with many clients
 RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024)
 RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0)  # writers re-read session state
 RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)                      # `serve` runs the trimmer
@@ -240,3 +242,11 @@ RTA_INGEST_RETRY_SECONDS = float(os.environ.get("RTA_INGEST_RETRY_SECONDS") or 5
 RTA_INGEST_IDLE_SECONDS = float(os.environ.get("RTA_INGEST_IDLE_SECONDS") or 300.0)
 # Largest dependency document /api/dependencies accepts.
 RTA_DEPENDENCY_MAX_BYTES = env_int("RTA_DEPENDENCY_MAX_BYTES", 32 * 1024 * 1024)
+
+# --- data store writes ---
+# Bytes a write stream may buffer before it flushes in the foreground (half of it starts a background flush).
+RTA_DATA_BUFFER_BYTES = env_int("RTA_DATA_BUFFER_BYTES", 32 * 1024 * 1024)
+# Seconds buffered data may wait before it is flushed (checked as items arrive; 0 = off).
+RTA_DATA_FLUSH_AGE = env_float("RTA_DATA_FLUSH_AGE", 10.0)
+# LZ4 level for stored chunks: 0 fast (default), 1-12 high compression (smaller, slower writes).
+RTA_DATA_LZ4_LEVEL = env_int("RTA_DATA_LZ4_LEVEL", 0)

@@ -206,3 +206,44 @@ def test_reader_errors(grpc_channel):
                                                 end_time=wrappers_pb2.Int64Value(value=4))
     assert _status(lambda: list(reader.ReadTimestampedDataStream(reversed_))) == grpc.StatusCode.INVALID_ARGUMENT
     assert list(reader.ReadRowDataStream(pb.ReadChannelDataStreamRequest(data_identity="x", channels="1"))) == []
+
+
+def test_head_answers_like_get_without_a_body(grpc_channel, api):
+    create_or_update_session("h1")
+    write(grpc_channel, [ident("h1"), periodic(1, T0, [1, 2, 3]), event(T0, 1)])
+    for url in ("/rta/v2/sessions/h1/data/periodic/1", "/rta/v2/sessions/h1/data/events",
+                "/rta/v2/sessions/h1/data/row/5-", "/rta/v2/sessions/h1/data/timestamped/1?start=1&end=2"):
+        get, head = api.get(url), api.head(url)
+        assert (head.status_code, get.status_code) == (200, 200), url
+        assert head["Content-Type"] == get["Content-Type"] == wire.MEDIA_TYPE
+        assert head["Cache-Control"] == get["Cache-Control"] == "no-store"
+        assert not head.has_header("Content-Length") and not get.has_header("Content-Length")
+        assert b"".join(head.streaming_content) == b""
+    assert b"".join(api.get("/rta/v2/sessions/h1/data/periodic/1").streaming_content) != b""
+
+
+def test_data_errors_are_json_for_get_and_head(api):
+    create_or_update_session("h2")
+    cases = [
+        ("/rta/v2/sessions/nope/data/periodic/1", 404),
+        ("/rta/v2/sessions/nope/data/events", 404),
+        ("/rta/v2/sessions/h2/data/periodic/1,,2", 400),
+        ("/rta/v2/sessions/h2/data/timestamped/G", 400),
+        ("/rta/v2/sessions/h2/data/row/5-3", 400),
+        ("/rta/v2/sessions/h2/data/periodic/1?start=10&end=9", 400),
+        ("/rta/v2/sessions/h2/data/events?start=1.5", 400),
+        ("/rta/v2/sessions/h2/data/events?end=abc", 400),
+    ]
+    for url, status in cases:
+        response = api.get(url)
+        assert response.status_code == status, url
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"], url
+        head = api.head(url)
+        assert head.status_code == status, url
+        assert head["Content-Type"] == "application/json" and head.content == b""
+        assert head["Content-Length"] == str(len(response.content))
+    for method in (api.post, api.put, api.delete):
+        response = method("/rta/v2/sessions/h2/data/events")
+        assert response.status_code == 405
+        assert response.json()["error"] and "GET" in response["Allow"]

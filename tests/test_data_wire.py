@@ -58,3 +58,15 @@ def test_truncated_body_rejected():
     body = wire.ChunkStreamWriter().chunk(0, 1, [1], b"hello" * 20)
     with pytest.raises(wire.ChunkFormatError):
         wire.read_chunks(body[:-3])
+
+
+@pytest.mark.parametrize("level", [0, 1, 9, 12])
+def test_every_lz4_level_is_a_standard_raw_block(level):
+    import lz4.block
+
+    data = struct.pack("<4000h", *[(i // 7) % 300 for i in range(4000)])
+    packed = wire.pack(data, wire.COMPRESSION_LZ4, level)
+    assert lz4.block.decompress(packed, uncompressed_size=len(data)) == data
+    assert wire.unpack(packed, len(data), wire.COMPRESSION_LZ4) == data
+    if level:
+        assert len(packed) <= len(wire.compress(data))  # high compression is never larger here

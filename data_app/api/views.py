@@ -1,11 +1,19 @@
-"""REST data endpoints: ``application/vnd.mat.protobuf+chunked`` served from stored chunk bytes."""
+"""REST data endpoints: ``application/vnd.mat.protobuf+chunked`` of a session's data (spec §2, §8).
+
+``GET`` streams the chunks; ``HEAD`` answers with the same status and headers
+and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
+times, 404 unknown session, 405 other methods, 503 chunks moving under
+compaction on every attempt).
+"""
 from django.http import StreamingHttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from data_app import wire
+from data_app.bindings import read_session_data
 from data_app.channels import parse_channels
-from data_app.store import reader
 from rta_site.errors import InvalidArgument, ServiceError, json_error
+
+_METHODS = ("GET", "HEAD")
 
 
 def _time_param(request, name):
@@ -18,27 +26,40 @@ def _time_param(request, name):
         raise InvalidArgument(f"{name} must be an integer number of nanoseconds") from None
 
 
-def _respond(request, identity, kind, channels_expression):
-    from sessions_app.models import Session
+def _error(request, message, status):
+    response = json_error(message, status)
+    if status == 405:
+        response["Allow"] = ", ".join(_METHODS)
+    if request.method == "HEAD":
+        length = len(response.content)
+        response.content = b""
+        response["Content-Length"] = str(length)  # what GET would send
+    return response
 
+
+def _respond(request, identity, kind, channels_expression):
+    if request.method not in _METHODS:
+        return _error(request, f"method {request.method} is not allowed", 405)
     try:
         channels = parse_channels(channels_expression) if channels_expression is not None else None
         start, end = _time_param(request, "start"), _time_param(request, "end")
-        if not Session.objects.filter(identity=identity).exists():
-            return json_error(f"session {identity!r} not found", 404)
-        refs = reader.find_chunks(identity, kind, channels, start, end)
+        stream = read_session_data(identity, kind, channels, start, end)
     except ServiceError as exc:
-        return json_error(exc.message, exc.http_status)
-    response = StreamingHttpResponse(reader.wire_stream(refs), content_type=wire.MEDIA_TYPE)
+        return _error(request, exc.message, exc.http_status)
+    if request.method == "HEAD":
+        stream.close()
+        stream = ()  # streamed like GET's, so neither carries a Content-Length
+    response = StreamingHttpResponse(stream, content_type=wire.MEDIA_TYPE)
     response["Cache-Control"] = "no-store"
     return response
 
 
-@require_GET
+# Read-only endpoints: exempt from CSRF so other methods get the JSON 405, not a CSRF page.
+@csrf_exempt
 def channel_data(request, identity, kind, channels):
     return _respond(request, identity, kind, channels)
 
 
-@require_GET
+@csrf_exempt
 def events(request, identity):
     return _respond(request, identity, "events", None)

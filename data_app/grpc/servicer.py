@@ -80,17 +80,21 @@ def _bounds(request):
 
 
 def _read(kind, with_channels):
+    # DataReader reads a data identity as stored (spec §7): data bindings are a
+    # session's, resolved by the REST data endpoints only.
     def method(self, request, context):
         try:
             if not request.data_identity:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "data_identity is required")
             channels = parse_channels(request.channels) if with_channels else None
-            refs = reader.find_chunks(request.data_identity, kind, channels, *_bounds(request))
+            stream = reader.open_identity(request.data_identity, kind, channels, *_bounds(request))
+        except reader.StoreBusy as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
         except ServiceError as exc:
             _abort(context, exc)
         finally:
             connection.close()
-        yield from reader.decoded_lists(kind, refs)
+        yield from stream.lists()  # closes the stream's files when done or cancelled
 
     method.__name__ = f"read_{kind}"
     return method

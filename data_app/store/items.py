@@ -1,4 +1,26 @@
-"""Validation, timing and splitting of the data items the writer receives."""
+"""Validation, timing, runs and encoding of the data items the writer stores.
+
+A *run* is how the writer holds one channel's samples between flushes:
+a ``PeriodicRun`` is regular samples (bursts that continue one another are
+joined, so small bursts still make full items), a ``TimestampedRun`` is
+samples with their time deltas. At a flush, runs are cut at chunk window
+boundaries (``cut``) and each window's runs become one serialized list
+(``window_payload``): sorted, joined where contiguous, and encoded as items of
+at most ``TARGET_ITEM_SAMPLES`` samples. Runs that overlap (data written
+twice, or interleaved) are first merged sample by sample, the later write
+winning at equal times, so stored items never overlap.
+
+Sample data is never touched sample by sample on the normal path: periodic
+buffers are sliced as bytes and their items encoded with a handful of C-level
+calls per run (``_periodic_entries``); timestamped deltas go through C-level
+list operations (``accumulate``, ``bisect``) and protobuf.
+"""
+import bisect
+import hashlib
+import math
+import struct
+from itertools import accumulate
+
 from rta.model import data_pb2
 
 from rta_site.errors import InvalidArgument
@@ -6,6 +28,7 @@ from rta_site.errors import InvalidArgument
 MAX_ITEM_SAMPLES = 10_000      # spec §8: an item must not exceed this
 TARGET_ITEM_SAMPLES = 128      # ... and should hold up to this
 _WIDTHS = (1, 2, 4, 8)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 MESSAGE_TYPES = {
     "timestamped": data_pb2.TimestampedData,
@@ -14,12 +37,16 @@ MESSAGE_TYPES = {
     "events": data_pb2.Event,
 }
 LIST_FIELDS = {"timestamped": "timestamped_data", "periodic": "periodic_data", "row": "row_data", "events": "events"}
+LIST_TYPES = {
+    "timestamped": data_pb2.TimestampedDataList,
+    "periodic": data_pb2.PeriodicDataList,
+    "row": data_pb2.RowDataList,
+    "events": data_pb2.EventsList,
+}
 
 
 def row_key(channel_ids):
     """A stable positive 62-bit key for a row data channel set (in buffer order)."""
-    import hashlib
-
     digest = hashlib.blake2b(",".join(str(c) for c in channel_ids).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 2
 
@@ -30,6 +57,9 @@ def channel_key(kind, item):
     if kind == "row":
         return row_key(item.channel_ids), list(item.channel_ids)
     return 0, []
+
+
+# --- validation -----------------------------------------------------------------------------
 
 
 def _width(buffer_length, samples, what):
@@ -43,25 +73,56 @@ def _width(buffer_length, samples, what):
     return width
 
 
+def _check_time(t, what):
+    if not _INT64_MIN <= t <= _INT64_MAX:
+        raise InvalidArgument(f"{what}: sample times overflow 64-bit nanoseconds")
+
+
+def periodic_run(item):
+    """``item`` (PeriodicData) validated, as a run; raises InvalidArgument."""
+    data, n, interval, start = item.buffer, item.samples, item.interval, item.start_timestamp
+    what = f"periodic data for channel {item.channel_id:x}"
+    width = _width(len(data), n, what)
+    if n > 1:
+        if interval <= 0:
+            raise InvalidArgument(f"{what}: interval must be positive")
+        _check_time(start + (n - 1) * interval, what)
+    return PeriodicRun(start, interval, width, data, n)
+
+
+def timestamped_run(item):
+    """``item`` (TimestampedData) validated, as a run; raises InvalidArgument."""
+    deltas = item.timestamp_deltas[:]  # a list (faster than list())
+    data, scale = item.buffer, item.timestamp_deltas_scale
+    what = f"timestamped data for channel {item.channel_id:x}"
+    width = _width(len(data), len(deltas), what)
+    if scale < 0:
+        raise InvalidArgument(f"{what}: timestamp_deltas_scale must not be negative")
+    if min(deltas) < 0:
+        raise InvalidArgument(f"{what}: timestamp deltas must not be negative")
+    scale = scale or 1  # unset (0): the deltas are plain nanoseconds
+    first = item.start_timestamp + scale * deltas[0]
+    last = first + scale * (sum(deltas) - deltas[0])
+    _check_time(first, what)
+    _check_time(last, what)
+    deltas[0] = 0
+    return TimestampedRun(first, last, scale, width, deltas, data)
+
+
 def validate(kind, item):
     """Raise InvalidArgument for an item that cannot be stored."""
     if kind == "periodic":
-        what = f"periodic data for channel {item.channel_id:x}"
-        _width(len(item.buffer), item.samples, what)
-        if item.samples > 1 and item.interval <= 0:
-            raise InvalidArgument(f"{what}: interval must be positive")
+        periodic_run(item)
     elif kind == "timestamped":
-        what = f"timestamped data for channel {item.channel_id:x}"
-        _width(len(item.buffer), len(item.timestamp_deltas), what)
-        if any(d < 0 for d in item.timestamp_deltas):
-            raise InvalidArgument(f"{what}: timestamp deltas must not be negative")
-        if item.timestamp_deltas_scale < 0:
-            raise InvalidArgument(f"{what}: timestamp_deltas_scale must not be negative")
+        timestamped_run(item)
     elif kind == "row":
         if not item.channel_ids:
             raise InvalidArgument("row data without channel_ids")
         if len(item.buffer) < len(item.channel_ids):
             raise InvalidArgument("row data buffer is shorter than one byte per channel")
+
+
+# --- timing of single items -------------------------------------------------------------------
 
 
 def _scale(item):
@@ -71,11 +132,8 @@ def _scale(item):
 
 def times(kind, item):
     """Sample times of a timestamped item (other kinds: not needed)."""
-    t, scale, out = item.start_timestamp, _scale(item), []
-    for d in item.timestamp_deltas:
-        t += scale * d
-        out.append(t)
-    return out
+    scale = _scale(item)
+    return list(accumulate((scale * d for d in item.timestamp_deltas), initial=item.start_timestamp))[1:]
 
 
 def start_time(kind, item):
@@ -103,64 +161,358 @@ def sample_count(kind, item):
     return 1
 
 
+# --- runs --------------------------------------------------------------------------------------
+
+
+class PeriodicRun:
+    """Regular samples of one channel: sample ``i`` at ``start + i * interval``, ``width`` bytes each."""
+
+    __slots__ = ("start", "interval", "width", "parts", "samples")
+
+    def __init__(self, start, interval, width, data, samples):
+        self.start, self.interval, self.width, self.parts, self.samples = start, interval, width, [data], samples
+
+    @property
+    def end(self):
+        return self.start + (self.samples - 1) * self.interval
+
+    @property
+    def data(self):
+        if len(self.parts) > 1:
+            self.parts = [b"".join(self.parts)]
+        return self.parts[0]
+
+    def absorb(self, other):
+        """Append ``other`` if it continues this run (same width and interval, next sample time)."""
+        if other.width != self.width:
+            return False
+        step = self.interval if self.samples > 1 else other.interval
+        if step <= 0 or (other.samples > 1 and other.interval != step):
+            return False
+        if other.start != self.start + self.samples * step:
+            return False
+        self.interval = step
+        self.parts += other.parts
+        self.samples += other.samples
+        return True
+
+    def piece(self, i, j):
+        """Samples ``[i, j)`` as a new run (no copy when that is all of them)."""
+        if i == 0 and j == self.samples:
+            return self
+        w = self.width
+        return PeriodicRun(self.start + i * self.interval, self.interval, w, self.data[i * w:j * w], j - i)
+
+    def sample_times(self):
+        return range(self.start, self.start + self.samples * self.interval, self.interval) if self.samples > 1 \
+            else [self.start]
+
+
+class TimestampedRun:
+    """Samples of one channel at ``start + scale * sum(deltas[:i + 1])`` (``deltas[0]`` is 0)."""
+
+    __slots__ = ("start", "end", "scale", "width", "deltas", "parts")
+
+    def __init__(self, start, end, scale, width, deltas, data):
+        self.start, self.end, self.scale, self.width, self.deltas, self.parts = start, end, scale, width, deltas, [data]
+
+    @property
+    def samples(self):
+        return len(self.deltas)
+
+    @property
+    def data(self):
+        if len(self.parts) > 1:
+            self.parts = [b"".join(self.parts)]
+        return self.parts[0]
+
+    def absorb(self, other):
+        """Append ``other`` if it starts after this run's last sample on the same time grid."""
+        gap = other.start - self.end
+        if other.width != self.width or other.scale != self.scale or gap <= 0 or gap % self.scale:
+            return False
+        position = len(self.deltas)
+        self.deltas += other.deltas
+        self.deltas[position] = gap // self.scale
+        self.parts += other.parts
+        self.end = other.end
+        return True
+
+    def offsets(self):
+        """Cumulative deltas: sample ``i`` is at ``start + scale * offsets[i]``."""
+        return list(accumulate(self.deltas))
+
+    def piece(self, i, j, offsets=None):
+        if i == 0 and j == len(self.deltas):
+            return self
+        offsets = offsets or self.offsets()
+        deltas = self.deltas[i:j]
+        deltas[0] = 0
+        w = self.width
+        return TimestampedRun(self.start + self.scale * offsets[i], self.start + self.scale * offsets[j - 1],
+                              self.scale, w, deltas, self.data[i * w:j * w])
+
+    def sample_times(self):
+        return [self.start + self.scale * o for o in self.offsets()]
+
+
+def run_of(kind, item):
+    """A run of a validated item (periodic or timestamped)."""
+    return periodic_run(item) if kind == "periodic" else timestamped_run(item)
+
+
+def runs_of_list(kind, message):
+    """The runs of a stored list message (periodic or timestamped), contiguous items joined."""
+    runs = []
+    for item in getattr(message, LIST_FIELDS[kind]):
+        run = run_of(kind, item)
+        if not runs or not runs[-1].absorb(run):
+            runs.append(run)
+    return runs
+
+
+def cut(kind, run, span):
+    """``run`` cut at multiples of ``span``: a list of (window start, piece)."""
+    first = run.start // span
+    if first == run.end // span:
+        return [(first * span, run)]
+    out = []
+    if kind == "periodic":
+        start, interval, n, i = run.start, run.interval, run.samples, 0
+        while i < n:
+            window = (start + i * interval) // span * span
+            j = min(n, -((start - window - span) // interval))  # first sample at or after the window's end
+            out.append((window, run.piece(i, j)))
+            i = j
+        return out
+    offsets, start, scale, n, i = run.offsets(), run.start, run.scale, run.samples, 0
+    while i < n:
+        window = (start + scale * offsets[i]) // span * span
+        j = bisect.bisect_left(offsets, -((start - window - span) // scale), i + 1)
+        out.append((window, run.piece(i, j, offsets)))
+        i = j
+    return out
+
+
 def split(kind, item, span=None, max_samples=TARGET_ITEM_SAMPLES):
     """``item`` cut into items of at most ``max_samples`` that never cross a multiple of ``span``."""
+    if kind not in ("periodic", "timestamped"):
+        return [item]
+    pieces = cut(kind, run_of(kind, item), span) if span else [(None, run_of(kind, item))]
+    message = LIST_TYPES[kind]()
+    for _window, piece in pieces:
+        if kind == "periodic":
+            message.MergeFromString(_periodic_entries(item.channel_id, piece, max_samples))
+        else:
+            _add_timestamped(message, item.channel_id, piece, max_samples)
+    return list(getattr(message, LIST_FIELDS[kind]))
+
+
+# --- one window's list -------------------------------------------------------------------------
+
+
+def window_payload(kind, channel_id, runs, max_samples=TARGET_ITEM_SAMPLES):
+    """The serialized list of one chunk window from its runs or items in write order.
+
+    Returns ``(payload, first time, last time, samples)``. Periodic and
+    timestamped runs are sorted, joined where contiguous, merged sample by
+    sample where they overlap, and encoded as items of at most
+    ``max_samples``. Rows are kept one per time (the later write wins);
+    events are sorted by time, exact duplicates dropped.
+    """
+    if kind in ("periodic", "timestamped"):
+        widths = {run.width for run in runs}
+        if len(widths) > 1:
+            raise InvalidArgument(f"{kind} data for channel {channel_id:x} mixes sample widths {sorted(widths)}")
+        ordered = _joined(sorted(runs, key=lambda r: r.start))
+        if any(b.start <= a.end for a, b in zip(ordered, ordered[1:])):
+            ordered = _merged(kind, runs)
+        if kind == "periodic":
+            payload = b"".join([_periodic_entries(channel_id, run, max_samples) for run in ordered])
+        else:
+            message = data_pb2.TimestampedDataList()
+            for run in ordered:
+                _add_timestamped(message, channel_id, run, max_samples)
+            payload = message.SerializeToString()
+        return payload, ordered[0].start, max(r.end for r in ordered), sum(r.samples for r in ordered)
+    if kind == "row":
+        latest = {row.timestamp: row for row in runs}
+        items = [latest[t] for t in sorted(latest)]
+        times = [row.timestamp for row in items]
+    else:
+        unique = {event.SerializeToString(deterministic=True): event for event in runs}
+        items = sorted(unique.values(), key=lambda e: e.timestamp)
+        times = [event.timestamp for event in items]
+    message = LIST_TYPES[kind]()
+    getattr(message, LIST_FIELDS[kind]).extend(items)
+    return message.SerializeToString(), times[0], times[-1], len(items)
+
+
+def _joined(runs):
+    """Sorted runs with each one that continues its predecessor appended to it (copies, inputs untouched)."""
+    out = []
+    for run in runs:
+        if out and out[-1].absorb(run):
+            continue
+        out.append(_copy(run))
+    return out
+
+
+def _copy(run):
+    if isinstance(run, PeriodicRun):
+        copy = PeriodicRun(run.start, run.interval, run.width, None, run.samples)
+    else:
+        copy = TimestampedRun(run.start, run.end, run.scale, run.width, list(run.deltas), None)
+    copy.parts = list(run.parts)
+    return copy
+
+
+def _merged(kind, runs):
+    """Overlapping runs (in write order) re-cut sample by sample into runs that do not overlap."""
     if kind == "periodic":
-        return _split_periodic(item, span, max_samples)
-    if kind == "timestamped":
-        return _split_timestamped(item, span, max_samples)
-    return [item]
+        on_grid = _merged_on_grid(runs)
+        if on_grid is not None:
+            return on_grid
+    samples = {}
+    for run in runs:
+        data, w = run.data, run.width
+        for i, t in enumerate(run.sample_times()):
+            samples[t] = data[i * w:(i + 1) * w]  # a later write replaces an earlier one
+    times = sorted(samples)
+    width = runs[0].width
+    out = []
+    if kind == "periodic":
+        i = 0
+        while i < len(times):
+            j = i + 1
+            if j < len(times):
+                step = times[j] - times[i]
+                while j + 1 < len(times) and times[j + 1] - times[j] == step:
+                    j += 1
+                j += 1
+            else:
+                step = runs[0].interval
+            out.append(PeriodicRun(times[i], step if j - i > 1 else runs[0].interval, width,
+                                   b"".join(samples[t] for t in times[i:j]), j - i))
+            i = j
+        return out
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    scale = math.gcd(*gaps) if gaps else runs[0].scale
+    deltas = [0] + [g // scale for g in gaps]
+    return [TimestampedRun(times[0], times[-1], scale, width, deltas, b"".join(samples[t] for t in times))]
 
 
-def _cuts(sample_times, span, max_samples):
-    """Index ranges [i, j) of at most max_samples within one span window each."""
-    cuts, i, n = [], 0, len(sample_times)
-    while i < n:
-        j = min(n, i + max_samples)
-        if span:
-            window = sample_times[i] // span
-            k = i + 1
-            while k < j and sample_times[k] // span == window:
-                k += 1
-            j = k
-        cuts.append((i, j))
+def _merged_on_grid(runs):
+    """``_merged`` for periodic runs on one time grid (one interval, aligned starts), as byte copies.
+
+    The usual overlap (a client re-sending data after a failure) takes this way;
+    None when the runs are on different grids or the grid is much larger than
+    the samples (sparse data), which the sample-by-sample merge handles.
+    """
+    multi = [r for r in runs if r.samples > 1]
+    interval = multi[0].interval if multi else 0
+    if interval <= 0 or any(r.interval != interval for r in multi) \
+            or len({r.start % interval for r in runs}) > 1:
+        return None
+    first, last = min(r.start for r in runs), max(r.end for r in runs)
+    slots = (last - first) // interval + 1
+    if slots > 4 * sum(r.samples for r in runs) + 1024:
+        return None
+    width = runs[0].width
+    values, covered = bytearray(slots * width), bytearray(slots)
+    for run in runs:  # in write order: a later write overwrites
+        i = (run.start - first) // interval
+        values[i * width:(i + run.samples) * width] = run.data
+        covered[i:i + run.samples] = b"\x01" * run.samples
+    out, i = [], 0
+    while i < slots:
+        i = covered.find(1, i)
+        if i < 0:
+            break
+        j = covered.find(0, i)
+        j = slots if j < 0 else j
+        out.append(PeriodicRun(first + i * interval, interval, width, bytes(values[i * width:j * width]), j - i))
         i = j
-    return cuts
+    return out
 
 
-def _split_periodic(item, span, max_samples):
-    n = item.samples
-    if n <= max_samples and (not span or item.start_timestamp // span == end_time("periodic", item) // span):
-        return [item]
-    width = len(item.buffer) // n
-    sample_times = [item.start_timestamp + i * item.interval for i in range(n)]
-    return [
-        data_pb2.PeriodicData(
-            channel_id=item.channel_id,
-            start_timestamp=sample_times[i],
-            interval=item.interval,
-            samples=j - i,
-            buffer=item.buffer[i * width:j * width],
-        )
-        for i, j in _cuts(sample_times, span, max_samples)
-    ]
+# --- encoding ----------------------------------------------------------------------------------
+#
+# Periodic items are written in protobuf wire format directly: one list entry is
+# tag 1 (length-delimited) holding channel_id (1, varint), start_timestamp
+# (2, fixed64), interval (3, varint), samples (4, varint) and buffer (5, bytes),
+# fields at their default value left out, exactly as protobuf serializes them
+# (tests compare the bytes). Only the start time differs between the full items
+# of a run, so they are produced with a few C-level operations per run.
+
+_FIXED64 = struct.Struct("<q").pack
 
 
-def _split_timestamped(item, span, max_samples):
-    n = len(item.timestamp_deltas)
-    if n <= max_samples and (not span or start_time("timestamped", item) // span == end_time("timestamped", item) // span):
-        return [item]
-    width = len(item.buffer) // n
-    sample_times = times("timestamped", item)
-    pieces = []
-    for i, j in _cuts(sample_times, span, max_samples):
-        pieces.append(
-            data_pb2.TimestampedData(
-                channel_id=item.channel_id,
-                start_timestamp=sample_times[i],
-                timestamp_deltas_scale=item.timestamp_deltas_scale,
-                timestamp_deltas=[0, *item.timestamp_deltas[i + 1:j]],
-                buffer=item.buffer[i * width:j * width],
-            )
-        )
-    return pieces
+def _varint(value):
+    value &= (1 << 64) - 1  # negative int64 values take ten bytes, as in protobuf
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _varint_field(tag, value):
+    return bytes((tag,)) + _varint(value) if value else b""
+
+
+def _periodic_entry(channel_id, start, interval, samples, data):
+    body = b"".join((_varint_field(0x08, channel_id), b"\x11" + _FIXED64(start) if start else b"",
+                     _varint_field(0x18, interval), _varint_field(0x20, samples), b"\x2a", _varint(len(data)), data))
+    return b"\x0a" + _varint(len(body)) + body
+
+
+def _periodic_entries(channel_id, run, max_samples):
+    """Serialized PeriodicDataList entries for ``run`` cut into items of ``max_samples`` (the last may be short)."""
+    n, interval, width, start = run.samples, run.interval, run.width, run.start
+    data = run.data
+    full = n // max_samples
+    step, period = max_samples * width, max_samples * interval
+    out = b""
+    if full and (interval <= 0 or start <= 0 <= start + (full - 1) * period):
+        full = 0  # a start time of exactly 0 is left out of its item: let the general encoder see to it
+        for i in range(0, n, max_samples):
+            j = min(n, i + max_samples)
+            out += _periodic_entry(channel_id, start + i * interval, interval, j - i, data[i * width:j * width])
+        return out
+    if full:
+        # Every full item is ``header`` + its samples; headers differ only in their 8 start-time
+        # bytes, so the items are joined with a blank start time and the times are then written
+        # in with 8 strided slice assignments (one per byte), whatever the number of items.
+        middle = _varint_field(0x18, interval) + _varint_field(0x20, max_samples) + b"\x2a" + _varint(step)
+        head = _varint_field(0x08, channel_id) + b"\x11"
+        lead = b"\x0a" + _varint(len(head) + 8 + len(middle) + step) + head
+        header = lead + bytes(8) + middle
+        record = len(header) + step
+        blocks = map(data.__getitem__, map(slice, range(0, full * step, step), range(step, full * step + 1, step)))
+        out = bytearray(header)
+        out += header.join(blocks)
+        starts = struct.pack(f"<{full}q", *range(start, start + full * period, period))
+        for b in range(8):
+            out[len(lead) + b::record] = starts[b::8]
+    if n > full * max_samples:
+        out += _periodic_entry(channel_id, start + full * period, interval, n - full * max_samples,
+                               data[full * step:])
+    return out
+
+
+def _add_timestamped(message, channel_id, run, max_samples):
+    """Append ``run`` to a TimestampedDataList as items of at most ``max_samples``."""
+    add, deltas, data, w, scale = message.timestamped_data.add, run.deltas, run.data, run.width, run.scale
+    n = len(deltas)
+    if n <= max_samples:
+        add(channel_id=channel_id, start_timestamp=run.start, timestamp_deltas_scale=scale, timestamp_deltas=deltas,
+            buffer=data)
+        return
+    offsets = run.offsets()
+    for i in range(0, n, max_samples):
+        piece = deltas[i:i + max_samples]
+        piece[0] = 0
+        add(channel_id=channel_id, start_timestamp=run.start + scale * offsets[i], timestamp_deltas_scale=scale,
+            timestamp_deltas=piece, buffer=data[i * w:(i + len(piece)) * w])

@@ -2,10 +2,11 @@
 
 Each data identity appends to ``RTA_DATA_PATH/chunks/<h[:2]>/<h>.seg`` where
 ``h`` is a SHA-256 of the identity (never its text, which may hold any
-characters). Appends take an exclusive ``flock`` so several writers (threads
-or processes) can share a segment, and are fsynced before the index row that
-points at them is committed. Rewritten (merged) chunks are appended again;
-the old bytes stay behind as garbage until a future compaction.
+characters). Appends take an exclusive ``flock`` (``Appender``) so several
+writers (threads or processes) can share a segment; they are fsynced, and the
+lock is held, until the index rows that point at them are committed.
+Rewritten (merged) chunks are appended again; the old bytes stay behind as
+garbage until compaction.
 """
 import fcntl
 import hashlib
@@ -26,24 +27,62 @@ def segment_name(identity):
 
 def append(name, data):
     """Append ``data`` to segment ``name``, fsync it, and return the offset it starts at."""
-    path = chunks_root() / name
-    created = not path.exists()
-    if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        offset = os.fstat(fd).st_size
+    with Appender(name) as appender:
+        return appender.append(data)
+
+
+class Appender:
+    """Exclusive append access to one segment: ``with Appender(name) as a: offset = a.append(data)``.
+
+    The ``flock`` is taken on entry and held until exit, so a writer can keep
+    it until the index rows pointing at its bytes are committed. Whoever
+    removes a segment must take the same lock first; a writer that opened the
+    file just before it was removed notices (the name no longer leads to its
+    inode) and opens the new file.
+    """
+
+    def __init__(self, name):
+        self.path = chunks_root() / name
+        self._fd = None
+        self._created = False
+
+    def __enter__(self):
+        while True:
+            if not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._created = True
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held = os.fstat(fd)
+                try:
+                    named = os.stat(self.path)
+                except FileNotFoundError:
+                    named = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if named is not None and (named.st_ino, named.st_dev) == (held.st_ino, held.st_dev):
+                self._fd = fd
+                return self
+            os.close(fd)  # removed (or replaced) while we waited for the lock: open it again
+
+    def append(self, data):
+        """Write ``data`` at the end, fsync, and return the offset it starts at."""
+        offset = os.fstat(self._fd).st_size
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
+            written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        _fsync_dir(path.parent)
-    return offset
+        os.fsync(self._fd)
+        if self._created:
+            _fsync_dir(self.path.parent)
+            self._created = False
+        return offset
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # releases the lock
+        self._fd = None
 
 
 def _fsync_dir(path):

@@ -1,0 +1,797 @@
+"""Data Service: write and read throughput, bytes per sample, against a plain PostgreSQL table.
+
+Starts the real server (``manage.py serve``: daphne for REST, gRPC beside it)
+on free local ports against the bench database (``rta_bench``) with its own
+temporary ``RTA_DATA_PATH``, then measures, in one run:
+
+  write     samples/s over one gRPC WriteDataStream: periodic int16 in bursts
+            of 10,000 and of 100 samples, timestamped f64 in bursts of 10,000;
+            from the first message to the ``flush_completed`` answering the
+            final flush marker (so the figure includes fsync and indexing)
+  fast      REST read samples/s of everything the 10,000-burst run wrote
+            (stored chunk bytes streamed as they are)
+  decoding  REST read samples/s of the same data through a session whose data
+            binding shifts it by a time offset (chunks decoded, shifted and
+            re-encoded)
+  size      stored bytes per sample (index ``packed_length`` / samples) of the
+            int16 signal, plus the LZ4 options (fast, high-compression levels)
+            and other step sizes measured offline on the same chunk layout
+
+The signal is what telemetry looks like: a random walk whose steps are drawn
+uniformly from -2..+2 LSB (a sensor quantised a little finer than its noise;
+its spread over a 20 s chunk is a few hundred LSB), sampled at 1 kHz on 8
+channels. Timestamped data is a float random walk at ~1 kHz with jittered
+microsecond deltas.
+
+The baseline is what a user would otherwise pick: a plain PostgreSQL table of
+(channel, time, value) rows with a primary key on (channel, time), written
+with one binary COPY per burst in one transaction (the same bursts: same
+channels, times and values) and read with one SELECT per request (the time
+shift done by SQL for the decoding case). Ratios are ours / baseline (for
+size: baseline / ours).
+
+Targets: write >= 30 M samples/s (10,000-sample bursts), fast read >= 500 M
+samples/s, decoding read >= 50 M samples/s, <= 1.5 bytes per sample, every
+figure >= 20x the baseline. Server CPU seconds are read from /proc for the
+server process, so figures per server CPU second are given too (the machine
+is shared; wall-clock rates are the headline).
+
+Usage: python -m bench data [--seconds S] [--baseline-seconds S] [--repeat N] [--channels N]
+                            [--keep-data]
+"""
+import argparse
+import contextlib
+import socket
+import itertools
+import os
+import platform
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from array import array
+from datetime import datetime, timezone
+
+from bench import common
+
+NAME = "data"
+PREFIX = "bench-data-"
+SECOND = 1_000_000_000
+T0 = 1_700_000_000 * SECOND          # a multiple of every chunk span
+INTERVAL = SECOND // 1000            # 1 kHz
+SHIFT = 3600 * SECOND                # the decoding read's data binding offset
+WALK_STEPS = 2                       # steps uniform in -2..+2 LSB
+TARGETS = {"write": 30e6, "fast": 500e6, "decoding": 50e6, "bytes_per_sample": 1.5, "ratio": 20.0}
+WRITE = "/rta.toolkit.api.chunk_service.DataWriter/WriteDataStream"
+
+# (key, label, kind, burst samples, identity)
+WORKLOADS = [
+    ("periodic_10k", "periodic int16, 10,000-sample bursts", "periodic", 10_000, PREFIX + "p10k"),
+    ("periodic_100", "periodic int16, 100-sample bursts", "periodic", 100, PREFIX + "p100"),
+    ("timestamped_10k", "timestamped f64, 10,000-sample bursts", "timestamped", 10_000, PREFIX + "t10k"),
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench data", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds each gRPC write run sends for")
+    parser.add_argument("--baseline-seconds", type=float, default=3.0, help="seconds each PostgreSQL write runs for")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions of each read (best is reported)")
+    parser.add_argument("--channels", type=int, default=8, help="channels written round robin")
+    parser.add_argument("--keep-data", action="store_true", help="keep the server's data directory (path printed)")
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+
+def random_walk_int16(n, seed, max_step=WALK_STEPS):
+    """``n`` int16 samples of a random walk with steps uniform in -max_step..+max_step (folded into range)."""
+    rng = random.Random(seed)
+    steps = rng.choices(range(-max_step, max_step + 1), k=n)
+    walk = itertools.accumulate(steps, initial=rng.randrange(-1000, 1000))
+    # Fold (reflect) into the int16 range so a long walk keeps its small steps.
+    return array("h", (v if -32768 <= v <= 32767 else _fold(v) for v in itertools.islice(walk, 1, None)))
+
+
+def _fold(v):
+    period = 2 * 65535
+    x = (v + 32768) % period
+    return (x if x <= 65535 else period - x) - 32768
+
+
+def random_walk_f64(n, seed):
+    rng = random.Random(seed)
+    return array("d", itertools.accumulate(rng.gauss(0.0, 0.05) for _ in range(n)))
+
+
+def jittered_deltas(n, seed):
+    """Microsecond deltas around 1,000 (990..1,010): an irregular ~1 kHz channel."""
+    rng = random.Random(seed)
+    return [rng.randint(990, 1010) for _ in range(n)]
+
+
+class Load:
+    """The bursts of one workload, generated on the fly from precomputed signals.
+
+    Burst ``n`` goes to channel ``n % channels``; each channel's bursts are
+    contiguous in time and in signal. ``baseline_rows`` gives the same samples
+    as (channel, time, value) rows.
+    """
+
+    def __init__(self, kind, burst, channels, int16_signal, f64_signal, deltas):
+        self.kind, self.burst, self.channels = kind, burst, channels
+        self.signal = int16_signal if kind == "periodic" else f64_signal
+        self.width = 2 if kind == "periodic" else 8
+        self.raw = self.signal.tobytes()
+        self.burst_deltas = [0] + deltas[1:burst]
+        # Each burst starts 1 ms after the previous one's last sample (deltas are in microseconds).
+        self.burst_step = (sum(self.burst_deltas) + 1000) * 1000
+        self.count = len(self.signal)
+
+    def _slice(self, channel, index):
+        """(sample offset in the signal, continuous per channel; wraps around)."""
+        n = self.burst
+        per_channel = self.count // self.channels
+        start = (channel * per_channel + index * n) % max(1, self.count - n)
+        return start
+
+    def message(self, n, pb, data_pb2):
+        """The serialized WriteDataStreamMessage of burst ``n``."""
+        channel, index = n % self.channels, n // self.channels
+        first = self._slice(channel, index)
+        buffer = self.raw[first * self.width:(first + self.burst) * self.width]
+        if self.kind == "periodic":
+            item = data_pb2.PeriodicData(channel_id=0x100 + channel, start_timestamp=T0 + index * self.burst * INTERVAL,
+                                         interval=INTERVAL, samples=self.burst, buffer=buffer)
+            return pb.WriteDataStreamMessage(periodic_data=item).SerializeToString()
+        deltas = self._deltas(index)
+        item = data_pb2.TimestampedData(channel_id=0x100 + channel, start_timestamp=self._ts_start(index),
+                                        timestamp_deltas_scale=1000, timestamp_deltas=deltas, buffer=buffer)
+        return pb.WriteDataStreamMessage(timestamped_data=item).SerializeToString()
+
+    def _deltas(self, index):
+        return self.burst_deltas  # the same jitter pattern every burst
+
+    def _ts_start(self, index):
+        return T0 + index * self.burst_step
+
+    def baseline_rows(self, n):
+        """Rows (channel, time, value) of burst ``n``."""
+        channel, index = n % self.channels, n // self.channels
+        first = self._slice(channel, index)
+        values = self.signal[first:first + self.burst]
+        ch = 0x100 + channel
+        if self.kind == "periodic":
+            start = T0 + index * self.burst * INTERVAL
+            times = range(start, start + self.burst * INTERVAL, INTERVAL)
+        else:
+            times = itertools.accumulate((d * 1000 for d in self._deltas(index)), initial=self._ts_start(index))
+            times = itertools.islice(times, 1, None)
+        return zip(itertools.repeat(ch), times, values)
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(database_url, data_path, timeout=60):
+    """``manage.py serve`` (daphne + gRPC) on free local ports; yields (http_port, grpc_port, pid)."""
+    http_port, grpc_port = common.free_port(), common.free_port()
+    env = {**os.environ, "RTA_DATABASE_URL": database_url, "RTA_DATA_PATH": str(data_path),
+           "RTA_LOG_LEVEL": "WARNING", "RTA_DEBUG": "false"}
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = common.RESULTS_DIR / "data-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(http_port),
+             "--grpc-port", str(grpc_port)],
+            cwd=common.PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/rta/v2/info", timeout=2) as resp:
+                        if resp.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not answer within {timeout} s; see {log_path}")
+                time.sleep(0.2)
+            yield http_port, grpc_port, proc.pid
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- writes over gRPC --------------------------------------------------------------------------
+
+
+def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
+    """One WriteDataStream sending bursts for ``seconds``, then a flush marker; returns figures.
+
+    The client is gRPC's asyncio API (about half the CPU per message of the blocking
+    one), leaving more of the shared cores to the server being measured.
+    """
+    import asyncio
+
+    import grpc
+
+    async def run():
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 20)
+            call = channel.stream_stream(WRITE, request_serializer=None,
+                                         response_deserializer=pb.WriteDataStreamResponseMessage.FromString)(
+                timeout=seconds + 600)
+            cpu_before = cpu_seconds(server_pid)
+            began = time.perf_counter()
+            await call.write(pb.WriteDataStreamMessage(data_identity=identity).SerializeToString())
+            deadline, n = began + seconds, 0
+            while time.perf_counter() < deadline:
+                for _ in range(16):
+                    await call.write(load.message(n, pb, data_pb2))  # waits while flow control holds it back
+                    n += 1
+            await call.write(pb.WriteDataStreamMessage(flush_marker="end").SerializeToString())
+            await call.done_writing()
+            answers = [r.flush_completed async for r in call]
+            elapsed = time.perf_counter() - began
+            return n, answers, elapsed, cpu_seconds(server_pid) - cpu_before
+
+    bursts, answers, elapsed, cpu = asyncio.run(run())
+    if answers != ["end"]:
+        raise RuntimeError(f"WriteDataStream answered {answers!r}")
+    samples = bursts * load.burst
+    return {"bursts": bursts, "samples": samples, "seconds": round(elapsed, 3),
+            "samples_per_second": samples / elapsed, "server_cpu_seconds": round(cpu, 3),
+            "samples_per_server_cpu_second": samples / cpu if cpu else None}
+
+
+# --- reads over REST ---------------------------------------------------------------------------
+
+
+def http_get(port, path, timeout=120):
+    """GET ``path`` over a fresh connection; returns (body, wall seconds to the last byte).
+
+    A lean client, so the figure is the server's: the response is received with
+    ``recv_into`` into one buffer (``Connection: close`` marks its end) and only
+    then parsed (status, headers, chunked transfer encoding).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        began = time.perf_counter()
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        buf = bytearray(1 << 24)
+        size = 0
+        while True:
+            if size == len(buf):
+                buf.extend(bytes(len(buf)))
+            n = sock.recv_into(memoryview(buf)[size:])
+            if not n:
+                break
+            size += n
+        elapsed = time.perf_counter() - began
+    raw = memoryview(buf)[:size]
+    head_end = bytes(raw[:65536]).find(b"\r\n\r\n")
+    if head_end < 0:
+        raise RuntimeError(f"GET {path}: no complete response ({size} bytes)")
+    head = bytes(raw[:head_end]).decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+    body = raw[head_end + 4:]
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    else:
+        body = bytes(body)
+    if status != 200:
+        raise RuntimeError(f"GET {path} -> {status}: {body[:300]!r}")
+    return body, elapsed
+
+
+def _dechunk(view):
+    parts, pos = [], 0
+    while True:
+        line_end = bytes(view[pos:pos + 32]).find(b"\r\n")
+        length = int(bytes(view[pos:pos + line_end]).split(b";")[0], 16)
+        pos += line_end + 2
+        if length == 0:
+            return b"".join(parts)
+        parts.append(view[pos:pos + length])
+        pos += length + 2
+
+
+def walk_headers(body):
+    """(chunks, first chunk start, payload bytes) of a chunked response, reading only the headers."""
+    from rta.model.net import chunks_pb2
+
+    view, pos, chunks, start, first, payload = memoryview(body), 0, 0, 0, None, 0
+    header = chunks_pb2.ChunkTransferHeader()
+    while pos < len(view):
+        (length,) = struct.unpack_from("<i", view, pos)
+        header.ParseFromString(view[pos + 4:pos + 4 + length])
+        pos += 4 + length + header.packed_length
+        payload += header.packed_length
+        start += header.chunk_start_time_delta
+        first = start if first is None else first
+        chunks += 1
+    if pos != len(view):
+        raise RuntimeError("response body is not a whole number of chunks")
+    return chunks, first, payload
+
+
+def decoded_samples(body, kind):
+    """Samples in a chunked response, by decoding every list (verification, untimed)."""
+    from data_app import wire
+
+    total = 0
+    for chunk in wire.read_chunks(body):
+        lst = chunk.decode(kind)
+        if kind == "periodic":
+            total += sum(i.samples for i in lst.periodic_data)
+        else:
+            total += sum(len(i.timestamp_deltas) for i in lst.timestamped_data)
+    return total
+
+
+def rest_read(port, identity, kind, channels, repeat, server_pid):
+    path = f"/rta/v2/sessions/{identity}/data/{kind}/{channels}"
+    http_get(port, path)  # warm-up (and file cache)
+    runs = []
+    for _ in range(repeat):
+        cpu_before = cpu_seconds(server_pid)
+        body, elapsed = http_get(port, path)
+        runs.append((elapsed, cpu_seconds(server_pid) - cpu_before))
+    best = min(runs)
+    return body, {"path": path, "bytes": len(body), "seconds": [round(r[0], 4) for r in runs],
+                  "best_seconds": round(best[0], 4), "server_cpu_seconds": round(best[1], 4)}
+
+
+def stored(identity, kind):
+    """(chunks, samples, packed bytes, unpacked bytes) in the chunk index for ``identity``."""
+    from django.db.models import Count, Sum
+
+    from data_app.models import Chunk
+
+    agg = Chunk.objects.filter(identity=identity, kind=kind).aggregate(
+        n=Count("id"), samples=Sum("sample_count"), packed=Sum("packed_length"), unpacked=Sum("unpacked_length"))
+    return agg["n"] or 0, agg["samples"] or 0, agg["packed"] or 0, agg["unpacked"] or 0
+
+
+def store_fast_path(identity, kind, data_path, repeat):
+    """In-process ``reader.wire_stream`` over the same chunks (no HTTP): bytes and best seconds."""
+    from django.test import override_settings
+
+    from data_app.store import reader
+
+    with override_settings(RTA_DATA_PATH=data_path):
+        refs = reader.find_chunks(identity, kind)
+        best, size = None, 0
+        for _ in range(repeat + 1):
+            began = time.perf_counter()
+            size = sum(len(block) for block in reader.wire_stream(refs))
+            elapsed = time.perf_counter() - began
+            best = elapsed if best is None else min(best, elapsed)
+    return size, best
+
+
+# --- bytes per sample: LZ4 options and signals -------------------------------------------------
+
+
+def chunk_payloads(identity, data_path, limit=64):
+    """Unpacked payloads of up to ``limit`` stored chunks of ``identity`` (periodic)."""
+    from data_app import wire
+    from data_app.models import Chunk
+    from data_app.store.segments import SegmentReader
+
+    rows = list(Chunk.objects.filter(identity=identity, kind="periodic").order_by("channel", "start_time")[:limit])
+    out = []
+    from django.test import override_settings
+
+    with override_settings(RTA_DATA_PATH=data_path), SegmentReader() as segs:
+        for r in rows:
+            out.append((wire.unpack(segs.read(r.file, r.offset, r.packed_length), r.unpacked_length, r.compression),
+                        r.sample_count))
+    return out
+
+
+COMPRESSION_OPTIONS = [("lz4 fast (default)", {}), ("lz4 fast, acceleration 4", {"mode": "fast", "acceleration": 4}),
+                       ("lz4 HC level 1", {"mode": "high_compression", "compression": 1}),
+                       ("lz4 HC level 3", {"mode": "high_compression", "compression": 3}),
+                       ("lz4 HC level 9", {"mode": "high_compression", "compression": 9})]
+
+
+def compression_options(payloads):
+    """Bytes per sample and compression speed of each LZ4 block option over the same payloads."""
+    import lz4.block
+
+    samples = sum(n for _, n in payloads)
+    out = []
+    for label, options in COMPRESSION_OPTIONS:
+        began = time.perf_counter()
+        size = sum(len(lz4.block.compress(p, store_size=False, **options)) for p, _ in payloads)
+        elapsed = time.perf_counter() - began
+        out.append({"option": label, "bytes_per_sample": size / samples,
+                    "compress_samples_per_second": samples / elapsed})
+    return out
+
+
+def signal_sweep(channels_samples=40_000):
+    """Bytes per sample (LZ4 fast, the writer's chunk layout) of walks with other step sizes."""
+    from rta.model import data_pb2
+
+    from data_app import wire
+
+    out = []
+    cases = [(f"random walk, steps -{k}..+{k}", k) for k in (1, 2, 4, 16)] + [("uniform noise (worst case)", None)]
+    for label, k in cases:
+        if k is None:
+            rng = random.Random(7)
+            values = array("h", (rng.randrange(-32768, 32768) for _ in range(channels_samples)))
+        else:
+            values = random_walk_int16(channels_samples, seed=11, max_step=k)
+        raw = values.tobytes()
+        span = 20_000  # samples per chunk at 1 kHz with the writer's 20 s span
+        size = 0
+        for c in range(0, channels_samples, span):
+            lst = data_pb2.PeriodicDataList()
+            for i in range(c, min(c + span, channels_samples), 128):
+                n = min(128, c + span - i, channels_samples - i)
+                lst.periodic_data.add(channel_id=0x100, start_timestamp=T0 + i * INTERVAL, interval=INTERVAL,
+                                      samples=n, buffer=raw[2 * i:2 * (i + n)])
+            size += len(wire.pack(lst.SerializeToString()))
+        out.append({"signal": label, "bytes_per_sample": size / channels_samples})
+    return out
+
+
+# --- the PostgreSQL baseline -------------------------------------------------------------------
+
+
+def baseline_table(kind):
+    return f"bench_data_baseline_{'i16' if kind == 'periodic' else 'f64'}"
+
+
+def baseline_write(conninfo, load, seconds):
+    """Bursts COPYed (binary) into a (channel, time, value) table with a primary key, one transaction."""
+    import psycopg
+
+    table = baseline_table(load.kind)
+    value_type = "smallint" if load.kind == "periodic" else "double precision"
+    with psycopg.connect(**conninfo) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (channel integer NOT NULL, time bigint NOT NULL, "
+                     f"value {value_type} NOT NULL, PRIMARY KEY (channel, time))")
+        conn.commit()
+        types = ["int4", "int8", "int2" if load.kind == "periodic" else "float8"]
+        began = time.perf_counter()
+        deadline = began + seconds
+        n = 0
+        with conn.cursor() as cur:
+            while time.perf_counter() < deadline:
+                with cur.copy(f"COPY {table} (channel, time, value) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(types)
+                    for row in load.baseline_rows(n):
+                        copy.write_row(row)
+                n += 1
+        conn.commit()
+        elapsed = time.perf_counter() - began
+        conn.autocommit = True
+        conn.execute(f"VACUUM ANALYZE {table}")
+        rows, size = conn.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}").fetchone()
+    return {"bursts": n, "samples": rows, "seconds": round(elapsed, 3), "samples_per_second": rows / elapsed,
+            "bytes_per_sample": size / rows, "table_bytes": size}
+
+
+def baseline_read(conninfo, kind, channels, shift, repeat):
+    """SELECT every row of ``channels`` in time order (times shifted by ``shift`` in SQL); best rows/s."""
+    import psycopg
+
+    table = baseline_table(kind)
+    best = None
+    with psycopg.connect(**conninfo) as conn:
+        for i in range(repeat + 1):
+            began = time.perf_counter()
+            with conn.cursor(binary=True) as cur:
+                cur.execute(f"SELECT time + %s, value FROM {table} WHERE channel = ANY(%s) ORDER BY channel, time",
+                            [shift, channels])
+                rows = len(cur.fetchall())
+            elapsed = time.perf_counter() - began
+            if i:
+                best = elapsed if best is None else min(best, elapsed)
+    return {"samples": rows, "best_seconds": round(best, 4), "samples_per_second": rows / best}
+
+
+def drop_baseline(conninfo):
+    import psycopg
+
+    with psycopg.connect(**conninfo) as conn:
+        for kind in ("periodic", "timestamped"):
+            conn.execute(f"DROP TABLE IF EXISTS {baseline_table(kind)}")
+
+
+# --- bookkeeping ---------------------------------------------------------------------------------
+
+
+def _delete_bench_data():
+    from data_app.models import Chunk
+    from sessions_app.models import Session
+
+    Session.objects.filter(identity__startswith=PREFIX).delete()
+    Chunk.objects.filter(identity__startswith=PREFIX).delete()
+
+
+def _postgres_version():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return cursor.fetchone()[0]
+
+
+def _m(x):
+    return "—" if x is None else f"{x / 1e6:,.1f} M"
+
+
+def _ratio(ours, base):
+    return None if not ours or not base else ours / base
+
+
+def _rx(r):
+    return "—" if r is None else f"{r:,.0f}×"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # A terminated run still stops its server and removes its data (the finally blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    url = common.setup_bench_django()
+    load_before = common.warn_if_busy("before the run")
+
+    from django.db import connections
+
+    conninfo = common.conninfo(url)
+    with common.console.status("generating signals"):
+        int16_signal = random_walk_int16(1 << 22, seed=1)
+        f64_signal = random_walk_f64(1 << 20, seed=2)
+        deltas = jittered_deltas(20_000, seed=3)
+    loads = {key: Load(kind, burst, args.channels, int16_signal, f64_signal, deltas)
+             for key, _label, kind, burst, _identity in WORKLOADS}
+
+    _delete_bench_data()
+    data_path = tempfile.mkdtemp(prefix="rta-bench-data-")
+    results = {}
+    try:
+        create_sessions(args.channels)
+        connections.close_all()
+        with serve(url, data_path) as (http_port, grpc_port, pid):
+            results["write"] = run_writes(grpc_port, pid, loads, args, data_path)
+            results["read"] = run_reads(http_port, pid, args, data_path)
+        with common.console.status("bytes per sample: LZ4 options and other signals"):
+            results["size"] = {"options": compression_options(chunk_payloads(WORKLOADS[0][4], data_path)),
+                               "signals": signal_sweep()}
+        results["baseline"] = run_baseline(conninfo, loads, args)
+    finally:
+        if args.keep_data:
+            common.console.print(f"server data kept in {data_path}")
+        else:
+            shutil.rmtree(data_path, ignore_errors=True)
+        _delete_bench_data()
+        drop_baseline(conninfo)
+        connections.close_all()
+
+    report(results, args, url, load_before)
+    return 0
+
+
+def create_sessions(channels):
+    """A closed session per workload, and one reading the 10,000-burst data shifted by ``SHIFT``."""
+    from sessions_app.services.updates import create_or_update_session
+
+    for _key, _label, _kind, _burst, identity in WORKLOADS:
+        create_or_update_session(identity, [("set_state", 4)])
+    create_or_update_session(PREFIX + "shifted", [("set_state", 4), ("set_data_bindings", [{
+        "identity": WORKLOADS[0][4], "session_time_offset": SHIFT,
+        "channel_bindings": [{"first_data_channel": 0x100, "first_session_channel": 0x100,
+                              "last_session_channel": 0x100 + channels - 1}]}])])
+
+
+def run_writes(grpc_port, pid, loads, args, data_path):
+    from rta.model import data_pb2
+    from rta.toolkit.api import chunk_service_pb2 as pb
+
+    from data_app.store import segments
+
+    out = {}
+    for key, label, kind, _burst, identity in WORKLOADS:
+        with common.console.status(f"gRPC write: {label} ({args.seconds:g} s)"):
+            r = grpc_write(grpc_port, identity, loads[key], args.seconds, pb, data_pb2, pid)
+        chunks, samples, packed, unpacked = stored(identity, kind)
+        if samples != r["samples"]:
+            raise RuntimeError(f"{label}: wrote {r['samples']} samples, index holds {samples}")
+        segment = os.path.join(data_path, "chunks", segments.segment_name(identity))
+        r.update(chunks=chunks, stored_bytes=packed, bytes_per_sample=packed / samples,
+                 unpacked_bytes_per_sample=unpacked / samples,
+                 segment_bytes_per_sample=os.path.getsize(segment) / samples)
+        out[key] = r
+        common.console.print(f"write {label}: {_m(r['samples_per_second'])} samples/s, "
+                             f"{r['bytes_per_sample']:.3f} B/sample, {chunks} chunks")
+    return out
+
+
+def run_reads(http_port, pid, args, data_path):
+    p10k, shifted = WORKLOADS[0][4], PREFIX + "shifted"
+    channels_expr = f"{0x100:X}-{0x100 + args.channels - 1:X}"
+    out = {}
+    n_chunks, samples, packed, _ = stored(p10k, "periodic")
+    with common.console.status("REST read, fast path"):
+        body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid)
+    served, first_start, payload = walk_headers(body)
+    if served != n_chunks or payload != packed:
+        raise RuntimeError(f"fast path served {served} chunks / {payload} bytes, index has {n_chunks} / {packed}")
+    one_body, _ = http_get(http_port, f"/rta/v2/sessions/{p10k}/data/periodic/{0x100:X}")
+    if decoded_samples(one_body, "periodic") != stored_channel(p10k, 0x100):
+        raise RuntimeError("fast path: decoded samples of one channel differ from the index")
+    fast.update(samples=samples, samples_per_second=samples / fast["best_seconds"])
+    out["fast"] = fast
+    common.console.print(f"read fast path: {_m(fast['samples_per_second'])} samples/s "
+                         f"({fast['bytes'] / fast['best_seconds'] / 1e6:,.0f} MB/s)")
+
+    with common.console.status("REST read, decoding path (data binding with a time offset)"):
+        try:
+            body, decoding = rest_read(http_port, shifted, "periodic", channels_expr, args.repeat, pid)
+            d_chunks, d_first, _ = walk_headers(body)
+        except (OSError, RuntimeError, ValueError, struct.error) as exc:
+            decoding, d_chunks, d_first = {"error": repr(exc)[:300]}, 0, None
+    if d_chunks == n_chunks and d_first == first_start + SHIFT:
+        decoding.update(samples=samples, samples_per_second=samples / decoding["best_seconds"], available=True)
+        common.console.print(f"read decoding path: {_m(decoding['samples_per_second'])} samples/s")
+    else:
+        decoding.update(samples=0, samples_per_second=None, available=False,
+                        note="the server does not serve data bindings with a time offset (yet): "
+                             f"{d_chunks} chunks returned; {decoding.get('error', 'no error')}")
+        common.console.print("[yellow]decoding path: data bindings with a time offset are not served; "
+                             "no figure[/yellow]")
+    out["decoding"] = decoding
+
+    size, seconds = store_fast_path(p10k, "periodic", data_path, args.repeat)
+    out["store_only"] = {"bytes": size, "best_seconds": round(seconds, 4), "samples_per_second": samples / seconds}
+    return out
+
+
+def run_baseline(conninfo, loads, args):
+    out = {}
+    data_channels = list(range(0x100, 0x100 + args.channels))
+    for key, label, kind, _burst, _identity in WORKLOADS:
+        with common.console.status(f"PostgreSQL baseline write: {label} ({args.baseline_seconds:g} s)"):
+            b = baseline_write(conninfo, loads[key], args.baseline_seconds)
+        if key == "periodic_10k":
+            with common.console.status(f"PostgreSQL baseline reads: {label}"):
+                b["read"] = baseline_read(conninfo, kind, data_channels, 0, args.repeat)
+                b["read_shifted"] = baseline_read(conninfo, kind, data_channels, SHIFT, args.repeat)
+        out[key] = b
+        common.console.print(f"baseline write {label}: {_m(b['samples_per_second'])} samples/s, "
+                             f"{b['bytes_per_sample']:.1f} B/sample")
+    return out
+
+
+def stored_channel(identity, channel):
+    from django.db.models import Sum
+
+    from data_app.models import Chunk
+
+    return Chunk.objects.filter(identity=identity, kind="periodic", channel=channel).aggregate(
+        s=Sum("sample_count"))["s"] or 0
+
+
+def report(results, args, url, load_before):
+    w, r, b = results["write"], results["read"], results["baseline"]
+    base10k = b["periodic_10k"]
+    rows, figures = [], {}
+
+    def add(key, label, ours, base, target, unit="samples/s", lower_is_better=False, per_cpu=None):
+        ratio = _ratio(base, ours) if lower_is_better else _ratio(ours, base)
+        # Rows without a target of their own still have to beat the baseline 20 times over.
+        met = None
+        if ours is not None:
+            met = (ratio or 0) >= TARGETS["ratio"]
+            if target is not None:
+                met = met and ((ours <= target) if lower_is_better else (ours >= target))
+        figures[key] = {"value": ours, "per_server_cpu_second": per_cpu, "baseline": base, "ratio": ratio,
+                        "target": target, "meets_target": met}
+        if unit == "samples/s":
+            cells = [_m(ours), _m(per_cpu), _m(base), _rx(ratio), "≥ 20×" if target is None else f"≥ {_m(target)}"]
+        else:
+            cells = ["—" if ours is None else f"{ours:.3f}", "", f"{base:.1f}", _rx(ratio), f"≤ {target}"]
+        ok = "[yellow]n/a[/yellow]" if met is None else ("yes" if met else "[red]NO[/red]")
+        rows.append([label, *cells, ok])
+
+    def cpu_rate(run):
+        cpu = run.get("server_cpu_seconds")
+        return run["samples"] / cpu if cpu and run.get("samples") else None
+
+    add("write_periodic_10k", "write, periodic int16, 10,000-sample bursts", w["periodic_10k"]["samples_per_second"],
+        base10k["samples_per_second"], TARGETS["write"], per_cpu=cpu_rate(w["periodic_10k"]))
+    add("write_periodic_100", "write, periodic int16, 100-sample bursts", w["periodic_100"]["samples_per_second"],
+        b["periodic_100"]["samples_per_second"], None, per_cpu=cpu_rate(w["periodic_100"]))
+    add("write_timestamped_10k", "write, timestamped f64, 10,000-sample bursts",
+        w["timestamped_10k"]["samples_per_second"], b["timestamped_10k"]["samples_per_second"], None,
+        per_cpu=cpu_rate(w["timestamped_10k"]))
+    add("read_fast", "REST read, fast path", r["fast"]["samples_per_second"], base10k["read"]["samples_per_second"],
+        TARGETS["fast"], per_cpu=cpu_rate(r["fast"]))
+    add("read_decoding", "REST read, decoding path (time offset)", r["decoding"]["samples_per_second"],
+        base10k["read_shifted"]["samples_per_second"], TARGETS["decoding"], per_cpu=cpu_rate(r["decoding"]))
+    add("bytes_per_sample", "bytes per sample, int16 random walk", w["periodic_10k"]["bytes_per_sample"],
+        base10k["bytes_per_sample"], TARGETS["bytes_per_sample"], unit="B", lower_is_better=True)
+    load_after = common.machine_load()
+    common.print_table(
+        f"Data Service vs a plain PostgreSQL table ({args.channels} channels at 1 kHz, "
+        f"writes {args.seconds:g} s each, reads best of {args.repeat})",
+        ["figure", "RTA server", "per server CPU s", "PostgreSQL", "ratio", "target", "met"],
+        rows,
+        caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
+        f"{load_after['cpus']} CPUs (shared machine: wall-clock figures are pessimistic; 'per server CPU s' "
+        "divides by the CPU time the server process used, all threads). In-process reader.wire_stream (no HTTP): "
+        f"{_m(r['store_only']['samples_per_second'])} samples/s.",
+    )
+    common.print_table(
+        "Bytes per sample of the same chunks under each LZ4 block option (compression speed: one thread)",
+        ["option", "bytes/sample", "compress samples/s"],
+        [[o["option"], f"{o['bytes_per_sample']:.3f}", _m(o["compress_samples_per_second"])]
+         for o in results["size"]["options"]],
+    )
+    common.print_table(
+        "Bytes per sample by signal (LZ4 fast, 128-sample items, 20 s chunks at 1 kHz)",
+        ["signal", "bytes/sample"],
+        [[s["signal"], f"{s['bytes_per_sample']:.3f}"] for s in results["size"]["signals"]],
+    )
+    data = {
+        "benchmark": NAME,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "database": common.redact(url),
+        "environment": {"python": platform.python_version(), "postgresql": _postgres_version(),
+                        "cpus": os.cpu_count(), "platform": platform.platform(),
+                        "load_before": load_before, "load_after": load_after},
+        "method": {
+            "server": "manage.py serve (daphne + gRPC) on 127.0.0.1, temporary RTA_DATA_PATH, bench database",
+            "signal": f"int16 random walk, steps uniform in -{WALK_STEPS}..+{WALK_STEPS}, 1 kHz, "
+                      f"{args.channels} channels round robin; timestamped: f64 Gaussian random walk, "
+                      "deltas 990..1010 us",
+            "write": "one WriteDataStream per workload (grpc.aio client in the bench process), sending for "
+                     "--seconds then a flush marker; timed to the flush_completed",
+            "reads": "GET of every channel and the whole time range, best of --repeat after one warm-up",
+            "baseline": "PostgreSQL table (channel int, time bigint, value) with PRIMARY KEY (channel, time); "
+                        "one binary COPY per burst in one transaction; reads: one SELECT ... ORDER BY channel, "
+                        "time fetched in binary (time + offset for the decoding case); size: "
+                        "pg_total_relation_size / rows",
+            "seconds": args.seconds, "baseline_seconds": args.baseline_seconds, "repeat": args.repeat,
+        },
+        "targets": TARGETS,
+        "figures": figures,
+        "results": results,
+    }
+    path = common.write_results(NAME, data)
+    common.console.print(f"results written to {path.relative_to(common.PROJECT_DIR)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
