@@ -185,3 +185,25 @@ class ConfigAdmin(admin.ModelAdmin):
             "max_identifier_length": store.MAX_IDENTIFIER_LENGTH,
         }
         return TemplateResponse(request, "admin/config_app/config/publish.html", context)
+
+
+# --- Advanced Streams dependencies -----------------------------------------------------------
+
+from config_app.models import Dependency  # noqa: E402  (kept with the admin it serves)
+
+
+@admin.register(Dependency)
+class DependencyAdmin(admin.ModelAdmin):
+    """Advanced Streams dependencies: read-only (documents never change), deletable."""
+
+    list_display = ("identifier", "type", "size", "created")
+    list_filter = ("type", "created")
+    search_fields = ("identifier",)
+    fields = ("type", "identifier", "sha256", "size", "created", "document")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # publish through /api/dependencies or manage.py load_dependencies
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -38,3 +38,26 @@ class Config(models.Model):
     @property
     def is_json(self):
         return self.content_type == JSON_CONTENT_TYPE
+
+
+class Dependency(models.Model):
+    """An ATLAS Advanced Streams dependency: a JSON document (data format, ATLAS configuration...)
+    published under a type and an id, which sessions name in their ``dependencies``.
+
+    Documents are immutable once published; every rule is in ``config_app.services.dependencies``.
+    """
+
+    type = models.CharField(max_length=64)
+    identifier = models.CharField(max_length=256, help_text="The id sessions use (often a content hash).")
+    document = models.JSONField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 (hex) of the canonical JSON of the document.")
+    size = models.IntegerField(help_text="Size of the canonical JSON in bytes.")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "dependencies"
+        constraints = [models.UniqueConstraint(fields=["type", "identifier"], name="dependency_unique")]
+
+    def __str__(self):
+        return f"{self.type}/{self.identifier}"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("rta/v2/", include("data_app.api.urls")),
     path("rta/v2/", include("sessions_app.api.urls")),
     path("rta/v2/", include("config_app.api.urls")),
+    path("api/", include("config_app.api.dependency_urls")),
 ]
 
 handler404 = "rta_site.monitoring.views.not_found"

@@ -1,0 +1,266 @@
+"""The Advanced Streams mapping and stream state machine, fed message by message (no broker)."""
+import io
+import uuid
+
+import orjson
+import pytest
+from django.core.management import call_command
+
+from config_app.services import dependencies
+from data_app.ingest.ingestor import Ingestor
+from data_app.ingest.runner import encode_line
+from data_app.models import Chunk
+from sessions_app.models import Session
+from tests.test_ingest_support import (
+    ATLAS,
+    ATLAS_ID,
+    EPOCH,
+    FORMAT_A_ID,
+    FORMAT_B,
+    FORMAT_B_ID,
+    MS,
+    SessionStream,
+    assert_session_complete,
+    publish_dependencies,
+    read_data,
+    session_json,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DEPENDENCIES = {"dataFormat": [FORMAT_B_ID], "atlasConfiguration": [ATLAS_ID]}
+
+
+class Feed:
+    """Feeds messages of one stream to an Ingestor with increasing offsets."""
+
+    def __init__(self, ingestor=None, stream="s", session_id=None):
+        self.ingestor = ingestor or Ingestor(retry_seconds=0)
+        self.stream = stream
+        self.session_id = session_id or str(uuid.uuid4())
+        self.offset = 0
+
+    def send(self, kind, value=b"", offset=None):
+        if isinstance(value, dict):
+            value = orjson.dumps(value)
+        self.offset = self.offset + 1 if offset is None else offset
+        self.ingestor.process(f"{kind}:{self.stream}".encode(), value, 0, self.offset)
+
+    def session(self, offset=None, **fields):
+        self.send("session", {"id": self.session_id, "state": "open", "dependencies": DEPENDENCIES, **fields}, offset)
+
+    def samples(self, times, values, parameter="pBrake:Chassis", fmt=FORMAT_B_ID):
+        self.send("tsamples", {"feed": "raw", "format": fmt,
+                               "data": {parameter: {"values": values, "epoch": EPOCH, "time": times}}})
+
+    @property
+    def stats(self):
+        return self.ingestor.stats
+
+
+def stored(api, identity, channel=0):
+    channels, _ = read_data(api, identity)
+    return [(t - EPOCH, v) for t, v in channels.get(channel, [])]
+
+
+def test_a_whole_recorded_session_through_the_command(api, tmp_path):
+    publish_dependencies()
+    stream = SessionStream("file", codec="protobuf", seed=11)
+    path = tmp_path / "recorded.txt"
+    path.write_bytes(b"".join(encode_line(k, v) for k, v in stream.messages) + b"tdata:file\t{oops\n")
+    out = io.StringIO()
+    call_command("ingest_streams", "--file", str(path), stdout=out)
+    assert_session_complete(api, stream)
+    assert "Ingest summary" in out.getvalue() and "bad json 1" in out.getvalue()
+
+
+def test_partial_stream_is_recorded_from_its_session_message(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.samples([1 * MS], [1.0])  # no $start, no session yet: cannot be placed
+    feed.session()
+    feed.samples([2 * MS, 3 * MS], [2.0, 3.0])
+    feed.ingestor.flush()
+    assert feed.stats.partial_streams == 1
+    assert feed.stats.skipped["before session"] == 1
+    assert stored(api, feed.session_id) == [(2 * MS, 2.0), (3 * MS, 3.0)]
+
+
+def test_messages_after_end_are_ignored_until_the_next_start(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.send("$start")
+    feed.session()
+    feed.samples([1 * MS], [1.0])
+    feed.send("$end")
+    assert session_json(api, feed.session_id)["state"] == "closed"
+    feed.samples([2 * MS], [2.0])
+    feed.session()
+    assert feed.stats.skipped["after $end"] == 2
+    assert session_json(api, feed.session_id)["state"] == "closed"
+    feed.send("$start")
+    feed.session()
+    feed.samples([3 * MS], [3.0])
+    feed.send("$end")
+    assert stored(api, feed.session_id) == [(1 * MS, 1.0), (3 * MS, 3.0)]
+
+
+def test_unknown_format_feed_or_parameter_is_malformed_and_writes_nothing(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.send("$start")
+    feed.session()
+    feed.samples([1 * MS], [1.0], fmt="unknown")
+    feed.samples([1 * MS], [1.0], fmt=FORMAT_A_ID)  # published, but not a dependency of this session
+    feed.send("tsamples", {"feed": "nope", "format": FORMAT_B_ID, "data": {}})
+    # One good parameter and one unknown: the whole message is refused.
+    feed.send("tsamples", {"feed": "raw", "format": FORMAT_B_ID, "data": {
+        "pBrake:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]},
+        "nope:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]}}})
+    feed.send("tdata", {"feed": "raw", "format": FORMAT_B_ID, "time": [1], "data": [{"status": [1], "avg": [1]}]})
+    feed.send("$end")
+    assert dict(feed.stats.malformed) == {"unknown format": 2, "unknown feed": 1, "unknown parameter": 1,
+                                          "wrong types": 1}
+    assert stored(api, feed.session_id) == []
+    assert session_json(api, feed.session_id)["state"] == "closed"
+
+
+def test_data_waits_for_dependencies_then_records(api):
+    feed = Feed()
+    feed.send("$start")
+    feed.session()
+    assert "configBindings" not in session_json(api, feed.session_id)
+    feed.samples([1 * MS], [1.0])
+    assert feed.stats.skipped["not recordable"] == 1
+    dependencies.publish(dependencies.DATA_FORMAT, FORMAT_B, FORMAT_B_ID)
+    dependencies.publish(dependencies.ATLAS_CONFIGURATION, ATLAS, ATLAS_ID)
+    feed.samples([2 * MS], [2.0])  # dependencies are looked up again (retry_seconds=0) and bound
+    feed.send("$end")
+    assert session_json(api, feed.session_id)["configBindings"] == [
+        {"identifier": f"advanced-streams/v1/{FORMAT_B_ID}/{ATLAS_ID}", "channelOffset": 0}]
+    assert stored(api, feed.session_id) == [(2 * MS, 2.0)]
+
+
+def test_a_session_without_an_atlas_configuration_records_no_data(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.send("session", {"id": feed.session_id, "state": "open", "dependencies": {"dataFormat": [FORMAT_B_ID]}})
+    feed.samples([1 * MS], [1.0])
+    assert feed.stats.skipped["not recordable"] == 1
+    assert Session.objects.filter(identity=feed.session_id).exists()
+    assert not Chunk.objects.filter(identity=feed.session_id).exists()
+
+
+def test_session_mapping_defaults_merges_and_never_rolls_back(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.session(offset=10, identifier="first", details={"A": "1"},
+                 activity={"start": "2023-11-14T22:13:20.5+01:00", "durationNanos": 2_000_000_000})
+    session = session_json(api, feed.session_id)
+    assert session["type"] == "StreamSession" and session["quality"] == 0.9
+    assert session["timestamp"] == "2023-11-14T22:13:20.5+01:00"
+    start = EPOCH + 500 * MS - 3600 * 10**9
+    assert session["timeRange"] == {"startTime": start, "endTime": start + 2_000_000_000}
+    feed.session(offset=20, identifier="second", state="closed", type="Test", quality=0.5, details={"B": "2"},
+                 model={"group": "grp", "version": 7})
+    session = session_json(api, feed.session_id)
+    assert (session["identifier"], session["state"], session["type"], session["quality"]) == ("second", "closed",
+                                                                                            "Test", 0.5)
+    assert session["details"] == {"A": "1", "B": "2"} and (session["group"], session["version"]) == ("grp", "7")
+    # An older message (a replay from an earlier offset) changes nothing.
+    feed.session(offset=15, identifier="old", details={"A": "old"})
+    assert session_json(api, feed.session_id) == session
+    assert Session.objects.get(identity=feed.session_id).last_sequence == 20
+    # A message the session service refuses is counted and changes nothing either.
+    feed.session(offset=30, quality=2.0, identifier="bad")
+    assert feed.stats.malformed["rejected"] == 1
+    assert session_json(api, feed.session_id) == session
+
+
+def test_duplicates_are_dropped_and_late_data_kept(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.session()
+    feed.samples([10 * MS, 20 * MS, 30 * MS], [1.0, 2.0, 3.0])
+    feed.samples([10 * MS, 20 * MS, 30 * MS], [1.0, 2.0, 3.0])  # sent twice (producer retry) before any flush
+    feed.ingestor.flush()
+    feed.samples([30 * MS, 40 * MS], [9.0, 4.0])  # overlaps the stored data by one sample: first stored wins
+    feed.samples([5 * MS, 15 * MS], [0.5, 1.5])  # late, never stored: kept
+    feed.ingestor.flush()
+    assert stored(api, feed.session_id) == [(5 * MS, 0.5), (10 * MS, 1.0), (15 * MS, 1.5), (20 * MS, 2.0),
+                                            (30 * MS, 3.0), (40 * MS, 4.0)]
+    assert feed.stats.duplicates == 4
+    # Unsorted times within a message are sorted with their values.
+    feed.samples([70 * MS, 50 * MS, 60 * MS], [7.0, 5.0, 6.0])
+    feed.ingestor.flush()
+    assert stored(api, feed.session_id)[-3:] == [(50 * MS, 5.0), (60 * MS, 6.0), (70 * MS, 7.0)]
+
+
+def test_events_are_deduplicated_by_time_and_definition(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.session()
+    for event_id in ("IO2-2B02:TAG320BIOS", "IO2-2B02:TAG320BIOS", "Other:App"):
+        feed.send("events", {"epoch": EPOCH, "time": 5 * MS, "id": event_id, "status": "On", "values": [1]})
+    feed.ingestor.flush()
+    feed.send("events", {"epoch": EPOCH, "time": 5 * MS, "id": "Other:App", "status": "On", "values": [1]})
+    feed.ingestor.flush()
+    _, events = read_data(api, feed.session_id)
+    assert sorted((e[2], e[3]) for e in events) == [("App", "On"), ("TAG320BIOS", "On")]
+    assert feed.stats.duplicates == 2
+
+
+def test_laps_span_from_trigger_to_trigger_and_the_last_ends_with_the_session(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.send("$start")
+    feed.session(activity={"start": "2023-11-14T22:13:20Z", "durationNanos": 0})
+    feed.send("lap", {"number": 0, "epoch": EPOCH, "time": 0, "type": "outLap", "triggerSource": 3})
+    feed.send("lap", {"number": 1, "epoch": EPOCH, "time": 100 * MS, "type": "fastLap", "triggerSource": 0})
+    feed.samples([150 * MS, 250 * MS], [1.0, 2.0])
+    laps = session_json(api, feed.session_id)["markers"]
+    assert [(m["label"], m["startTime"] - EPOCH, m.get("endTime")) for m in laps] == [
+        ("Lap 0", 0, EPOCH + 100 * MS), ("Lap 1", 100 * MS, None)]
+    feed.send("$end")
+    laps = session_json(api, feed.session_id)["markers"]
+    assert laps[1]["endTime"] == EPOCH + 250 * MS  # the session's end (its data)
+    assert all(m["category"] == "Laps" for m in laps)
+
+
+def test_a_closed_state_flushes_and_sync_is_a_flush_point(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.session()
+    feed.samples([1 * MS], [1.0])
+    assert not Chunk.objects.filter(identity=feed.session_id).exists()
+    feed.send("sync")
+    assert stored(api, feed.session_id) == [(1 * MS, 1.0)]
+    feed.samples([2 * MS], [2.0])
+    feed.session(state="truncated")
+    assert stored(api, feed.session_id) == [(1 * MS, 1.0), (2 * MS, 2.0)]
+    assert session_json(api, feed.session_id)["state"] == "truncated"
+    feed.send("$end")
+    assert session_json(api, feed.session_id)["state"] == "truncated"  # $end keeps a closed state it was given
+
+
+def test_unknown_types_are_ignored():
+    feed = Feed()
+    feed.send("weather", b"\x00\x01binary")
+    feed.send("$future", b"")
+    assert feed.stats.skipped["unknown type"] == 2 and not feed.stats.malformed
+
+
+def test_silent_streams_are_forgotten_and_picked_up_again(api):
+    publish_dependencies()
+    feed = Feed(Ingestor(retry_seconds=0, idle_seconds=0))
+    feed.send("$start")
+    feed.session()
+    feed.samples([1 * MS], [1.0])
+    feed.ingestor.flush()  # stored, then the (idle) stream is forgotten
+    assert not feed.ingestor.streams and not feed.ingestor.sessions
+    assert feed.ingestor.commit_offsets() == {0: feed.offset + 1}
+    feed.samples([2 * MS], [2.0])  # no context any more: skipped until the next session message
+    feed.session()
+    feed.samples([1 * MS, 3 * MS], [1.0, 3.0])
+    feed.ingestor.flush()
+    assert stored(api, feed.session_id) == [(1 * MS, 1.0), (3 * MS, 3.0)]
+    assert feed.stats.skipped["before session"] == 1 and feed.stats.duplicates == 1
