@@ -5,6 +5,8 @@ and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
 times, 404 unknown session, 405 other methods, 503 chunks moving under
 compaction on every attempt).
 """
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -46,12 +48,35 @@ def _respond(request, identity, kind, channels_expression):
         stream = read_session_data(identity, kind, channels, start, end)
     except ServiceError as exc:
         return _error(request, exc.message, exc.http_status)
+    length = stream.wire_length()
     if request.method == "HEAD":
         stream.close()
-        stream = ()  # streamed like GET's, so neither carries a Content-Length
-    response = StreamingHttpResponse(stream, content_type=wire.MEDIA_TYPE)
+        body = ()
+    elif isinstance(request, ASGIRequest):
+        body = _blocks(stream)
+    else:
+        body = stream
+    response = StreamingHttpResponse(body, content_type=wire.MEDIA_TYPE)
     response["Cache-Control"] = "no-store"
+    if length is not None:  # known up front when every chunk goes out as stored
+        response["Content-Length"] = str(length)
     return response
+
+
+async def _blocks(stream):
+    """The stream's blocks, each read in a worker thread as the client takes them.
+
+    Under ASGI Django collects a synchronous iterator into a list before sending
+    it; an asynchronous one is sent block by block, so a response of any size
+    holds about one block in memory.
+    """
+    next_block = sync_to_async(next, thread_sensitive=False)
+    iterator = iter(stream)
+    try:
+        while (block := await next_block(iterator, None)) is not None:
+            yield block
+    finally:
+        await sync_to_async(stream.close, thread_sensitive=False)()
 
 
 # Read-only endpoints: exempt from CSRF so other methods get the JSON 405, not a CSRF page.

@@ -188,6 +188,17 @@ class ChunkStream:
     def close(self):
         self.files.close()
 
+    def wire_length(self):
+        """Bytes the wire format will take when every chunk goes out as stored, else None (transforms)."""
+        if any(transform is not None for _, transform in self.items):
+            return None
+        framer = wire.ChunkStreamWriter()
+        return sum(
+            len(framer.header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression, ref.unpacked_length,
+                              ref.packed_length)) + ref.packed_length
+            for ref, _ in self.items
+        )
+
     def __iter__(self):
         try:
             framer = wire.ChunkStreamWriter()
