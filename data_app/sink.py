@@ -1,10 +1,12 @@
 """The one entry point for writing session data, whoever the writer is.
 
 gRPC ``DataWriter``, the Advanced Streams ingest and ``load_demo`` all write
-through a ``DataSink``: it buffers into the chunk store (``ChunkWriter``) and
-is where live publishing (the Redis buffer of open sessions) hooks in, so
-every writer gets both without repeating the rule.
+through a ``DataSink``: it buffers into the chunk store (``ChunkWriter``) and,
+while the session is live (waiting or open), publishes every item to the live
+buffer (``data_app.live``) for WebSocket clients, so every writer gets both
+without repeating the rule.
 """
+from data_app.live.publisher import LiveTap
 from data_app.store.writer import ChunkWriter
 
 
@@ -14,16 +16,24 @@ class DataSink:
     def __init__(self, identity, **writer_options):
         self.identity = identity
         self.store = ChunkWriter(identity, **writer_options)
+        self.live = LiveTap(identity)
 
     def add(self, kind, item):
-        """Validate and buffer one item (``InvalidArgument`` leaves nothing buffered)."""
+        """Validate and buffer one item (``InvalidArgument`` leaves nothing buffered).
+
+        A valid item of a live session is also on its way to live clients (within a
+        few ms), before it is durable.
+        """
         self.store.add(kind, item)
+        self.live.add(kind, item)
 
     def flush(self):
-        """Returns once everything added so far is fsynced, indexed and readable."""
+        """Returns once everything added so far is fsynced, indexed and readable (and published live)."""
+        self.live.flush()
         return self.store.flush()
 
     def discard(self):
+        """Drop what is buffered for the store (live clients may already have seen those items)."""
         self.store.discard()
 
     @property

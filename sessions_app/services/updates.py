@@ -11,6 +11,7 @@ import copy
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from data_app.live import sessions as live_sessions
 from rta_site.errors import InvalidArgument
 from sessions_app.models import (
     ROOT_FOLDER,
@@ -75,6 +76,8 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
         session.save(update_fields=changed + ["updated"])
         if change.unlinked and not session.folder_links.exists():
             _link_root(session)
+        # Live streaming: the buffer's session directory and WebSocket clients follow committed changes.
+        transaction.on_commit(lambda: live_sessions.session_changed(session))
     return True
 
 

@@ -22,6 +22,7 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
+        from data_app.live.trimmer import TrimmerThread
         from rta_site.asgi import application
         from rta_site.grpc_server import build_server
         from rta_site.grpc_workers import GrpcWorkers
@@ -41,6 +42,10 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"HTTP and WebSocket listening on {bind}:{http_port}")
         self.stdout.flush()
+        # The live buffer's trimmer (spec §9); `manage.py trim_streams` runs it on its own instead.
+        trimmer = TrimmerThread() if settings.RTA_STREAM_TRIMMER else None
+        if trimmer is not None:
+            trimmer.start()
         try:
             Server(
                 application=application,

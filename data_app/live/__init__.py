@@ -1,0 +1,15 @@
+"""Live streaming of open sessions (spec §9 Redis buffer protocol, §10 WebSocket live protocol).
+
+Writers (every ``DataSink``) publish ``StreamDataBurst``s of live sessions to
+the buffer (``publisher``); session changes update the buffer's session
+directory and nudge WebSocket consumers (``sessions``). Each server process
+follows the buffer once per watched session (``hub``) and serves every client
+through a ``ClientStream`` (``client``); ``consumer`` is the thin Channels
+adapter, ``http`` answers plain HTTP on the stream path, ``transport`` takes
+from daphne what ASGI leaves out. ``buffer`` holds the interface and the
+in-process buffer used when ``RTA_REDIS_URL`` is unset, ``redis_buffer`` the
+Redis one, ``keys`` the protocol's key names, ``container`` the LZ4 frame
+container, ``bursts`` the burst encoding, ``batching`` outgoing bursts and
+``trimmer`` keeps streams bounded.
+"""
+SUBPROTOCOL = "mat.ocs.rta.stream-lz4"

@@ -1,0 +1,164 @@
+"""Which sessions are live, their live JSON, and keeping the buffer directory in step with them.
+
+A session is *live* (streamed, and published by writers) while its state is
+waiting (1) or open (2): it has not reached a closed state (>= 4, spec §3)
+and is not unknown. ``session_changed`` runs after every committed
+``create_or_update_session`` (and when a writer first finds its session live):
+it stores the session JSON and time range in the directory entry (creating it
+for a live session) and tells the WebSocket clients watching it.
+"""
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+
+from django.conf import settings
+
+from data_app.live import logs
+from data_app.live.buffer import get_buffer
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = frozenset({1, 2})  # waiting, open
+LIVE_STATE_NAMES = frozenset({"waiting", "open"})
+
+_lock = threading.Lock()
+_known = {}  # identity -> (live, checked at monotonic)
+_KNOWN_LIMIT = 10_000
+
+
+def is_live_state(state):
+    return state in LIVE_STATES
+
+
+def json_is_live(text):
+    """Whether a session JSON (as text) is in a live state."""
+    try:
+        return json.loads(text).get("state") in LIVE_STATE_NAMES
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def remember(identity, live):
+    with _lock:
+        if len(_known) >= _KNOWN_LIMIT:
+            _known.clear()
+        _known[identity] = (live, time.monotonic())
+
+
+def is_live(identity):
+    """Whether writers should publish ``identity`` (cached; re-read every RTA_STREAM_LIVE_CHECK_INTERVAL s)."""
+    from sessions_app.models import Session
+
+    with _lock:
+        known = _known.get(identity)
+    if known is not None and time.monotonic() - known[1] < settings.RTA_STREAM_LIVE_CHECK_INTERVAL:
+        return known[0]
+    state = Session.objects.filter(identity=identity).values_list("state", flat=True).first()
+    live = state is not None and is_live_state(state)
+    remember(identity, live)
+    return live
+
+
+def render(session):
+    """The session JSON the live stream sends (the REST ``GET /sessions/{identity}`` document), as text."""
+    from sessions_app.services.rendering import sessions_json
+
+    return json.dumps(sessions_json([session])[0], separators=(",", ":"), ensure_ascii=False)
+
+
+def load(identity):
+    """``(json text, live)`` of a stored session, or ``None`` (runs in a thread: database)."""
+    from sessions_app.models import Session
+
+    session = Session.objects.filter(identity=identity).first()
+    if session is None:
+        return None
+    return render(session), is_live_state(session.state)
+
+
+def session_changed(session):
+    """After a committed change of ``session``: update its directory entry and nudge its watchers.
+
+    Never raises: the change is committed whatever happens to the live side.
+    """
+    try:
+        live = is_live_state(session.state)
+        remember(session.identity, live)
+        buffer = get_buffer()
+        if not live and not buffer.has_session(session.identity):
+            return
+        changed = buffer.update_session(session.identity, render(session), session.start_time, session.end_time, live)
+        if changed:
+            nudge(session.identity)
+    except Exception:  # the buffer being down must not fail session updates
+        logs.every(log, "session_changed", 10, logging.ERROR,
+                   "could not publish the update of session %r to the live buffer", session.identity, exc_info=True)
+
+
+def refresh(identity):
+    """``session_changed`` for a session known by identity (a writer that just found it live)."""
+    from sessions_app.models import Session
+
+    session = Session.objects.filter(identity=identity).first()
+    if session is not None:
+        session_changed(session)
+
+
+# --- nudging WebSocket consumers through the channel layer -------------------------------------------
+
+_loop = None          # the event loop of this process's WebSocket consumers, once one has connected
+_own_loop = None      # otherwise (Redis layer only): a loop of our own in a daemon thread
+_own_loop_lock = threading.Lock()
+
+
+def set_consumer_loop(loop):
+    """Called by the WebSocket side: the event loop its consumers run on in this process."""
+    global _loop
+    _loop = loop
+
+
+def _background_loop():
+    global _own_loop
+    with _own_loop_lock:
+        if _own_loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="rta-live-nudges", daemon=True).start()
+            _own_loop = loop
+    return _own_loop
+
+
+def group_name(identity):
+    """The channel layer group of a session's WebSocket consumers (group names are short ASCII)."""
+    return "rta.live." + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:40]
+
+
+NUDGE = {"type": "live.session"}
+
+
+def nudge(identity):
+    """Tell every consumer of ``identity`` (any process) that its directory entry changed; does not wait.
+
+    The layer's connections belong to one event loop: the consumers' loop when this process has
+    one, else (Redis layer) a loop kept for the purpose. The in-memory layer only reaches consumers
+    of this process, which exist only if their loop does.
+    """
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _loop
+    if loop is None or not loop.is_running():
+        if not settings.RTA_REDIS_URL:
+            return
+        loop = _background_loop()
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group_name(identity), dict(NUDGE)), loop)
+    future.add_done_callback(_log_failure)
+
+
+def _log_failure(future):
+    if not future.cancelled() and future.exception() is not None:
+        logs.every(log, "nudge", 10, logging.WARNING, "could not nudge live consumers: %s", future.exception())
