@@ -233,6 +233,13 @@ def live_redis(redis_url, settings):
     return redis.Redis.from_url(redis_url)
 
 
+def settle():
+    """Wait until the session changes queued so far are in the directory."""
+    from data_app.live import sessions as live_sessions
+
+    assert live_sessions.publisher().wait()
+
+
 def stream_items(raw, identity):
     out = []
     for _, fields in raw.xrange(f"stream:{identity}"):
@@ -253,6 +260,7 @@ def test_sink_publishes_open_sessions_only(live_redis):
         ("periodic_data", periodic(1, T0, [1, 2, 3])),
         ("event", data_pb2.Event(event_definition_id=5, timestamp=T0 + 7)),
     ]
+    settle()
     assert not live_redis.exists("stream:closed-1", "stream:no-session", "sessions:closed-1", "sessions:no-session")
     entry = Directory.from_hash(live_redis.hgetall("sessions:open-1"))
     assert entry.time_range == (T0, T0 + 2_000_000)  # the last periodic sample is the latest
@@ -262,16 +270,36 @@ def test_sink_publishes_open_sessions_only(live_redis):
 @pytest.mark.django_db(transaction=True)
 def test_session_updates_reach_the_directory(live_redis):
     create_or_update_session("s", create={"state": 2})
+    settle()
     assert '"state":"open"' in live_redis.hget("sessions:s", "json").decode()
     create_or_update_session("s", [("update_details", {"details": {"Driver": "Ann"}}),
                                    ("extend_time_range", (T0, T0 + S))])
+    settle()
     entry = Directory.from_hash(live_redis.hgetall("sessions:s"))
     assert '"details":{"Driver":"Ann"}' in entry.json and entry.time_range == (T0, T0 + S)
     create_or_update_session("s", [("set_state", 4)])
+    settle()
     assert '"state":"closed"' in live_redis.hget("sessions:s", "json").decode()
     # A session that never was live gets no entry.
     create_or_update_session("never", create={"state": 4})
+    settle()
     assert not live_redis.exists("sessions:never")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bursts_of_session_updates_are_coalesced(live_redis, monkeypatch):
+    """Hundreds of updates a second to a live session are published a few times, the last one always."""
+    from data_app.live import sessions as live_sessions
+
+    published = []
+    real = live_sessions.publish_now
+    monkeypatch.setattr(live_sessions, "publish_now", lambda ids: (published.append(set(ids)), real(ids)))
+    create_or_update_session("busy", create={"state": 2})
+    for n in range(200):
+        create_or_update_session("busy", [("update_details", {"details": {"n": n}})])
+    settle()
+    assert len(published) < 50
+    assert '"n":199' in live_redis.hget("sessions:busy", "json").decode()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -80,31 +80,110 @@ def load(identity):
 
 
 def session_changed(session):
-    """After a committed change of ``session``: update its directory entry and nudge its watchers.
+    """After a committed change of ``session``: queue its directory update (see ``SessionPublisher``).
 
-    Never raises: the change is committed whatever happens to the live side.
+    Costs the caller a set insertion: the JSON is rendered and published by the
+    publisher thread, at most ``RTA_STREAM_TIME_RANGE_INTERVAL`` apart per batch.
     """
-    try:
-        live = is_live_state(session.state)
-        remember(session.identity, live)
-        buffer = get_buffer()
-        if not live and not buffer.has_session(session.identity):
-            return
-        changed = buffer.update_session(session.identity, render(session), session.start_time, session.end_time, live)
-        if changed:
-            nudge(session.identity)
-    except Exception:  # the buffer being down must not fail session updates
-        logs.every(log, "session_changed", 10, logging.ERROR,
-                   "could not publish the update of session %r to the live buffer", session.identity, exc_info=True)
+    remember(session.identity, is_live_state(session.state))
+    publisher().queue(session.identity)
 
 
 def refresh(identity):
     """``session_changed`` for a session known by identity (a writer that just found it live)."""
+    publisher().queue(identity)
+
+
+def publish_now(identities):
+    """Render the sessions as stored now and update their directory entries; nudge their watchers."""
+    from django.db import connection
+
     from sessions_app.models import Session
 
-    session = Session.objects.filter(identity=identity).first()
-    if session is not None:
-        session_changed(session)
+    try:
+        buffer = get_buffer()
+        for session in Session.objects.filter(identity__in=list(identities)).prefetch_related(
+                "markers", "config_bindings"):
+            try:
+                live = is_live_state(session.state)
+                remember(session.identity, live)
+                if not live and not buffer.has_session(session.identity):
+                    continue
+                if buffer.update_session(session.identity, render(session), session.start_time, session.end_time,
+                                         live):
+                    nudge(session.identity)
+            except Exception:  # the buffer being down must not stop the others
+                logs.every(log, "session_changed", 10, logging.ERROR,
+                           "could not publish the update of session %r to the live buffer", session.identity,
+                           exc_info=True)
+    finally:
+        connection.close()  # back to the pool: this thread idles between batches
+
+
+class SessionPublisher:
+    """Publishes changed sessions from one daemon thread, coalescing bursts of changes.
+
+    A live session updated hundreds of times a second (heartbeats, time range,
+    markers) is rendered and published a few times a second instead of once per
+    update, and the update itself never waits on Redis or on rendering. The
+    first change after a quiet spell is published at once; later ones are
+    batched to at most one batch per interval. Each batch re-reads the sessions,
+    so what is published is always the latest committed state.
+    """
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._pending = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="rta-live-sessions", daemon=True)
+        self._thread.start()
+
+    def queue(self, identity):
+        with self._lock:
+            self._pending.add(identity)
+            self._idle.clear()
+        self._wake.set()
+
+    def wait(self, timeout=10.0):
+        """Until everything queued so far is published (for callers that need it, and tests)."""
+        return self._idle.wait(timeout)
+
+    def _run(self):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, set()
+            if batch:
+                started = time.monotonic()
+                try:
+                    publish_now(batch)
+                except Exception:
+                    logs.every(log, "publisher", 10, logging.ERROR, "live session publisher failed", exc_info=True)
+                with self._lock:
+                    if not self._pending:
+                        self._idle.set()
+                time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+            else:
+                with self._lock:
+                    if not self._pending:
+                        self._idle.set()
+
+
+_publisher = None
+_publisher_lock = threading.Lock()
+
+
+def publisher():
+    global _publisher
+    if _publisher is None:
+        with _publisher_lock:
+            if _publisher is None:
+                _publisher = SessionPublisher(settings.RTA_STREAM_TIME_RANGE_INTERVAL)
+    return _publisher
 
 
 # --- nudging WebSocket consumers through the channel layer -------------------------------------------
