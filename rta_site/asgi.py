@@ -3,9 +3,20 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rta_site.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
 
-django_http = get_asgi_application()
+django.setup(set_prefix=False)
+
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+
+
+class _Handler(ASGIHandler):
+    # Django re-slices every streamed block into messages of this size; data responses stream
+    # blocks of ~1 MiB, and each message costs an event-loop turn in daphne.
+    chunk_size = 1 << 20
+
+
+django_http = _Handler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

@@ -219,6 +219,9 @@ RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)             #
 RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)         # seconds between trims
 RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0)          # directory entry expiry (s)
 RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1))  # <= 10 Hz
+# Session changes (JSON, time range) reach the directory at once after a quiet spell, then batched this
+# far apart: rendering every live session's JSON for every update would cost more than the updates.
+RTA_STREAM_SESSION_PUBLISH_INTERVAL = max(0.1, env_float("RTA_STREAM_SESSION_PUBLISH_INTERVAL", 1.0))
 RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)          # burst target before LZ4
 RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0)   # writer batching: at most ...
 RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0)        # ... or once the writer pauses

@@ -83,7 +83,7 @@ def session_changed(session):
     """After a committed change of ``session``: queue its directory update (see ``SessionPublisher``).
 
     Costs the caller a set insertion: the JSON is rendered and published by the
-    publisher thread, at most ``RTA_STREAM_TIME_RANGE_INTERVAL`` apart per batch.
+    publisher thread, batches at most ``RTA_STREAM_SESSION_PUBLISH_INTERVAL`` apart.
     """
     remember(session.identity, is_live_state(session.state))
     publisher().queue(session.identity)
@@ -182,7 +182,7 @@ def publisher():
     if _publisher is None:
         with _publisher_lock:
             if _publisher is None:
-                _publisher = SessionPublisher(settings.RTA_STREAM_TIME_RANGE_INTERVAL)
+                _publisher = SessionPublisher(settings.RTA_STREAM_SESSION_PUBLISH_INTERVAL)
     return _publisher
 
 
