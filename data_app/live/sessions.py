@@ -80,21 +80,33 @@ def load(identity):
 
 
 def session_changed(session):
-    """After a committed change of ``session``: queue its directory update (see ``SessionPublisher``).
+    """After a committed change of ``session``: bring its directory entry up to date.
 
-    Costs the caller a set insertion: the JSON is rendered and published by the
-    publisher thread, batches at most ``RTA_STREAM_SESSION_PUBLISH_INTERVAL`` apart.
+    A session new to this process, or whose liveness changed (opened, closed),
+    is published at once, so a stream that starts next finds its entry. Other
+    changes cost the caller a set insertion: the publisher thread renders and
+    publishes them in batches ``RTA_STREAM_SESSION_PUBLISH_INTERVAL`` apart.
     """
-    remember(session.identity, is_live_state(session.state))
-    publisher().queue(session.identity)
+    live = is_live_state(session.state)
+    with _lock:
+        known = _known.get(session.identity)
+    remember(session.identity, live)
+    if known is not None and known[0] == live:
+        publisher().queue(session.identity)
+        return
+    try:
+        publish_now([session.identity], close_connection=False)
+    except Exception:  # the change is committed whatever happens to the live side
+        logs.every(log, "session_changed", 10, logging.ERROR,
+                   "could not publish the update of session %r to the live buffer", session.identity, exc_info=True)
 
 
 def refresh(identity):
-    """``session_changed`` for a session known by identity (a writer that just found it live)."""
-    publisher().queue(identity)
+    """A writer that just found its session live: its directory entry, now, before its first data."""
+    publish_now([identity], close_connection=False)
 
 
-def publish_now(identities):
+def publish_now(identities, close_connection=True):
     """Render the sessions as stored now and update their directory entries; nudge their watchers."""
     from django.db import connection
 
@@ -117,7 +129,8 @@ def publish_now(identities):
                            "could not publish the update of session %r to the live buffer", session.identity,
                            exc_info=True)
     finally:
-        connection.close()  # back to the pool: this thread idles between batches
+        if close_connection:
+            connection.close()  # back to the pool: the publisher thread idles between batches
 
 
 class SessionPublisher:
