@@ -124,24 +124,23 @@ def free_port():
 
 
 @contextlib.contextmanager
-def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=None):
-    """``manage.py serve --no-grpc`` (daphne) on a free local port against ``database_url``.
+def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=None, grpc=False,
+                log_name="server.log"):
+    """``manage.py serve`` (daphne; gRPC too with ``grpc=True``) on free local ports against ``database_url``.
 
-    Yields ``(host, port)``; the server process (and only it) is stopped on exit.
+    Yields ``(host, port)``, or ``(http_port, grpc_port, pid)`` with ``grpc=True``; the
+    server process (and only it) is stopped on exit.
     """
     port = free_port()
+    grpc_port = free_port() if grpc else None
     env = {**os.environ, "RTA_DATABASE_URL": database_url, "RTA_LOG_LEVEL": "WARNING", "RTA_DEBUG": "false"}
     env.update(extra_env or {})
-    log_path = RESULTS_DIR / "server.log"
+    log_path = RESULTS_DIR / log_name
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(port)]
+    args += ["--grpc-port", str(grpc_port)] if grpc else ["--no-grpc"]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--no-grpc", "--bind", "127.0.0.1", "--http-port", str(port)],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(args, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -156,15 +155,20 @@ def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=N
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not answer within {timeout} s; see {log_path}")
                 time.sleep(0.2)
-            yield "127.0.0.1", port
+            yield (port, grpc_port, proc.pid) if grpc else ("127.0.0.1", port)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, timeout=15)
+
+
+def stop_process(proc, timeout=15):
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -206,13 +210,14 @@ def grpc_server(database_url, processes=1, timeout=60, extra_env=None):
             time.sleep(1.0 if processes > 1 else 0)
             yield port
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, timeout=20)
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` (all its threads) so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_version():

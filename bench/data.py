@@ -40,7 +40,6 @@ Usage: python -m bench data [--seconds S] [--baseline-seconds S] [--repeat N] [-
                             [--keep-data]
 """
 import argparse
-import contextlib
 import socket
 import itertools
 import os
@@ -49,12 +48,9 @@ import random
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from array import array
 from datetime import datetime, timezone
 
@@ -181,50 +177,10 @@ class Load:
 # --- the server --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
 def serve(database_url, data_path, timeout=60):
     """``manage.py serve`` (daphne + gRPC) on free local ports; yields (http_port, grpc_port, pid)."""
-    http_port, grpc_port = common.free_port(), common.free_port()
-    env = {**os.environ, "RTA_DATABASE_URL": database_url, "RTA_DATA_PATH": str(data_path),
-           "RTA_LOG_LEVEL": "WARNING", "RTA_DEBUG": "false"}
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = common.RESULTS_DIR / "data-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(http_port),
-             "--grpc-port", str(grpc_port)],
-            cwd=common.PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/rta/v2/info", timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not answer within {timeout} s; see {log_path}")
-                time.sleep(0.2)
-            yield http_port, grpc_port, proc.pid
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return common.http_server(database_url, timeout=timeout, grpc=True, log_name="data-server.log",
+                              extra_env={"RTA_DATA_PATH": str(data_path)})
 
 
 # --- writes over gRPC --------------------------------------------------------------------------
@@ -246,7 +202,7 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
             call = channel.stream_stream(WRITE, request_serializer=None,
                                          response_deserializer=pb.WriteDataStreamResponseMessage.FromString)(
                 timeout=seconds + 600)
-            cpu_before = cpu_seconds(server_pid)
+            cpu_before = common.cpu_seconds(server_pid)
             began = time.perf_counter()
             await call.write(pb.WriteDataStreamMessage(data_identity=identity).SerializeToString())
             deadline, n = began + seconds, 0
@@ -258,7 +214,7 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
             await call.done_writing()
             answers = [r.flush_completed async for r in call]
             elapsed = time.perf_counter() - began
-            return n, answers, elapsed, cpu_seconds(server_pid) - cpu_before
+            return n, answers, elapsed, common.cpu_seconds(server_pid) - cpu_before
 
     bursts, answers, elapsed, cpu = asyncio.run(run())
     if answers != ["end"]:
@@ -359,9 +315,9 @@ def rest_read(port, identity, kind, channels, repeat, server_pid):
     http_get(port, path)  # warm-up (and file cache)
     runs = []
     for _ in range(repeat):
-        cpu_before = cpu_seconds(server_pid)
+        cpu_before = common.cpu_seconds(server_pid)
         body, elapsed = http_get(port, path)
-        runs.append((elapsed, cpu_seconds(server_pid) - cpu_before))
+        runs.append((elapsed, common.cpu_seconds(server_pid) - cpu_before))
     best = min(runs)
     return body, {"path": path, "bytes": len(body), "seconds": [round(r[0], 4) for r in runs],
                   "best_seconds": round(best[0], 4), "server_cpu_seconds": round(best[1], 4)}

@@ -14,7 +14,6 @@ Usage: python -m bench grpc_sessions [--calls N] [--clients 1,8] [--warmup N]
                                      [--sessions-per-client N] [--workers N] [--processes 1,2]
 """
 import argparse
-import os
 import sys
 import threading
 import time

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -130,23 +129,10 @@ def deployment(name, database_url, redis_url):
         yield http_port, grpc_port, edge, procs["ingest"].pid if "ingest" in procs else edge
     finally:
         for proc in procs.values():  # only the processes started here
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            common.stop_process(proc, timeout=20)
         for log in logs:
             log.close()
         data_dir.cleanup()
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process so far (from /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def set_state(grpc_port, identity, state):
@@ -357,14 +343,14 @@ def run_phase(http_port, grpc_port, server_pid, ingest_pid, clients, args, write
             done.set()
             raise RuntimeError("the writer process died before writing")
         time.sleep(0.01)
-    cpu0, ingest0, began = cpu_seconds(server_pid), cpu_seconds(ingest_pid), time.perf_counter()
+    cpu0, ingest0, began = common.cpu_seconds(server_pid), common.cpu_seconds(ingest_pid), time.perf_counter()
     writer.join()
     # Let the last items arrive; what has not arrived a minute after the writer finished counts as lost.
     deadline = time.monotonic() + 60
     while received.value < expected * clients and time.monotonic() < deadline:
         time.sleep(0.02)
     elapsed = time.perf_counter() - began
-    cpu, ingest_cpu = cpu_seconds(server_pid) - cpu0, cpu_seconds(ingest_pid) - ingest0
+    cpu, ingest_cpu = common.cpu_seconds(server_pid) - cpu0, common.cpu_seconds(ingest_pid) - ingest0
     done.set()
     gathered = [results.get(timeout=60) for _ in workers]
     for worker in workers:

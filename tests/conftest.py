@@ -51,9 +51,8 @@ def _worker_redis_url(url):
     return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
 
 
-@pytest.fixture
-def redis_url():
-    """A reachable Redis URL (its logical database is flushed before and after each test)."""
+def reachable_redis_url():
+    """This worker's Redis URL, flushed; skips (fails under CI=true) when Redis is missing."""
     import redis
 
     url = _worker_redis_url(os.environ.get("RTA_TEST_REDIS_URL", ""))
@@ -63,15 +62,29 @@ def redis_url():
         pytest.skip("needs Redis (set RTA_TEST_REDIS_URL)")
     client = redis.Redis.from_url(url)
     try:
-        client.ping()
+        client.flushdb()
     except redis.RedisError as exc:
         if IN_CI:
             pytest.fail(f"Redis at {url} is not reachable: {exc}")
         pytest.skip(f"Redis at {url} is not reachable")
-    client.flushdb()
+    finally:
+        client.close()
+    return url
+
+
+def flush_redis(url):
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+
+
+@pytest.fixture
+def redis_url():
+    """A reachable Redis URL (its logical database is flushed before and after each test)."""
+    url = reachable_redis_url()
     yield url
-    client.flushdb()
-    client.close()
+    flush_redis(url)
 
 
 @pytest.fixture

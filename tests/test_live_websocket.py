@@ -35,7 +35,7 @@ from rta.toolkit.api import session_service_pb2 as spb
 from rta.toolkit.api import session_service_pb2_grpc as sgrpc
 from websockets.sync.client import connect
 
-from tests.conftest import IN_CI, _worker_redis_url
+from tests.conftest import IN_CI, flush_redis, reachable_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"
@@ -98,21 +98,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def live_redis_url():
-    url = _worker_redis_url(os.environ.get("RTA_TEST_REDIS_URL", ""))
-    if not url:
-        if IN_CI:
-            pytest.fail("the live stream tests need Redis (set RTA_TEST_REDIS_URL)")
-        pytest.skip("needs Redis (set RTA_TEST_REDIS_URL)")
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {url} is not reachable: {exc}")
-        pytest.skip(f"Redis at {url} is not reachable")
+    url = reachable_redis_url()
     yield url
-    client.flushdb()
-    client.close()
+    flush_redis(url)
 
 
 @pytest.fixture(scope="module")
