@@ -230,6 +230,9 @@ RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)        #
 RTA_STREAM_MAX_SENDS_PER_SECOND = env_int("RTA_STREAM_MAX_SENDS_PER_SECOND", 5000)  # stretches it with many clients
 RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024)
 RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0)  # writers re-read session state
+# Longest a WebSocket may stay open, in seconds; -1 (default): as long as the session streams
+# (a 24-hour race is followed from start to finish).
+RTA_WEBSOCKET_MAX_SECONDS = env_int("RTA_WEBSOCKET_MAX_SECONDS", -1)
 RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)                      # `serve` runs the trimmer
 
 # --- Advanced Streams ingest (issue 7) ---

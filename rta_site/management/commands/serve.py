@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 endpoints=build_endpoint_description_strings(host=bind, port=http_port),
                 signal_handlers=True,
                 action_logger=None,
-                websocket_timeout=86400,
+                websocket_timeout=settings.RTA_WEBSOCKET_MAX_SECONDS,
             ).run()
         finally:
             if grpc_workers is not None:
