@@ -1,6 +1,7 @@
 """One grpc.Server holding every app's servicers, the health service and server reflection."""
 import logging
 from concurrent import futures
+from contextlib import contextmanager
 
 import grpc
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.utils.module_loading import import_string
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rta_site.grpc_calls import wrap_calls
 from rta_site.monitoring.metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -25,33 +27,15 @@ class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):
         close_old_connections()
         handler = continuation(handler_call_details)
-        if handler is None or not _pooled():
-            return handler
+        return wrap_calls(handler, _returning_connection) if _pooled() else handler
 
-        def wrap_unary(behaviour):
-            def call(request, context):
-                try:
-                    return behaviour(request, context)
-                finally:
-                    connection.close()
 
-            return call
-
-        def wrap_stream(behaviour):
-            def call(request, context):
-                try:
-                    yield from behaviour(request, context)
-                finally:
-                    connection.close()
-
-            return call
-
-        for kind, wrap in (("unary_unary", wrap_unary), ("stream_unary", wrap_unary),
-                           ("unary_stream", wrap_stream), ("stream_stream", wrap_stream)):
-            behaviour = getattr(handler, kind)
-            if behaviour:
-                return handler._replace(**{kind: wrap(behaviour)})
-        return handler
+@contextmanager
+def _returning_connection(context):
+    try:
+        yield
+    finally:
+        connection.close()
 
 
 def _pooled():

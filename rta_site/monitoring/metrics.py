@@ -1,8 +1,11 @@
 """Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
 import time
+from contextlib import contextmanager
 
 import grpc
 from prometheus_client import Counter, Histogram
+
+from rta_site.grpc_calls import wrap_calls
 
 HTTP_REQUESTS = Counter(
     "rta_http_requests_total", "HTTP requests served", ["method", "route", "status"]
@@ -44,40 +47,17 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     """Counts gRPC calls by method and status code, including streaming calls."""
 
     def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
 
-        def wrap_unary(behaviour):
-            def call(request, context):
-                started = time.perf_counter()
-                try:
-                    return behaviour(request, context)
-                finally:
-                    _record(method, context, started)
+        @contextmanager
+        def timed(context):
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                _record(method, context, started)
 
-            return call
-
-        def wrap_stream(behaviour):
-            def call(request, context):
-                started = time.perf_counter()
-                try:
-                    yield from behaviour(request, context)
-                finally:
-                    _record(method, context, started)
-
-            return call
-
-        if handler.unary_unary:
-            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
-        if handler.stream_stream:
-            return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
-        return handler
+        return wrap_calls(continuation(handler_call_details), timed)
 
 
 def _record(method, context, started):
