@@ -10,6 +10,8 @@ an item (for its channel ids) only to filter a partial subscription.
 from rta.model import data_pb2
 from rta.model.net import stream_pb2
 
+from data_app.store.items import encode_varint
+
 # StreamData oneof field numbers (spec §10).
 SESSION_JSON, TIME_RANGE, TIMESTAMPED, PERIODIC, ROW, EVENT = 2, 3, 4, 5, 6, 7
 FIELDS = {"timestamped": TIMESTAMPED, "periodic": PERIODIC, "row": ROW, "events": EVENT}
@@ -25,15 +27,6 @@ _BURST_DATA_TAG = b"\x0a"  # StreamDataBurst.data = 1, length-delimited
 
 class BurstError(ValueError):
     """A payload that is not a well-formed ``StreamDataBurst``."""
-
-
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _read_varint(buf, pos):
@@ -53,8 +46,8 @@ def _read_varint(buf, pos):
 
 def record(field, body):
     """One burst record: a ``StreamData`` whose oneof ``field`` holds the serialized ``body``."""
-    data = bytes([field << 3 | 2]) + _varint(len(body)) + body
-    return _BURST_DATA_TAG + _varint(len(data)) + data
+    data = bytes([field << 3 | 2]) + encode_varint(len(body)) + body
+    return _BURST_DATA_TAG + encode_varint(len(data)) + data
 
 
 def item_record(kind, item):

@@ -186,14 +186,6 @@ def _copy(src_fd, dst, chunks, position, on_progress, stats):
     return moved, position
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def compact_segment(stats, on_progress=None):
     """Compact (or remove, when nothing in it is live) one segment; returns (bytes after, copied?) or None."""
     root = segments.chunks_root()
@@ -209,7 +201,7 @@ def compact_segment(stats, on_progress=None):
             moved, end = _copy(src.fileno(), dst, planned, 0, on_progress, stats)
             dst.flush()
             os.fsync(dst.fileno())
-        _fsync_dir(target.parent)
+        segments.fsync_dir(target.parent)
         copied_from = {pk: (offset, length) for pk, offset, length in planned}
         append_name = segments.segment_name(stats.identity)
         try:
@@ -236,7 +228,7 @@ def compact_segment(stats, on_progress=None):
                     target.unlink()
                 if append_name != stats.name:
                     _drop_if_unused(appender.path, append_name)
-                _fsync_dir(source.parent)
+                segments.fsync_dir(source.parent)
         except BaseException:
             if target.exists() and not Chunk.objects.filter(file=new_name).exists():
                 target.unlink()
@@ -264,5 +256,5 @@ def _remove_orphan(stats):
         if Chunk.objects.filter(file=stats.name).exists():
             return None
         source.unlink()
-        _fsync_dir(source.parent)
+        segments.fsync_dir(source.parent)
     return 0, False

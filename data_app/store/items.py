@@ -448,7 +448,7 @@ def _merged_on_grid(runs):
 _FIXED64 = struct.Struct("<q").pack
 
 
-def _varint(value):
+def encode_varint(value):
     value &= (1 << 64) - 1  # negative int64 values take ten bytes, as in protobuf
     out = bytearray()
     while value > 0x7F:
@@ -459,13 +459,13 @@ def _varint(value):
 
 
 def _varint_field(tag, value):
-    return bytes((tag,)) + _varint(value) if value else b""
+    return bytes((tag,)) + encode_varint(value) if value else b""
 
 
 def _periodic_entry(channel_id, start, interval, samples, data):
     body = b"".join((_varint_field(0x08, channel_id), b"\x11" + _FIXED64(start) if start else b"",
-                     _varint_field(0x18, interval), _varint_field(0x20, samples), b"\x2a", _varint(len(data)), data))
-    return b"\x0a" + _varint(len(body)) + body
+                     _varint_field(0x18, interval), _varint_field(0x20, samples), b"\x2a", encode_varint(len(data)), data))
+    return b"\x0a" + encode_varint(len(body)) + body
 
 
 def _periodic_entries(channel_id, run, max_samples):
@@ -485,9 +485,9 @@ def _periodic_entries(channel_id, run, max_samples):
         # Every full item is ``header`` + its samples; headers differ only in their 8 start-time
         # bytes, so the items are joined with a blank start time and the times are then written
         # in with 8 strided slice assignments (one per byte), whatever the number of items.
-        middle = _varint_field(0x18, interval) + _varint_field(0x20, max_samples) + b"\x2a" + _varint(step)
+        middle = _varint_field(0x18, interval) + _varint_field(0x20, max_samples) + b"\x2a" + encode_varint(step)
         head = _varint_field(0x08, channel_id) + b"\x11"
-        lead = b"\x0a" + _varint(len(head) + 8 + len(middle) + step) + head
+        lead = b"\x0a" + encode_varint(len(head) + 8 + len(middle) + step) + head
         header = lead + bytes(8) + middle
         record = len(header) + step
         blocks = map(data.__getitem__, map(slice, range(0, full * step, step), range(step, full * step + 1, step)))

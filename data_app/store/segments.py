@@ -76,7 +76,7 @@ class Appender:
             view = view[written:]
         os.fsync(self._fd)
         if self._created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             self._created = False
         return offset
 
@@ -85,7 +85,8 @@ class Appender:
         self._fd = None
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
+    """Make a file's creation, rename or removal in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
