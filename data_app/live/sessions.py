@@ -170,20 +170,17 @@ class SessionPublisher:
             self._wake.clear()
             with self._lock:
                 batch, self._pending = self._pending, set()
+            started = time.monotonic()
             if batch:
-                started = time.monotonic()
                 try:
                     publish_now(batch)
                 except Exception:
                     logs.every(log, "publisher", 10, logging.ERROR, "live session publisher failed", exc_info=True)
-                with self._lock:
-                    if not self._pending:
-                        self._idle.set()
+            with self._lock:
+                if not self._pending:
+                    self._idle.set()
+            if batch:
                 time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
-            else:
-                with self._lock:
-                    if not self._pending:
-                        self._idle.set()
 
 
 _publisher = None
