@@ -43,7 +43,6 @@ import argparse
 import socket
 import itertools
 import os
-import platform
 import random
 import shutil
 import signal
@@ -496,14 +495,6 @@ def _delete_bench_data():
     Chunk.objects.filter(identity__startswith=PREFIX).delete()
 
 
-def _postgres_version():
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        return cursor.fetchone()[0]
-
-
 def _m(x):
     return "—" if x is None else f"{x / 1e6:,.1f} M"
 
@@ -724,9 +715,7 @@ def report(results, args, url, load_before):
         "benchmark": NAME,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "database": common.redact(url),
-        "environment": {"python": platform.python_version(), "postgresql": _postgres_version(),
-                        "cpus": os.cpu_count(), "platform": platform.platform(),
-                        "load_before": load_before, "load_after": load_after},
+        "environment": {**common.environment(), "load_before": load_before, "load_after": load_after},
         "method": {
             "server": "manage.py serve (daphne + gRPC) on 127.0.0.1, temporary RTA_DATA_PATH, bench database",
             "signal": f"int16 random walk, steps uniform in -{WALK_STEPS}..+{WALK_STEPS}, 1 kHz, "

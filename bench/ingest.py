@@ -27,7 +27,6 @@ Usage: python -m bench ingest [--json-samples N] [--protobuf-samples N] [--sessi
 import argparse
 import json as stdlib_json
 import os
-import platform
 import shutil
 import struct
 import sys
@@ -431,8 +430,7 @@ def _main(args, data_path):
         "benchmark": NAME,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "database": common.redact(url),
-        "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                        "load_before": load_before, "load_after": common.machine_load()},
+        "environment": {**common.environment(), "load_before": load_before, "load_after": common.machine_load()},
         "method": {"sessions": args.sessions, "parameters": args.parameters, "samples_per_message_per_parameter":
                    args.per_message, "broker": "librdkafka mock cluster in process", "flush_seconds": 2.0},
         "results": results,
