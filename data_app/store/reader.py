@@ -181,6 +181,7 @@ class ChunkStream:
         self.kind, self.items, self.files, self.block_size = kind, items, files, block_size
         # Merged windows narrower than a chunk share it with their neighbours: unpack it once.
         self._unpacked = OrderedDict()
+        self._headers = None  # by ``wire_length``, for ``__iter__`` to reuse
 
     def __len__(self):
         return len(self.items)
@@ -193,22 +194,26 @@ class ChunkStream:
         if any(transform is not None for _, transform in self.items):
             return None
         framer = wire.ChunkStreamWriter()
-        return sum(
-            len(framer.header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression, ref.unpacked_length,
-                              ref.packed_length)) + ref.packed_length
+        self._headers = [
+            framer.header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression, ref.unpacked_length,
+                          ref.packed_length)
             for ref, _ in self.items
-        )
+        ]
+        return sum(map(len, self._headers)) + sum(ref.packed_length for ref, _ in self.items)
 
     def __iter__(self):
         try:
             framer = wire.ChunkStreamWriter()
             header, read, kind, block_size = framer.header, self.files.read, self.kind, self.block_size
-            pending, size = [], 0
-            for ref, transform in self.items:
+            pending, size, stored_headers = [], 0, self._headers
+            for index, (ref, transform) in enumerate(self.items):
                 if transform is None:
                     body = read(ref)
-                    head = header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression,
-                                  ref.unpacked_length, ref.packed_length)
+                    if stored_headers is not None:  # every chunk goes out as stored: headers made once
+                        head = stored_headers[index]
+                    else:
+                        head = header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression,
+                                      ref.unpacked_length, ref.packed_length)
                 else:
                     out = self._transformed(ref, transform, kind, read)
                     if out is None:
