@@ -26,7 +26,8 @@ from rich.table import Table
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-BENCH_DATABASE = "rta_bench"
+# RTA_BENCH_DATABASE picks another name, so benchmarks can run side by side.
+BENCH_DATABASE = os.environ.get("RTA_BENCH_DATABASE") or "rta_bench"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/rta"
 
 # Wide enough for the results table when output is piped (rich assumes 80 columns then).
@@ -37,7 +38,7 @@ console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def bench_database_url(source_url=None):
-    """RTA_DATABASE_URL (or ``source_url``) with its database name replaced by ``rta_bench``."""
+    """RTA_DATABASE_URL (or ``source_url``) with its database name replaced by ``BENCH_DATABASE``."""
     source_url = source_url or os.environ.get("RTA_DATABASE_URL") or DEFAULT_DATABASE_URL
     parts = urlsplit(source_url)
     if parts.scheme not in ("postgres", "postgresql", "pgsql"):
