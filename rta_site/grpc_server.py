@@ -59,6 +59,10 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # Each stream may have this much in flight before the handler reads it: a writer's
+            # next messages arrive while the last is processed (64 KiB, gRPC's start, is
+            # less than one 10,000-sample timestamped message).
+            ("grpc.http2.lookahead_bytes", settings.RTA_GRPC_STREAM_WINDOW_BYTES),
         ],
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -51,6 +51,9 @@ RTA_ADMIN_PLOT_MAX_SAMPLES = env_int("RTA_ADMIN_PLOT_MAX_SAMPLES", 4_000_000)
 RTA_INDEXED_DETAILS = [k.strip() for k in os.environ.get("RTA_INDEXED_DETAILS", "").split(",") if k.strip()]
 RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000)
 RTA_METAMODEL_MAX_VALUES = env_int("RTA_METAMODEL_MAX_VALUES", 200)
+# Metamodel detail-value answers a server process keeps, each re-validated against the data on every
+# request (sessions_app.services.metamodel_cache); 0 computes every answer afresh.
+RTA_METAMODEL_CACHE_ENTRIES = env_int("RTA_METAMODEL_CACHE_ENTRIES", 64)
 
 INSTALLED_APPS = [
     "daphne",
@@ -195,6 +198,7 @@ RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 16)
 # Processes serving gRPC on one port (SO_REUSEPORT); more than one uses more than one core.
 RTA_GRPC_PROCESSES = max(1, env_int("RTA_GRPC_PROCESSES", 1))
 RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
+RTA_GRPC_STREAM_WINDOW_BYTES = env_int("RTA_GRPC_STREAM_WINDOW_BYTES", 4 * 1024 * 1024)
 RTA_GRPC_SERVICES = ["sessions_app.grpc.register", "config_app.grpc.register", "data_app.grpc.register"]
 
 # --- live streaming (issue 6) ---

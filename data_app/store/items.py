@@ -12,23 +12,23 @@ winning at equal times, so stored items never overlap.
 
 Sample data is never touched sample by sample on the normal path: periodic
 buffers are sliced as bytes and their items encoded with a handful of C-level
-calls per run (``_periodic_entries``); timestamped deltas go through C-level
-list operations (``accumulate``, ``bisect``) and protobuf.
+calls per run (``_periodic_entries``); timestamped runs are numpy arrays
+(``data_app.store.timestamped``).
 """
-import bisect
 import hashlib
-import math
 import struct
 from itertools import accumulate
 
+import numpy as np
 from rta.model import data_pb2
 
+from data_app.store.samples import check_time, sample_width
+from data_app.store.timestamped import TimestampedRun, timestamped_run
+from data_app.store.varints import encode_varint
 from rta_site.errors import InvalidArgument
 
 MAX_ITEM_SAMPLES = 10_000      # spec §8: an item must not exceed this
 TARGET_ITEM_SAMPLES = 128      # ... and should hold up to this
-_WIDTHS = (1, 2, 4, 8)
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 MESSAGE_TYPES = {
     "timestamped": data_pb2.TimestampedData,
@@ -62,51 +62,16 @@ def channel_key(kind, item):
 # --- validation -----------------------------------------------------------------------------
 
 
-def _width(buffer_length, samples, what):
-    if samples <= 0:
-        raise InvalidArgument(f"{what}: samples must be positive")
-    if buffer_length % samples:
-        raise InvalidArgument(f"{what}: buffer length {buffer_length} is not a multiple of {samples} samples")
-    width = buffer_length // samples
-    if width not in _WIDTHS:
-        raise InvalidArgument(f"{what}: sample width {width} bytes is not 1, 2, 4 or 8")
-    return width
-
-
-def _check_time(t, what):
-    if not _INT64_MIN <= t <= _INT64_MAX:
-        raise InvalidArgument(f"{what}: sample times overflow 64-bit nanoseconds")
-
-
 def periodic_run(item):
     """``item`` (PeriodicData) validated, as a run; raises InvalidArgument."""
     data, n, interval, start = item.buffer, item.samples, item.interval, item.start_timestamp
     what = f"periodic data for channel {item.channel_id:x}"
-    width = _width(len(data), n, what)
+    width = sample_width(len(data), n, what)
     if n > 1:
         if interval <= 0:
             raise InvalidArgument(f"{what}: interval must be positive")
-        _check_time(start + (n - 1) * interval, what)
+        check_time(start + (n - 1) * interval, what)
     return PeriodicRun(start, interval, width, data, n)
-
-
-def timestamped_run(item):
-    """``item`` (TimestampedData) validated, as a run; raises InvalidArgument."""
-    deltas = item.timestamp_deltas[:]  # a list (faster than list())
-    data, scale = item.buffer, item.timestamp_deltas_scale
-    what = f"timestamped data for channel {item.channel_id:x}"
-    width = _width(len(data), len(deltas), what)
-    if scale < 0:
-        raise InvalidArgument(f"{what}: timestamp_deltas_scale must not be negative")
-    if min(deltas) < 0:
-        raise InvalidArgument(f"{what}: timestamp deltas must not be negative")
-    scale = scale or 1  # unset (0): the deltas are plain nanoseconds
-    first = item.start_timestamp + scale * deltas[0]
-    last = first + scale * (sum(deltas) - deltas[0])
-    _check_time(first, what)
-    _check_time(last, what)
-    deltas[0] = 0
-    return TimestampedRun(first, last, scale, width, deltas, data)
 
 
 def validate(kind, item):
@@ -196,6 +161,12 @@ class PeriodicRun:
         self.samples += other.samples
         return True
 
+    def copy(self):
+        """A run that can absorb others without changing this one."""
+        out = PeriodicRun(self.start, self.interval, self.width, None, self.samples)
+        out.parts = list(self.parts)
+        return out
+
     def piece(self, i, j):
         """Samples ``[i, j)`` as a new run (no copy when that is all of them)."""
         if i == 0 and j == self.samples:
@@ -206,54 +177,6 @@ class PeriodicRun:
     def sample_times(self):
         return range(self.start, self.start + self.samples * self.interval, self.interval) if self.samples > 1 \
             else [self.start]
-
-
-class TimestampedRun:
-    """Samples of one channel at ``start + scale * sum(deltas[:i + 1])`` (``deltas[0]`` is 0)."""
-
-    __slots__ = ("start", "end", "scale", "width", "deltas", "parts")
-
-    def __init__(self, start, end, scale, width, deltas, data):
-        self.start, self.end, self.scale, self.width, self.deltas, self.parts = start, end, scale, width, deltas, [data]
-
-    @property
-    def samples(self):
-        return len(self.deltas)
-
-    @property
-    def data(self):
-        if len(self.parts) > 1:
-            self.parts = [b"".join(self.parts)]
-        return self.parts[0]
-
-    def absorb(self, other):
-        """Append ``other`` if it starts after this run's last sample on the same time grid."""
-        gap = other.start - self.end
-        if other.width != self.width or other.scale != self.scale or gap <= 0 or gap % self.scale:
-            return False
-        position = len(self.deltas)
-        self.deltas += other.deltas
-        self.deltas[position] = gap // self.scale
-        self.parts += other.parts
-        self.end = other.end
-        return True
-
-    def offsets(self):
-        """Cumulative deltas: sample ``i`` is at ``start + scale * offsets[i]``."""
-        return list(accumulate(self.deltas))
-
-    def piece(self, i, j, offsets=None):
-        if i == 0 and j == len(self.deltas):
-            return self
-        offsets = offsets or self.offsets()
-        deltas = self.deltas[i:j]
-        deltas[0] = 0
-        w = self.width
-        return TimestampedRun(self.start + self.scale * offsets[i], self.start + self.scale * offsets[j - 1],
-                              self.scale, w, deltas, self.data[i * w:j * w])
-
-    def sample_times(self):
-        return [self.start + self.scale * o for o in self.offsets()]
 
 
 def run_of(kind, item):
@@ -285,13 +208,7 @@ def cut(kind, run, span):
             out.append((window, run.piece(i, j)))
             i = j
         return out
-    offsets, start, scale, n, i = run.offsets(), run.start, run.scale, run.samples, 0
-    while i < n:
-        window = (start + scale * offsets[i]) // span * span
-        j = bisect.bisect_left(offsets, -((start - window - span) // scale), i + 1)
-        out.append((window, run.piece(i, j, offsets)))
-        i = j
-    return out
+    return run.cut(span)
 
 
 def split(kind, item, span=None, max_samples=TARGET_ITEM_SAMPLES):
@@ -301,10 +218,8 @@ def split(kind, item, span=None, max_samples=TARGET_ITEM_SAMPLES):
     pieces = cut(kind, run_of(kind, item), span) if span else [(None, run_of(kind, item))]
     message = LIST_TYPES[kind]()
     for _window, piece in pieces:
-        if kind == "periodic":
-            message.MergeFromString(_periodic_entries(item.channel_id, piece, max_samples))
-        else:
-            _add_timestamped(message, item.channel_id, piece, max_samples)
+        entries = _periodic_entries if kind == "periodic" else _timestamped_entries
+        message.MergeFromString(entries(item.channel_id, piece, max_samples))
     return list(getattr(message, LIST_FIELDS[kind]))
 
 
@@ -327,13 +242,8 @@ def window_payload(kind, channel_id, runs, max_samples=TARGET_ITEM_SAMPLES):
         ordered = _joined(sorted(runs, key=lambda r: r.start))
         if any(b.start <= a.end for a, b in zip(ordered, ordered[1:])):
             ordered = _merged(kind, runs)
-        if kind == "periodic":
-            payload = b"".join([_periodic_entries(channel_id, run, max_samples) for run in ordered])
-        else:
-            message = data_pb2.TimestampedDataList()
-            for run in ordered:
-                _add_timestamped(message, channel_id, run, max_samples)
-            payload = message.SerializeToString()
+        entries = _periodic_entries if kind == "periodic" else _timestamped_entries
+        payload = b"".join([entries(channel_id, run, max_samples) for run in ordered])
         return payload, ordered[0].start, max(r.end for r in ordered), sum(r.samples for r in ordered)
     if kind == "row":
         latest = {row.timestamp: row for row in runs}
@@ -354,25 +264,17 @@ def _joined(runs):
     for run in runs:
         if out and out[-1].absorb(run):
             continue
-        out.append(_copy(run))
+        out.append(run.copy())
     return out
-
-
-def _copy(run):
-    if isinstance(run, PeriodicRun):
-        copy = PeriodicRun(run.start, run.interval, run.width, None, run.samples)
-    else:
-        copy = TimestampedRun(run.start, run.end, run.scale, run.width, list(run.deltas), None)
-    copy.parts = list(run.parts)
-    return copy
 
 
 def _merged(kind, runs):
     """Overlapping runs (in write order) re-cut sample by sample into runs that do not overlap."""
-    if kind == "periodic":
-        on_grid = _merged_on_grid(runs)
-        if on_grid is not None:
-            return on_grid
+    if kind == "timestamped":
+        return [_merged_timestamped(runs)]
+    on_grid = _merged_on_grid(runs)
+    if on_grid is not None:
+        return on_grid
     samples = {}
     for run in runs:
         data, w = run.data, run.width
@@ -380,26 +282,31 @@ def _merged(kind, runs):
             samples[t] = data[i * w:(i + 1) * w]  # a later write replaces an earlier one
     times = sorted(samples)
     width = runs[0].width
-    out = []
-    if kind == "periodic":
-        i = 0
-        while i < len(times):
-            j = i + 1
-            if j < len(times):
-                step = times[j] - times[i]
-                while j + 1 < len(times) and times[j + 1] - times[j] == step:
-                    j += 1
+    out, i = [], 0
+    while i < len(times):
+        j = i + 1
+        if j < len(times):
+            step = times[j] - times[i]
+            while j + 1 < len(times) and times[j + 1] - times[j] == step:
                 j += 1
-            else:
-                step = runs[0].interval
-            out.append(PeriodicRun(times[i], step if j - i > 1 else runs[0].interval, width,
-                                   b"".join(samples[t] for t in times[i:j]), j - i))
-            i = j
-        return out
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    scale = math.gcd(*gaps) if gaps else runs[0].scale
-    deltas = [0] + [g // scale for g in gaps]
-    return [TimestampedRun(times[0], times[-1], scale, width, deltas, b"".join(samples[t] for t in times))]
+            j += 1
+        else:
+            step = runs[0].interval
+        out.append(PeriodicRun(times[i], step if j - i > 1 else runs[0].interval, width,
+                               b"".join(samples[t] for t in times[i:j]), j - i))
+        i = j
+    return out
+
+
+def _merged_timestamped(runs):
+    """Timestamped runs (in write order) as one run, one sample per time, the later write winning."""
+    width = runs[0].width
+    times = np.concatenate([run.times() for run in runs])
+    values = np.frombuffer(b"".join(run.data for run in runs), dtype=np.uint8).reshape(-1, width)
+    # The last write of each time is the first one seen backwards; unique() sorts by time.
+    unique, first_backwards = np.unique(times[::-1], return_index=True)
+    keep = len(times) - 1 - first_backwards
+    return TimestampedRun.from_times(unique, values[keep].tobytes(), width)
 
 
 def _merged_on_grid(runs):
@@ -448,16 +355,6 @@ def _merged_on_grid(runs):
 _FIXED64 = struct.Struct("<q").pack
 
 
-def encode_varint(value):
-    value &= (1 << 64) - 1  # negative int64 values take ten bytes, as in protobuf
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _varint_field(tag, value):
     return bytes((tag,)) + encode_varint(value) if value else b""
 
@@ -502,17 +399,5 @@ def _periodic_entries(channel_id, run, max_samples):
     return out
 
 
-def _add_timestamped(message, channel_id, run, max_samples):
-    """Append ``run`` to a TimestampedDataList as items of at most ``max_samples``."""
-    add, deltas, data, w, scale = message.timestamped_data.add, run.deltas, run.data, run.width, run.scale
-    n = len(deltas)
-    if n <= max_samples:
-        add(channel_id=channel_id, start_timestamp=run.start, timestamp_deltas_scale=scale, timestamp_deltas=deltas,
-            buffer=data)
-        return
-    offsets = run.offsets()
-    for i in range(0, n, max_samples):
-        piece = deltas[i:i + max_samples]
-        piece[0] = 0
-        add(channel_id=channel_id, start_timestamp=run.start + scale * offsets[i], timestamp_deltas_scale=scale,
-            timestamp_deltas=piece, buffer=data[i * w:(i + len(piece)) * w])
+def _timestamped_entries(channel_id, run, max_samples):
+    return run.list_entries(channel_id, max_samples)

@@ -1,0 +1,179 @@
+"""Timestamped samples held as numpy arrays: runs, validation, cutting and wire encoding.
+
+A ``TimestampedRun`` is one channel's samples at ``start + scale * offsets[i]``,
+``offsets`` being the running sum of its deltas (``deltas[0]`` is 0). Deltas
+are int64 arrays taken from protobuf with one copy (``np.array`` of a repeated
+field) or computed from sample times, and items are encoded straight to wire
+format with vectorised varints: no step touches a sample from Python, which
+keeps timestamped writes within a small factor of periodic ones.
+
+Every run spans at most 2^63 - 1 ns (about 292 years), so offsets times scale
+never overflow int64. Arrays held by a run are never changed in place (runs
+made by ``piece`` or ``absorb`` may share them).
+"""
+import struct
+
+import numpy as np
+
+from data_app.store.samples import INT64_MAX, check_time, sample_width
+from data_app.store.varints import encode_varint, encode_varints, small_varint, varint_lengths
+from rta_site.errors import InvalidArgument
+
+_FIXED64 = struct.Struct("<q").pack
+
+
+class TimestampedRun:
+    __slots__ = ("start", "end", "scale", "width", "samples", "delta_parts", "parts")
+
+    def __init__(self, start, end, scale, width, deltas, data):
+        self.start, self.end, self.scale, self.width = start, end, scale, width
+        self.samples = len(deltas)
+        self.delta_parts, self.parts = [deltas], [data]
+
+    @classmethod
+    def from_times(cls, times, data, width, what="timestamped data"):
+        """A run of sorted int64 sample ``times`` and their ``data`` (``width`` bytes each).
+
+        The scale is the greatest common divisor of the gaps (10 ms telemetry
+        stores deltas of 1), which keeps the varints short.
+        """
+        n = len(times)
+        if n == 0 or len(data) != n * width:
+            raise InvalidArgument(f"{what}: {n} times for {len(data)} bytes of {width}-byte samples")
+        first, last = int(times[0]), int(times[-1])
+        if last - first > INT64_MAX:
+            raise InvalidArgument(f"{what}: samples span more than 2^63 ns")
+        gaps = np.diff(times)
+        if n > 1 and gaps.min() < 0:
+            raise InvalidArgument(f"{what}: sample times are not in order")
+        scale = int(np.gcd.reduce(gaps)) if n > 1 else 0
+        deltas = np.zeros(n, dtype=np.int64)
+        if scale:
+            np.floor_divide(gaps, scale, out=deltas[1:])
+        return cls(first, last, scale or 1, width, deltas, data)
+
+    @property
+    def deltas(self):
+        if len(self.delta_parts) > 1:
+            self.delta_parts = [np.concatenate(self.delta_parts)]
+        return self.delta_parts[0]
+
+    @property
+    def data(self):
+        if len(self.parts) > 1:
+            self.parts = [b"".join(self.parts)]
+        return self.parts[0]
+
+    def absorb(self, other):
+        """Append ``other`` if it starts after this run's last sample on the same time grid."""
+        gap = other.start - self.end
+        if other.width != self.width or other.scale != self.scale or gap <= 0 or gap % self.scale \
+                or other.end - self.start > INT64_MAX:
+            return False
+        deltas = other.deltas.copy()
+        deltas[0] = gap // self.scale
+        self.delta_parts.append(deltas)
+        self.parts += other.parts
+        self.samples += other.samples
+        self.end = other.end
+        return True
+
+    def copy(self):
+        """A run that can absorb others without changing this one."""
+        out = TimestampedRun(self.start, self.end, self.scale, self.width, self.deltas, None)
+        out.parts = list(self.parts)
+        return out
+
+    def offsets(self):
+        """Cumulative deltas: sample ``i`` is at ``start + scale * offsets[i]``."""
+        return np.cumsum(self.deltas)
+
+    def times(self):
+        return self.start + self.scale * self.offsets()
+
+    def sample_times(self):
+        return self.times().tolist()
+
+    def piece(self, i, j, offsets=None):
+        """Samples ``[i, j)`` as a new run (no copy when that is all of them)."""
+        if i == 0 and j == self.samples:
+            return self
+        offsets = self.offsets() if offsets is None else offsets
+        deltas = self.deltas[i:j].copy()
+        deltas[0] = 0
+        w = self.width
+        return TimestampedRun(self.start + self.scale * int(offsets[i]), self.start + self.scale * int(offsets[j - 1]),
+                              self.scale, w, deltas, self.data[i * w:j * w])
+
+    def cut(self, span):
+        """This run cut at multiples of ``span``: a list of (window start, piece)."""
+        if self.start // span == self.end // span:
+            return [(self.start // span * span, self)]
+        offsets = self.offsets()
+        windows = (self.start + self.scale * offsets) // span
+        edges = [0, *(np.flatnonzero(np.diff(windows)) + 1).tolist(), self.samples]
+        return [(int(windows[i]) * span, self.piece(i, j, offsets)) for i, j in zip(edges, edges[1:])]
+
+    def item_bodies(self, channel_id, max_samples):
+        """Serialized ``TimestampedData`` items of at most ``max_samples``, with each item's first and last time.
+
+        Byte for byte what protobuf serializes (fields in number order, zero
+        values left out): channel_id (1), start_timestamp (2, sfixed64),
+        timestamp_deltas_scale (3), packed timestamp_deltas (4), buffer (5).
+        """
+        n, w, data, deltas = self.samples, self.width, self.data, self.deltas
+        # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
+        # followed by the bytes of the deltas of its other samples.
+        lengths = varint_lengths(deltas[1:])
+        packed = encode_varints(deltas[1:], lengths)
+        positions = np.concatenate(([0], np.cumsum(lengths)))  # of delta i + 1 in packed
+        firsts = np.arange(0, n, max_samples)
+        lasts = np.minimum(firsts + max_samples, n) - 1
+        if n > max_samples:
+            offsets = np.cumsum(deltas)
+            starts = (self.start + self.scale * offsets[firsts]).tolist()
+            ends = (self.start + self.scale * offsets[lasts]).tolist()
+        else:
+            starts, ends = [self.start], [self.end]
+        spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
+        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
+        scale_field = b"\x18" + encode_varint(self.scale)
+        out = []
+        for k, (i, last, a, b) in enumerate(spans):
+            first = starts[k]
+            body = b"".join((head, b"\x11" + _FIXED64(first) if first else b"", scale_field,
+                             b"\x22", small_varint(1 + b - a), b"\x00", packed[a:b],
+                             b"\x2a", small_varint((last + 1 - i) * w), data[i * w:(last + 1) * w]))
+            out.append((body, first, ends[k]))
+        return out
+
+    def list_entries(self, channel_id, max_samples):
+        """This run as serialized ``TimestampedDataList`` entries (field 1) of at most ``max_samples``."""
+        parts = []
+        for body, _first, _last in self.item_bodies(channel_id, max_samples):
+            parts += (b"\x0a", small_varint(len(body)), body)
+        return b"".join(parts)
+
+
+def timestamped_run(item):
+    """``item`` (TimestampedData) validated, as a run; raises InvalidArgument."""
+    deltas = np.array(item.timestamp_deltas, dtype=np.int64)  # one copy, no per-element work
+    data, scale = item.buffer, item.timestamp_deltas_scale
+    what = f"timestamped data for channel {item.channel_id:x}"
+    width = sample_width(len(data), len(deltas), what)
+    if scale < 0:
+        raise InvalidArgument(f"{what}: timestamp_deltas_scale must not be negative")
+    if deltas.min() < 0:
+        raise InvalidArgument(f"{what}: timestamp deltas must not be negative")
+    scale = scale or 1  # unset (0): the deltas are plain nanoseconds
+    n = len(deltas)
+    # Exact in int64 unless the deltas are huge (then Python's integers do it).
+    total = int(deltas[1:].sum()) if int(deltas.max()) <= INT64_MAX // n else sum(deltas[1:].tolist())
+    first = item.start_timestamp + scale * int(deltas[0])
+    last = first + scale * total
+    check_time(first, what)
+    check_time(last, what)
+    if last - first > INT64_MAX:
+        raise InvalidArgument(f"{what}: samples span more than 2^63 ns")
+    deltas[0] = 0
+    return TimestampedRun(first, last, scale, width, deltas, data)
