@@ -6,7 +6,10 @@ while the session is live (waiting or open), publishes every item to the live
 buffer (``data_app.live``) for WebSocket clients, so every writer gets both
 without repeating the rule.
 """
+import numpy as np
+
 from data_app.live.publisher import LiveTap
+from data_app.store.timestamped import TimestampedRun
 from data_app.store.writer import ChunkWriter
 
 
@@ -27,10 +30,36 @@ class DataSink:
         self.store.add(kind, item)
         self.live.add(kind, item)
 
+    def add_timestamped(self, channel, times, values):
+        """Buffer sorted int64 ``times`` and their float64 ``values`` of one channel (numpy arrays).
+
+        The array path for writers that hold samples rather than items (ingest):
+        no protobuf item is built for the store, and live clients get items of
+        ``LIVE_ITEM_SAMPLES``. Raises InvalidArgument (times out of order,
+        lengths differing) with nothing buffered.
+        """
+        run = TimestampedRun.from_times(times, np.ascontiguousarray(values, dtype="<f8").tobytes(), 8,
+                                        what=f"timestamped data for channel {channel:x}")
+        self.store.add_run("timestamped", channel, run)
+        self.live.add_timestamped_run(channel, run)
+
     def flush(self):
         """Returns once everything added so far is fsynced, indexed and readable (and published live)."""
         self.live.flush()
         return self.store.flush()
+
+    def start_flush(self):
+        """Publish what is batched for live clients and start making the rest durable in the background."""
+        self.live.flush()
+        self.store.flush_in_background()
+
+    @property
+    def flushing(self):
+        return self.store.flushing
+
+    def wait(self):
+        """Returns once the flush ``start_flush`` began is durable (raises its error)."""
+        self.store.wait()
 
     def discard(self):
         """Drop what is buffered for the store (live clients may already have seen those items)."""

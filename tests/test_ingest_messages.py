@@ -3,13 +3,14 @@ import numpy as np
 import orjson
 import pytest
 from advanced_streams import codec_pb2
+from rta.model import data_pb2
 
 from config_app.services.validation import validate_config
 from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
-from data_app.ingest.items import timestamped_items
 from data_app.ingest.runner import decode_line, encode_line
 from data_app.store.items import times as item_times
+from data_app.store.timestamped import TimestampedRun
 from tests.test_ingest_support import ATLAS, FORMAT_A, FORMAT_B
 
 
@@ -147,16 +148,17 @@ def test_generated_config_is_a_valid_rta_config():
     assert [p["id"] for p in repeated["A"]["parameters"]] == ["p:A", "p_fast:A"]
 
 
-def test_items_keep_every_sample_and_time():
+def test_live_items_of_an_array_write_keep_every_sample_and_time():
     rng = np.random.default_rng(3)
     times = np.cumsum(rng.integers(0, 5, size=3000) * 1000) + 10**18
     values = rng.normal(size=3000)
-    items = timestamped_items(7, times, values)
-    assert all(len(i.timestamp_deltas) <= 1024 for i in items)
+    run = TimestampedRun.from_times(times, values.astype("<f8").tobytes(), 8)
+    items = [data_pb2.TimestampedData.FromString(body) for body, _first, _last in run.item_bodies(7, 1024)]
+    assert [len(i.timestamp_deltas) for i in items] == [1024, 1024, 952]
     got_times = [t for i in items for t in item_times("timestamped", i)]
     got_values = np.frombuffer(b"".join(i.buffer for i in items), dtype="<f8")
     assert got_times == times.tolist() and got_values.tolist() == values.tolist()
-    assert items[0].timestamp_deltas_scale == 1000
+    assert {i.channel_id for i in items} == {7} and items[0].timestamp_deltas_scale == 1000
 
 
 def test_recorded_file_lines_round_trip():

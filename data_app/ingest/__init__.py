@@ -3,7 +3,6 @@
 - ``messages``: keys and values (JSON and the protobuf codec) decoded and checked.
 - ``formats``: the channel layout of a data format.
 - ``configs``: the RTA config generated for a (data format, ATLAS configuration) pair.
-- ``items``: sample arrays -> ``TimestampedData`` items.
 - ``dedupe``: what is already stored, so replays add nothing.
 - ``ingestor``: the stream state machine and the mapping (transport-agnostic).
 - ``runner``: the Kafka consumer loop and recorded-file replay.

@@ -50,7 +50,6 @@ from config_app.services import dependencies
 from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
 from data_app.ingest.dedupe import Watermarks, new_mask
-from data_app.ingest.items import timestamped_items
 from data_app.sink import DataSink
 from rta_site.errors import ServiceError
 from sessions_app.models import Marker, Session
@@ -92,13 +91,27 @@ class SessionData:
 
     def flush(self):
         if not self.dirty:
+            self.sink.wait()  # what an earlier start_flush began must be durable too
             return False
         self.sink.flush()
+        self._flushed()
+        return True
+
+    def start_flush(self):
+        """``flush`` in the background (``sink.wait()`` for it)."""
+        if not self.dirty:
+            return False
+        self.sink.start_flush()
+        # Stored timestamps are read again when needed, after a synchronous flush, which
+        # waits for this one: forgetting them now is enough.
+        self._flushed()
+        return True
+
+    def _flushed(self):
         for kind, channel in self.touched:
             self.marks.forget(kind, channel)
         self.touched.clear()
         self.dirty = False
-        return True
 
 
 @dataclass
@@ -199,6 +212,32 @@ class Ingestor:
         for data in self.sessions.values():
             if data.flush():
                 self.stats.flushes += 1
+        self._forget_idle_streams()
+
+    def start_flush(self):
+        """``flush()`` in the background, so messages go on being processed meanwhile.
+
+        Returns a ticket for ``flush_finished``/``finish_flush``; the offsets
+        ``finish_flush`` returns may be committed once it has returned.
+        """
+        pending = [data for data in self.sessions.values() if data.start_flush()]
+        self.stats.flushes += len(pending)
+        ticket = (pending, self.commit_offsets())
+        self._forget_idle_streams()
+        return ticket
+
+    @staticmethod
+    def flush_finished(ticket):
+        return not any(data.sink.flushing for data in ticket[0])
+
+    @staticmethod
+    def finish_flush(ticket):
+        """Wait for a flush ``start_flush`` began (raises its error); returns the offsets it made safe."""
+        for data in ticket[0]:
+            data.sink.wait()
+        return ticket[1]
+
+    def _forget_idle_streams(self):
         cutoff = time.monotonic() - self.idle_seconds
         idle = [stream_id for stream_id, stream in self.streams.items() if stream.last_seen < cutoff]
         if idle:
@@ -525,8 +564,7 @@ class Ingestor:
                 times, values = times[keep], values[keep]
                 if not len(times):
                     return
-        for item in timestamped_items(channel, times, values):
-            data.sink.add("timestamped", item)
+        data.sink.add_timestamped(channel, times, values)
         data.marks.advance("timestamped", channel, int(times[-1]))
         data.touched.add(("timestamped", channel))
         data.dirty = True

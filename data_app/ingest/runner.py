@@ -2,10 +2,12 @@
 
 Both feed the same ``Ingestor.process`` in order and flush on the same rule:
 every ``flush_seconds``, when the buffered data reaches the ingestor's byte
-budget, and when they stop. Kafka offsets are committed only after a flush
-has returned (data fsynced and indexed), so a crash or kill at any point
-loses nothing: the uncommitted messages are read again and the duplicates
-they carry are dropped by ``dedupe``.
+budget, and when they stop. A flush runs in the background while messages go
+on being processed (encoding, compression, fsync and indexing overlap with
+decoding the next messages); the offsets it covers are committed once it has
+finished (data fsynced and indexed), so a crash or kill at any point loses
+nothing: the uncommitted messages are read again and the duplicates they carry
+are dropped by ``dedupe``.
 
 A recorded stream file holds one message per line: the key, a tab, the
 value. Values are the JSON text as it was on the topic; binary values (the
@@ -35,25 +37,53 @@ class Lag:
         if len(self._pending) < 10_000:
             self._pending.append(timestamp_ms)
 
-    def flushed(self):
+    def mark(self):
+        """Where a flush starting now ends (for ``flushed``)."""
+        return len(self._pending)
+
+    def flushed(self, upto=None):
+        """The messages seen before ``mark()`` returned ``upto`` (default: all) are durable now."""
+        upto = len(self._pending) if upto is None else upto
         now = time.time() * 1000
         if len(self.samples) < self.limit:
-            self.samples.extend(now - t for t in self._pending)
-        self._pending.clear()
+            self.samples.extend(now - t for t in self._pending[:upto])
+        del self._pending[:upto]
 
 
-class _Flusher:
-    def __init__(self, ingestor, flush_seconds, on_flushed):
+class Flusher:
+    """Flushes on the rule, one flush in the background at a time.
+
+    ``on_flushed(offsets, lag_mark)`` is called once a flush is durable, with the
+    offsets it made safe to commit and the lag mark taken when it began.
+    """
+
+    def __init__(self, ingestor, flush_seconds, on_flushed, lag=None):
         self.ingestor = ingestor
         self.flush_seconds = flush_seconds
         self.on_flushed = on_flushed
+        self.lag = lag or Lag()
         self.last = time.monotonic()
+        self._pending = None  # (ticket, lag mark) of the flush under way
 
     def maybe(self, force=False):
-        if force or self.ingestor.wants_flush() or time.monotonic() - self.last >= self.flush_seconds:
+        if self._pending is not None and self.ingestor.flush_finished(self._pending[0]):
+            self.settle()
+        if force:
+            self.settle()
+            mark = self.lag.mark()
             self.ingestor.flush()
             self.last = time.monotonic()
-            self.on_flushed()
+            self.on_flushed(self.ingestor.commit_offsets(), mark)
+        elif self.ingestor.wants_flush() or time.monotonic() - self.last >= self.flush_seconds:
+            self.settle()
+            self._pending = (self.ingestor.start_flush(), self.lag.mark())
+            self.last = time.monotonic()
+
+    def settle(self):
+        """Wait for the flush under way, if any, and report it."""
+        if self._pending is not None:
+            (ticket, mark), self._pending = self._pending, None
+            self.on_flushed(self.ingestor.finish_flush(ticket), mark)
 
 
 # --- recorded files -----------------------------------------------------------------------------
@@ -90,7 +120,7 @@ def decode_line(line):
 
 def replay_file(ingestor, path, flush_seconds=2.0, stop=lambda: False, progress=None):
     """Feed a recorded stream file through ``ingestor``; returns the number of lines read."""
-    flusher = _Flusher(ingestor, flush_seconds, lambda: None)
+    flusher = Flusher(ingestor, flush_seconds, lambda offsets, mark: None)
     lines = 0
     with open(path, "rb") as handle:
         for number, line in enumerate(handle):
@@ -149,6 +179,7 @@ class KafkaIngest:
         self.from_beginning = from_beginning
         self.partitions = partitions
         self._committed = {}
+        self._flusher = None  # the running loop's Flusher (a revoke settles its flush under way)
         self._assigned_at = None
 
     def run(self, stop=lambda: False, progress=None, idle_stop=None):
@@ -156,7 +187,7 @@ class KafkaIngest:
         from confluent_kafka import KafkaError, KafkaException
 
         consumer, ingestor, lag = self.consumer, self.ingestor, self.lag
-        flusher = _Flusher(ingestor, self.flush_seconds, self._commit)
+        flusher = self._flusher = Flusher(ingestor, self.flush_seconds, self._commit, lag)
         if self.partitions is None:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         else:
@@ -206,14 +237,14 @@ class KafkaIngest:
         message = self.consumer.poll(self.poll_seconds)
         return [message] if message is not None else []
 
-    def _commit(self):
-        """Commit what the last flush made durable (only offsets that moved)."""
+    def _commit(self, durable, lag_mark=None):
+        """Commit the offsets ``durable`` a flush made safe (only those that moved)."""
         from confluent_kafka import TopicPartition
 
-        self.lag.flushed()
+        self.lag.flushed(lag_mark)
         offsets = [
             TopicPartition(self.topic, partition, offset)
-            for partition, offset in self.ingestor.commit_offsets().items()
+            for partition, offset in durable.items()
             if self._committed.get(partition) != offset
         ]
         if offsets:
@@ -246,8 +277,10 @@ class KafkaIngest:
 
     def _on_revoke(self, consumer, partitions):
         # Everything read from these partitions must be durable and committed before another consumer takes them.
+        if self._flusher is not None:
+            self._flusher.settle()
         self.ingestor.flush()
-        self._commit()
+        self._commit(self.ingestor.commit_offsets())
         self.ingestor.forget_partitions([p.partition for p in partitions])
         for p in partitions:
             self._committed.pop(p.partition, None)

@@ -180,6 +180,11 @@ def get_publisher():
     return _publisher
 
 
+# Samples per live item of array writes (ingest): within the 10,000 an item may hold, and large
+# enough that per-item work stays small next to the samples (stored items are re-cut to 128).
+LIVE_ITEM_SAMPLES = 1024
+
+
 class LiveTap:
     """The live half of one ``DataSink``: forwards its items while the session is live."""
 
@@ -203,6 +208,14 @@ class LiveTap:
             return
         get_publisher().add(self.identity, bursts.item_record(kind, item),
                             it.start_time(kind, item), it.end_time(kind, item))
+
+    def add_timestamped_run(self, channel, run):
+        """Publish a ``TimestampedRun`` as items of up to ``LIVE_ITEM_SAMPLES`` if the session is live."""
+        if not self._live():
+            return
+        publisher = get_publisher()
+        for body, first, last in run.item_bodies(channel, LIVE_ITEM_SAMPLES):
+            publisher.add(self.identity, bursts.record(bursts.TIMESTAMPED, body), first, last)
 
     def flush(self):
         """Publish what is batched now (a writer's flush: its data should reach live clients too)."""

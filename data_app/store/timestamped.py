@@ -122,6 +122,13 @@ class TimestampedRun:
         timestamp_deltas_scale (3), packed timestamp_deltas (4), buffer (5).
         """
         n, w, data, deltas = self.samples, self.width, self.data, self.deltas
+        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
+        scale_field = b"\x18" + encode_varint(self.scale)
+        if n <= max_samples:  # one item (live items of array writes): no item boundaries to find
+            packed = encode_varints(deltas[1:])
+            return [(b"".join((head, b"\x11" + _FIXED64(self.start) if self.start else b"", scale_field,
+                               b"\x22", small_varint(1 + len(packed)), b"\x00", packed,
+                               b"\x2a", small_varint(n * w), data)), self.start, self.end)]
         # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
         # followed by the bytes of the deltas of its other samples.
         lengths = varint_lengths(deltas[1:])
@@ -129,15 +136,10 @@ class TimestampedRun:
         positions = np.concatenate(([0], np.cumsum(lengths)))  # of delta i + 1 in packed
         firsts = np.arange(0, n, max_samples)
         lasts = np.minimum(firsts + max_samples, n) - 1
-        if n > max_samples:
-            offsets = np.cumsum(deltas)
-            starts = (self.start + self.scale * offsets[firsts]).tolist()
-            ends = (self.start + self.scale * offsets[lasts]).tolist()
-        else:
-            starts, ends = [self.start], [self.end]
+        offsets = np.cumsum(deltas)
+        starts = (self.start + self.scale * offsets[firsts]).tolist()
+        ends = (self.start + self.scale * offsets[lasts]).tolist()
         spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
-        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
-        scale_field = b"\x18" + encode_varint(self.scale)
         out = []
         for k, (i, last, a, b) in enumerate(spans):
             first = starts[k]

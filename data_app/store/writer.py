@@ -156,21 +156,9 @@ class ChunkWriter:
         if self._failure is not None:
             self.wait()  # a background flush failed: the stream cannot go on
         if kind in ("periodic", "timestamped"):
-            run = it.run_of(kind, item)
-            key = item.channel_id
-            buf = self._buffers.get((kind, key))
-            if buf is None:
-                buf = self._buffers[(kind, key)] = _Buffer([key])
-            elif buf.runs and buf.runs[-1].width != run.width:
-                raise InvalidArgument(f"{kind} data for channel {key:x}: sample width {run.width} differs from the "
-                                      f"{buf.runs[-1].width} bytes of earlier samples")
-            if not buf.runs or not buf.runs[-1].absorb(run):
-                buf.runs.append(run)
-            size = len(run.parts[0]) + _ITEM_OVERHEAD * (run.samples // it.TARGET_ITEM_SAMPLES + 1)
-            if kind == "timestamped":
-                size += 2 * run.samples  # deltas, about two bytes each
-            start, end = run.start, run.end
-        elif kind in ("row", "events"):
+            self.add_run(kind, item.channel_id, it.run_of(kind, item))
+            return
+        if kind in ("row", "events"):
             it.validate(kind, item)
             key, channel_ids = it.channel_key(kind, item)
             buf = self._buffers.get((kind, key))
@@ -181,6 +169,27 @@ class ChunkWriter:
             start = end = item.timestamp
         else:
             raise InvalidArgument(f"unknown data kind {kind!r}")
+        self._buffered(buf, size, start, end)
+
+    def add_run(self, kind, channel, run):
+        """Buffer a validated run (``items.PeriodicRun``/``TimestampedRun``) of ``channel``."""
+        if self._failure is not None:
+            self.wait()
+        buf = self._buffers.get((kind, channel))
+        if buf is None:
+            buf = self._buffers[(kind, channel)] = _Buffer([channel])
+        elif buf.runs and buf.runs[-1].width != run.width:
+            raise InvalidArgument(f"{kind} data for channel {channel:x}: sample width {run.width} differs from the "
+                                  f"{buf.runs[-1].width} bytes of earlier samples")
+        if not buf.runs or not buf.runs[-1].absorb(run):
+            buf.runs.append(run)
+        size = len(run.parts[0]) + _ITEM_OVERHEAD * (run.samples // it.TARGET_ITEM_SAMPLES + 1)
+        if kind == "timestamped":
+            size += 2 * run.samples  # deltas, about two bytes each
+        self._buffered(buf, size, run.start, run.end)
+
+    def _buffered(self, buf, size, start, end):
+        """Account for ``size`` bytes just added to ``buf``; flush if a threshold is passed."""
         buf.bytes += size
         self._buffered_bytes += size
         buf.start = start if buf.start is None or start < buf.start else buf.start
@@ -207,6 +216,15 @@ class ChunkWriter:
             self.wait()
         except Exception:
             log.warning("background flush of %r failed while its stream was discarded", self.identity, exc_info=True)
+
+    def flush_in_background(self):
+        """Start flushing everything buffered beside the caller; ``wait()`` returns once it is durable."""
+        self._flush(background=True)
+
+    @property
+    def flushing(self):
+        """Whether a background flush is still under way."""
+        return self._background is not None and self._background.is_alive()
 
     def wait(self):
         """Wait for the background flush under way, if any; raise its error."""
