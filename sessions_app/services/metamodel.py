@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.models import Max, Min
 
 from sessions_app.query.properties import CORE, TABLE, is_postgres
+from sessions_app.services import metamodel_cache
 from sessions_app.services.listing import scoped_sessions
 from sessions_app.services.rendering import offset_minutes
 from sessions_app.timeutil import format_ns, parse_timestamp
@@ -128,7 +129,14 @@ def _detail_values(folder, column, path):
             f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} "
             f"GROUP BY {key}, {jtype}, {value}"
         )
-    rows = _fetch(sql, params + scope_params)
+    if is_postgres():
+        # Reused while the scope's data is unchanged, checked in the same statement (metamodel_cache).
+        rows = metamodel_cache.detail_rows(
+            (column, tuple(path), scope, tuple(scope_params)), TABLE, scope, scope_params, column, sql,
+            params + scope_params,
+        )
+    else:
+        rows = _fetch(sql, params + scope_params)
     found = {}
     for k, t, v in rows:
         types, values = found.setdefault(k, (set(), []))
