@@ -227,21 +227,27 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
 # --- reads over REST ---------------------------------------------------------------------------
 
 
+_RECEIVE_BUFFER = bytearray(1 << 24)  # grown as needed and kept: its pages are touched once, not per request
+
+
 def http_get(port, path, timeout=120):
     """GET ``path`` over a fresh connection; returns (body, wall seconds to the last byte).
 
     A lean client, so the figure is the server's: the response is received with
-    ``recv_into`` into one buffer (``Connection: close`` marks its end) and only
-    then parsed (status, headers, chunked transfer encoding).
+    ``recv_into`` into one buffer kept between requests (``Connection: close``
+    marks the end) and only then parsed (status, headers, chunked transfer
+    encoding).
     """
+    global _RECEIVE_BUFFER
+    buf = _RECEIVE_BUFFER
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         began = time.perf_counter()
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        buf = bytearray(1 << 24)
         size = 0
         while True:
             if size == len(buf):
                 buf.extend(bytes(len(buf)))
+                _RECEIVE_BUFFER = buf
             n = sock.recv_into(memoryview(buf)[size:])
             if not n:
                 break

@@ -5,6 +5,8 @@ and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
 times, 404 unknown session, 405 other methods, 503 chunks moving under
 compaction on every attempt).
 """
+import asyncio
+
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
@@ -64,18 +66,26 @@ def _respond(request, identity, kind, channels_expression):
 
 
 async def _blocks(stream):
-    """The stream's blocks, each read in a worker thread as the client takes them.
+    """The stream's blocks, each read in a worker thread while the one before is sent.
 
     Under ASGI Django collects a synchronous iterator into a list before sending
-    it; an asynchronous one is sent block by block, so a response of any size
-    holds about one block in memory.
+    it; an asynchronous one is sent block by block, and the server's flow
+    control (``rta_site.http_server``) holds each send until the client has
+    taken the block before, so a response of any size holds about two blocks
+    in memory: the one being sent and the one read ahead.
     """
     next_block = sync_to_async(next, thread_sensitive=False)
     iterator = iter(stream)
+    ahead = asyncio.ensure_future(next_block(iterator, None))
     try:
-        while (block := await next_block(iterator, None)) is not None:
+        while (block := await ahead) is not None:
+            ahead = asyncio.ensure_future(next_block(iterator, None))
             yield block
     finally:
+        if not ahead.done():  # the client went away mid-response: let the read in flight end first
+            await asyncio.wait([ahead])
+        if not ahead.cancelled():
+            ahead.exception()  # retrieved: an error of a read nobody waits for is not worth a warning
         await sync_to_async(stream.close, thread_sensitive=False)()
 
 

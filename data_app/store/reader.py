@@ -36,7 +36,7 @@ from rta_site.errors import InvalidArgument, ServiceError
 
 KINDS = ("timestamped", "periodic", "row", "events")
 ATTEMPTS = 5
-BLOCK_SIZE = 1024 * 1024
+BLOCK_SIZE = 4 * 1024 * 1024
 
 
 class StoreBusy(ServiceError):

@@ -20,12 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
 
         from data_app.live.trimmer import TrimmerThread
         from rta_site.asgi import application
         from rta_site.grpc_server import build_server
         from rta_site.grpc_workers import GrpcWorkers
+        from rta_site.http_server import FlowControlledServer
 
         bind = options["bind"] or settings.RTA_BIND_ADDRESS
         http_port = options["http_port"] if options["http_port"] is not None else settings.RTA_HTTP_PORT
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         if trimmer is not None:
             trimmer.start()
         try:
-            Server(
+            FlowControlledServer(
                 application=application,
                 endpoints=build_endpoint_description_strings(host=bind, port=http_port),
                 signal_handlers=True,
