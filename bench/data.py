@@ -130,6 +130,7 @@ class Load:
         # Each burst starts 1 ms after the previous one's last sample (deltas are in microseconds).
         self.burst_step = (sum(self.burst_deltas) + 1000) * 1000
         self.count = len(self.signal)
+        self._deltas_field = None
 
     def _slice(self, channel, index):
         """(sample offset in the signal, continuous per channel; wraps around)."""
@@ -147,10 +148,17 @@ class Load:
             item = data_pb2.PeriodicData(channel_id=0x100 + channel, start_timestamp=T0 + index * self.burst * INTERVAL,
                                          interval=INTERVAL, samples=self.burst, buffer=buffer)
             return pb.WriteDataStreamMessage(periodic_data=item).SerializeToString()
-        deltas = self._deltas(index)
+        # The deltas are the same every burst: their field is serialized once and appended (protobuf
+        # accepts fields in any order), so the client spends its time sending, not encoding.
+        from data_app.store.varints import encode_varint
+
+        if self._deltas_field is None:
+            self._deltas_field = data_pb2.TimestampedData(timestamp_deltas=self._deltas(0)).SerializeToString()
+            self._field_tag = pb.WriteDataStreamMessage.DESCRIPTOR.fields_by_name["timestamped_data"].number << 3 | 2
         item = data_pb2.TimestampedData(channel_id=0x100 + channel, start_timestamp=self._ts_start(index),
-                                        timestamp_deltas_scale=1000, timestamp_deltas=deltas, buffer=buffer)
-        return pb.WriteDataStreamMessage(timestamped_data=item).SerializeToString()
+                                        timestamp_deltas_scale=1000, buffer=buffer).SerializeToString()
+        item += self._deltas_field
+        return bytes((self._field_tag,)) + encode_varint(len(item)) + item
 
     def _deltas(self, index):
         return self.burst_deltas  # the same jitter pattern every burst

@@ -121,40 +121,45 @@ class TimestampedRun:
         values left out): channel_id (1), start_timestamp (2, sfixed64),
         timestamp_deltas_scale (3), packed timestamp_deltas (4), buffer (5).
         """
-        n, w, data, deltas = self.samples, self.width, self.data, self.deltas
-        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
-        scale_field = b"\x18" + encode_varint(self.scale)
-        if n <= max_samples:  # one item (live items of array writes): no item boundaries to find
-            packed = encode_varints(deltas[1:])
-            return [(b"".join((head, b"\x11" + _FIXED64(self.start) if self.start else b"", scale_field,
-                               b"\x22", small_varint(1 + len(packed)), b"\x00", packed,
-                               b"\x2a", small_varint(n * w), data)), self.start, self.end)]
-        # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
-        # followed by the bytes of the deltas of its other samples.
-        lengths = varint_lengths(deltas[1:])
-        packed = encode_varints(deltas[1:], lengths)
-        positions = np.concatenate(([0], np.cumsum(lengths)))  # of delta i + 1 in packed
-        firsts = np.arange(0, n, max_samples)
-        lasts = np.minimum(firsts + max_samples, n) - 1
-        offsets = np.cumsum(deltas)
-        starts = (self.start + self.scale * offsets[firsts]).tolist()
-        ends = (self.start + self.scale * offsets[lasts]).tolist()
-        spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
-        out = []
-        for k, (i, last, a, b) in enumerate(spans):
-            first = starts[k]
-            body = b"".join((head, b"\x11" + _FIXED64(first) if first else b"", scale_field,
-                             b"\x22", small_varint(1 + b - a), b"\x00", packed[a:b],
-                             b"\x2a", small_varint((last + 1 - i) * w), data[i * w:(last + 1) * w]))
-            out.append((body, first, ends[k]))
-        return out
+        return [(b"".join(fields), first, last) for fields, _size, first, last in self._items(channel_id, max_samples)]
 
     def list_entries(self, channel_id, max_samples):
         """This run as serialized ``TimestampedDataList`` entries (field 1) of at most ``max_samples``."""
         parts = []
-        for body, _first, _last in self.item_bodies(channel_id, max_samples):
-            parts += (b"\x0a", small_varint(len(body)), body)
+        for fields, size, _first, _last in self._items(channel_id, max_samples):
+            parts += (b"\x0a", small_varint(size), *fields)
         return b"".join(parts)
+
+    def _items(self, channel_id, max_samples):
+        """Per item: its fields as byte strings, their total size, its first and last time."""
+        n, w, data, deltas, scale = self.samples, self.width, self.data, self.deltas, self.scale
+        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
+        scale_field = b"\x18" + encode_varint(scale)
+        fixed = len(head) + len(scale_field) + 3  # + the 0x22 and 0x2a tags and the first delta (0)
+        # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
+        # followed by the bytes of the deltas of its other samples.
+        lengths = varint_lengths(deltas[1:])
+        packed = encode_varints(deltas[1:], lengths)
+        if n <= max_samples:  # one item (live items of array writes): no item boundaries to find
+            starts, ends, spans = [self.start], [self.end], [(0, n - 1, 0, len(packed))]
+        else:
+            positions = np.concatenate(([0], np.cumsum(lengths)))  # of delta i + 1 in packed
+            firsts = np.arange(0, n, max_samples)
+            lasts = np.minimum(firsts + max_samples, n) - 1
+            offsets = np.cumsum(deltas)
+            starts = (self.start + scale * offsets[firsts]).tolist()
+            ends = (self.start + scale * offsets[lasts]).tolist()
+            spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
+        out = []
+        for k, (i, last, a, b) in enumerate(spans):
+            first = starts[k]
+            time_field = b"\x11" + _FIXED64(first) if first else b""
+            deltas_length, buffer_length = small_varint(1 + b - a), small_varint((last + 1 - i) * w)
+            fields = (head, time_field, scale_field, b"\x22", deltas_length, b"\x00", packed[a:b],
+                      b"\x2a", buffer_length, data[i * w:(last + 1) * w])
+            size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w
+            out.append((fields, size, first, ends[k]))
+        return out
 
 
 def timestamped_run(item):
