@@ -1,11 +1,12 @@
-from django.urls import path, re_path
+from django.urls import re_path
 
 from data_app.api import views
 
+# Identities may contain "/" (the routes match the suffix first; Django decodes %2F too).
 urlpatterns = [
-    path("sessions/<str:identity>/data/events", views.events, name="session-data-events"),
+    re_path(r"^sessions/(?P<identity>.+)/data/events$", views.events, name="session-data-events"),
     re_path(
-        r"^sessions/(?P<identity>[^/]+)/data/(?P<kind>timestamped|periodic|row)/(?P<channels>[^/]+)$",
+        r"^sessions/(?P<identity>.+)/data/(?P<kind>timestamped|periodic|row)/(?P<channels>[^/]+)$",
         views.channel_data,
         name="session-data",
     ),

@@ -8,7 +8,7 @@ import re
 
 from data_app.live import SUBPROTOCOL
 
-STREAM_PATH = re.compile(r"^/rta/v2/sessions/(?P<identity>[^/]+)/stream$")
+STREAM_PATH = re.compile(r"^/rta/v2/sessions/(?P<identity>.+)/stream$")
 
 
 class StreamPathGuard:

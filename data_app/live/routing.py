@@ -4,5 +4,5 @@ from django.urls import re_path
 from data_app.live.consumer import LiveStreamConsumer
 
 websocket_urlpatterns = [
-    re_path(r"^rta/v2/sessions/(?P<identity>[^/]+)/stream$", LiveStreamConsumer.as_asgi()),
+    re_path(r"^rta/v2/sessions/(?P<identity>.+)/stream$", LiveStreamConsumer.as_asgi()),
 ]

@@ -1,4 +1,5 @@
 """Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
+import re
 import time
 from contextlib import contextmanager
 
@@ -21,11 +22,15 @@ GRPC_LATENCY = Histogram(
 )
 
 
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
 def _route(request):
+    """The matched URL pattern, regular-expression routes written like path ones (``<identity>``)."""
     match = getattr(request, "resolver_match", None)
     if match is None:
         return "unmatched"
-    return "/" + (match.route or "").lstrip("^")
+    return "/" + _GROUP.sub(r"<\1>", match.route or "").replace("^", "").replace("$", "")
 
 
 class MetricsMiddleware:
