@@ -485,27 +485,41 @@ class SessionRefForm(forms.ModelForm):
 
 
 class ServiceInlineFormSet(BaseInlineFormSet):
-    """An inline formset whose rows become one ``set_*`` op instead of being saved.
+    """An inline formset whose changed rows become ``delete_*`` / ``update_*`` ops instead of being saved.
 
-    ``clean`` dry-runs the op through the service so its rules show up as formset errors.
+    Only what the administrator added, changed or deleted is sent, never the whole
+    collection as the form showed it: items another writer added meanwhile (an ingest
+    adding lap markers while the page was open) are kept. ``clean`` dry-runs the ops
+    through the service so its rules show up as formset errors.
     """
 
-    def kept_forms(self):
-        """Forms whose rows make up the new collection (not deleted, not blank extras)."""
-        kept = []
-        for form in self.forms:
-            if self.can_delete and self._should_delete_form(form):
-                continue
-            if form.instance.pk is None and not form.has_changed():
-                continue
-            kept.append(form)
-        return kept
+    COLLECTION = None  # the ops' collection name: "markers" -> update_markers / delete_markers
 
-    def collection(self):
-        return [form.spec(form.cleaned_data) for form in self.kept_forms()]
+    @staticmethod
+    def key(values):
+        """What ``delete_<collection>`` takes for a row, from its field values (cleaned or initial)."""
+        raise NotImplementedError
+
+    def changes(self):
+        """``(rows to delete as keys, rows to add or update as specs)``."""
+        deletes, upserts = [], []
+        for form in self.forms:
+            existing = form.instance.pk is not None
+            if self.can_delete and self._should_delete_form(form):
+                if existing:
+                    deletes.append(self.key(form.initial))
+                continue
+            if not form.has_changed():
+                continue
+            upserts.append(form.spec(form.cleaned_data))
+            if existing and self.key(form.initial) != self.key(form.cleaned_data):
+                deletes.append(self.key(form.initial))  # renamed: the old row goes
+        return deletes, upserts
 
     def ops(self):
-        raise NotImplementedError
+        deletes, upserts = self.changes()
+        return ([(f"delete_{self.COLLECTION}", deletes)] if deletes else []) + \
+            ([(f"update_{self.COLLECTION}", upserts)] if upserts else [])
 
     def clean(self):
         super().clean()
@@ -531,37 +545,59 @@ class ServiceInlineFormSet(BaseInlineFormSet):
 
 
 class MarkerFormSet(ServiceInlineFormSet):
-    def ops(self):
-        return [("set_markers", self.collection())]
+    COLLECTION = "markers"
+
+    @staticmethod
+    def key(values):
+        return values.get("marker_id")
 
 
 class ConfigBindingFormSet(ServiceInlineFormSet):
-    def ops(self):
-        return [("set_config_bindings", self.collection())]
+    COLLECTION = "config_bindings"
+
+    @staticmethod
+    def key(values):
+        return values.get("identifier")
 
 
 class DataBindingFormSet(ServiceInlineFormSet):
-    def ops(self):
-        return [("set_data_bindings", self.collection())]
+    COLLECTION = "data_bindings"
+
+    @staticmethod
+    def key(values):
+        return {"source": values.get("source") or "", "identity": values.get("identity"),
+                "time_ref": values.get("time_ref") or 0}
 
 
 class FolderLinkFormSet(ServiceInlineFormSet):
-    def ops(self):
-        return [("set_folders", self.collection())]
+    COLLECTION = "folders"
+
+    @staticmethod
+    def key(values):
+        folder = values.get("folder")
+        return folder.identity if isinstance(folder, Folder) else folder  # initial: the folder's key
 
 
 class SessionRefFormSet(ServiceInlineFormSet):
-    OPS = {
-        RefKind.ANCHOR: "set_ref_anchors",
-        RefKind.CHILD_OF: "set_child_of_refs",
-        RefKind.ALTERNATE_OF: "set_alternate_of_refs",
+    COLLECTIONS = {
+        RefKind.ANCHOR: "ref_anchors",
+        RefKind.CHILD_OF: "child_of_refs",
+        RefKind.ALTERNATE_OF: "alternate_of_refs",
     }
 
+    @staticmethod
+    def key(values):
+        return (RefKind(values.get("kind")), values.get("uri"))
+
     def ops(self):
-        by_kind = {kind: [] for kind in self.OPS}
-        for kind, uri in self.collection():
-            by_kind[RefKind(kind)].append(uri)
-        return [(self.OPS[kind], uris) for kind, uris in by_kind.items()]
+        deletes, upserts = self.changes()
+        out = []
+        for verb, rows in (("delete", deletes), ("update", [(RefKind(k), uri) for k, uri in upserts])):
+            for kind, collection in self.COLLECTIONS.items():
+                uris = [uri for row_kind, uri in rows if row_kind == kind]
+                if uris:
+                    out.append((f"{verb}_{collection}", uris))
+        return out
 
 
 # --- folders ---------------------------------------------------------------------------------

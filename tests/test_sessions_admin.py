@@ -355,8 +355,9 @@ def test_edit_is_applied_as_one_service_update(admin_client, sessions):
     assert identity == "s-race"
     names = [op for op, _ in ops]
     assert names[:3] == ["set_identifier", "clear_type", "set_details"]
-    assert "set_details_json" in names and "set_markers" in names and "set_folders" in names
-    assert "set_ref_anchors" not in names  # untouched inlines are not re-sent
+    # Inlines send what changed, never their whole collection as the page showed it.
+    assert names[3:] == ["set_details_json", "delete_markers", "update_markers", "update_folders"]
+    assert dict(ops)["delete_markers"] == ["pit"] and [m["id"] for m in dict(ops)["update_markers"]] == ["lap3"]
 
     race = Session.objects.get(identity="s-race")
     assert race.identifier == "Race Silverstone (edited)"
@@ -369,6 +370,32 @@ def test_edit_is_applied_as_one_service_update(admin_client, sessions):
     assert markers["lap3"].details == {"fuel": 12.5} and markers["lap3"].end_time == START + 580 * S
     assert set(race.folder_links.values_list("folder_id", flat=True)) == {"silverstone", "tests"}
     assert SessionRef.objects.filter(session=race, kind=RefKind.ANCHOR).count() == 1
+
+
+def test_markers_another_writer_adds_while_the_page_is_open_are_kept(admin_client, sessions):
+    data = form_data(admin_client.get(change_url("s-race")), "session_form")
+    # An ingest adds a lap while the administrator edits one marker and deletes another.
+    create_or_update_session("s-race", [("update_markers", [{"id": "lap9", "category": "Laps", "label": "Lap 9"}])])
+    for index, row in inline_rows(data, "markers").items():
+        if row.get("marker_id") == "lap1":
+            data[f"markers-{index}-label"] = "Lap 1 (checked)"
+        if row.get("marker_id") == "pit":
+            data[f"markers-{index}-DELETE"] = "on"
+    response = admin_client.post(change_url("s-race"), data)
+    assert response.status_code == 302, body(response)
+    labels = dict(Marker.objects.filter(session_id="s-race").values_list("marker_id", "label"))
+    assert set(labels) == {"lap1", "lap2", "lap9"} and labels["lap1"] == "Lap 1 (checked)"
+
+
+def test_renaming_a_marker_replaces_it(admin_client, sessions):
+    data = form_data(admin_client.get(change_url("s-race")), "session_form")
+    for index, row in inline_rows(data, "markers").items():
+        if row.get("marker_id") == "pit":
+            data[f"markers-{index}-marker_id"] = "pit-stop"
+    response = admin_client.post(change_url("s-race"), data)
+    assert response.status_code == 302, body(response)
+    assert set(Marker.objects.filter(session_id="s-race").values_list("marker_id", flat=True)) == {
+        "lap1", "lap2", "pit-stop"}
 
 
 def test_removing_every_folder_relinks_the_session_to_the_root(admin_client, sessions):
