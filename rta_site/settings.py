@@ -252,6 +252,8 @@ RTA_INGEST_RETRY_SECONDS = float(os.environ.get("RTA_INGEST_RETRY_SECONDS") or 5
 RTA_INGEST_IDLE_SECONDS = float(os.environ.get("RTA_INGEST_IDLE_SECONDS") or 300.0)
 # Largest dependency document /api/dependencies accepts.
 RTA_DEPENDENCY_MAX_BYTES = env_int("RTA_DEPENDENCY_MAX_BYTES", 32 * 1024 * 1024)
+# Largest config PutConfig / PutConfigStream accept (a JSON config is also validated in memory).
+RTA_CONFIG_MAX_BYTES = env_int("RTA_CONFIG_MAX_BYTES", 256 * 1024 * 1024)
 
 # --- data store writes ---
 # Bytes a write stream may buffer before it flushes in the foreground (half of it starts a background flush).

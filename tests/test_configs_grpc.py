@@ -283,3 +283,13 @@ def test_cancelled_stream_publishes_nothing(configs):
         time.sleep(0.05)  # the server notices the cancellation on its own thread
     assert assert_all_files_under_store() == []
     assert not has(configs, "cut")
+
+
+@db
+def test_a_config_over_the_size_limit_is_refused_and_nothing_kept(configs, settings):
+    settings.RTA_CONFIG_MAX_BYTES = 2 * MiB
+    code, details = status_of(lambda: put_stream(configs, "too-big", b"x" * (3 * MiB), piece_size=MiB // 2))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "RTA_CONFIG_MAX_BYTES" in details
+    assert not has(configs, "too-big") and assert_all_files_under_store() == []
+    put_stream(configs, "fits", b"x" * (2 * MiB), piece_size=MiB // 2)  # exactly the limit
+    assert has(configs, "fits")

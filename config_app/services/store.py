@@ -26,6 +26,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -96,7 +97,9 @@ def put_config_stream(identifier, content_type, pieces):
 
     The arguments are checked and the identifier looked up before any piece is
     read, so re-publishing does not consume the stream. JSON is validated once
-    the whole document has arrived, before it is published.
+    the whole document has arrived, before it is published. A config larger than
+    ``RTA_CONFIG_MAX_BYTES`` is refused (TooLarge) as soon as its pieces pass it,
+    and nothing of it is kept.
     """
     key = identifier_hash(identifier)
     content_type = check_content_type(content_type)
@@ -104,8 +107,10 @@ def put_config_stream(identifier, content_type, pieces):
         return False
     with _incoming_file() as incoming:
         digest = hashlib.sha256()
-        size = 0
+        size, limit = 0, settings.RTA_CONFIG_MAX_BYTES
         for piece in pieces:
+            if size + len(piece) > limit:
+                raise TooLarge(f"config {shown(identifier)} is larger than RTA_CONFIG_MAX_BYTES ({limit} bytes)")
             incoming.write(piece)
             digest.update(piece)
             size += len(piece)
