@@ -1,8 +1,10 @@
 """The config store service layer: publication, immutability, storage layout, concurrency, deletion."""
 import hashlib
 import json
+import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -196,6 +198,19 @@ def test_stale_file_does_not_block_or_corrupt_publication():
     assert data == b"fresh bytes" and config.storage_name != store.storage_name_for(key)
     assert stale.read_bytes() == b"stale bytes"
     assert_all_files_under_store()
+
+
+@pytest.mark.django_db
+def test_uploads_a_killed_process_left_behind_are_swept():
+    incoming = Path(settings.RTA_DATA_PATH) / store.INCOMING
+    incoming.mkdir(parents=True)
+    old, recent = incoming / "put-old.part", incoming / "put-recent.part"
+    old.write_bytes(b"half an upload")
+    recent.write_bytes(b"an upload in progress")
+    day_ago = time.time() - store.STALE_INCOMING_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    assert store.put_config("swept", FFC_CONTENT_TYPE, b"bytes")
+    assert not old.exists() and recent.exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -142,6 +143,7 @@ def _incoming_file():
             yield File(handle, name="config")
         return
     os.makedirs(directory, exist_ok=True)
+    _sweep_stale(directory)
     handle = tempfile.NamedTemporaryFile(dir=directory, prefix="put-", suffix=".part", delete=False)
     try:
         yield _LocalIncoming(handle)
@@ -151,6 +153,21 @@ def _incoming_file():
             os.unlink(handle.name)  # gone already when it was moved into place
         except FileNotFoundError:
             pass
+
+
+STALE_INCOMING_SECONDS = 24 * 3600
+
+
+def _sweep_stale(directory):
+    """Remove uploads a killed process left behind (a put removes its own file however it ends)."""
+    cutoff = time.time() - STALE_INCOMING_SECONDS
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                if entry.name.endswith(".part") and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass  # another put swept it first
 
 
 def _commit(identifier, key, content_type, size, sha256, incoming):
