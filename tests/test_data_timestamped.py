@@ -132,3 +132,10 @@ def test_overlapping_runs_merge_with_the_later_write_winning():
 def test_invalid_items_are_rejected(start, scale, deltas, message):
     with pytest.raises(InvalidArgument, match=message):
         run_of(start, scale, deltas)
+
+
+@pytest.mark.parametrize("deltas", [[0] + [1] * 999, [0] + [127, 0, 5] * 300, [0] * 300, [0]])
+def test_one_byte_deltas_encode_like_protobuf(deltas):
+    run = run_of(1_700_000_000 * S, 10**6, deltas)
+    for max_samples in (1, 128, 1024):
+        assert run.list_entries(3, max_samples) == protobuf_list(3, run, max_samples)

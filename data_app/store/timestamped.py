@@ -138,12 +138,17 @@ class TimestampedRun:
         fixed = len(head) + len(scale_field) + 3  # + the 0x22 and 0x2a tags and the first delta (0)
         # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
         # followed by the bytes of the deltas of its other samples.
-        lengths = varint_lengths(deltas[1:])
-        packed = encode_varints(deltas[1:], lengths)
+        rest = deltas[1:]
+        if n > 1 and int(rest.max()) < 0x80:  # one byte each (regular data: deltas of 1 at its scale)
+            packed, lengths = rest.astype(np.uint8).tobytes(), None
+        else:
+            lengths = varint_lengths(rest)
+            packed = encode_varints(rest, lengths)
         if n <= max_samples:  # one item (live items of array writes): no item boundaries to find
             starts, ends, spans = [self.start], [self.end], [(0, n - 1, 0, len(packed))]
         else:
-            positions = np.concatenate(([0], np.cumsum(lengths)))  # of delta i + 1 in packed
+            # Where delta i + 1 starts in packed.
+            positions = np.arange(n) if lengths is None else np.concatenate(([0], np.cumsum(lengths)))
             firsts = np.arange(0, n, max_samples)
             lasts = np.minimum(firsts + max_samples, n) - 1
             offsets = np.cumsum(deltas)
