@@ -47,9 +47,14 @@ class TimestampedRun:
         if n > 1 and gaps.min() < 0:
             raise InvalidArgument(f"{what}: sample times are not in order")
         scale = int(np.gcd.reduce(gaps)) if n > 1 else 0
-        deltas = np.zeros(n, dtype=np.int64)
+        # empty, not zeros: numpy lets go of the GIL to allocate zeroed memory, and a flush
+        # thread then holds it for a whole switch interval.
+        deltas = np.empty(n, dtype=np.int64)
+        deltas[0] = 0
         if scale:
             np.floor_divide(gaps, scale, out=deltas[1:])
+        else:
+            deltas[1:] = 0
         return cls(first, last, scale or 1, width, deltas, data)
 
     @property

@@ -108,6 +108,26 @@ def _insert_chunks(rows):
                 copy.write_row(values[:3] + (json.dumps(values[3]),) + values[4:])
 
 
+# What a merge changes in a chunk's index row (its window and channels stay).
+_REPOINTED = ("start_time", "end_time", "file", "offset", "packed_length", "unpacked_length", "sample_count",
+              "compression")
+
+
+def _repoint_chunks(rows):
+    """Point merged chunks' index rows at their new bytes: ``rows`` are (pk, values in ``_COLUMNS`` order).
+
+    One prepared UPDATE per row, sent together (psycopg pipelines ``executemany``):
+    ``bulk_update`` builds a CASE expression per column over every row, which costs
+    far more in Python than the updates cost PostgreSQL.
+    """
+    positions = [_COLUMNS.index(name) for name in _REPOINTED]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(Chunk._meta.get_field(name).column)} = %s" for name in _REPOINTED)
+    sql = f"UPDATE {quote(Chunk._meta.db_table)} SET {assignments} WHERE {quote(Chunk._meta.pk.column)} = %s"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [tuple(values[i] for i in positions) + (pk,) for pk, values in rows])
+
+
 def _setting(name, default):
     value = getattr(settings, name, None)
     return default if value is None else value
@@ -390,11 +410,7 @@ class ChunkWriter:
             if new:
                 _insert_chunks([v[:9] + (v[9] + base,) + v[10:] for v in new])
             if changed:
-                for row, values in changed:
-                    for name, value in zip(_COLUMNS, values):
-                        setattr(row, name, value)
-                    row.offset += base
-                Chunk.objects.bulk_update([row for row, _ in changed], _COLUMNS[3:])
+                _repoint_chunks([(row.pk, v[:9] + (v[9] + base,) + v[10:]) for row, v in changed])
         return first_time, last_time
 
     def _extend_session(self, start, end):
