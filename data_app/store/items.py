@@ -22,7 +22,7 @@ from itertools import accumulate
 import numpy as np
 from rta.model import data_pb2
 
-from data_app.store.samples import check_time, sample_width
+from data_app.store.samples import SampleParts, check_time, sample_width
 from data_app.store.timestamped import TimestampedRun, timestamped_run
 from data_app.store.varints import encode_varint
 from rta_site.errors import InvalidArgument
@@ -129,7 +129,7 @@ def sample_count(kind, item):
 # --- runs --------------------------------------------------------------------------------------
 
 
-class PeriodicRun:
+class PeriodicRun(SampleParts):
     """Regular samples of one channel: sample ``i`` at ``start + i * interval``, ``width`` bytes each."""
 
     __slots__ = ("start", "interval", "width", "parts", "samples")
@@ -140,12 +140,6 @@ class PeriodicRun:
     @property
     def end(self):
         return self.start + (self.samples - 1) * self.interval
-
-    @property
-    def data(self):
-        if len(self.parts) > 1:
-            self.parts = [b"".join(self.parts)]
-        return self.parts[0]
 
     def absorb(self, other):
         """Append ``other`` if it continues this run (same width and interval, next sample time)."""

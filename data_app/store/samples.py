@@ -20,3 +20,15 @@ def sample_width(buffer_length, samples, what):
 def check_time(t, what):
     if not INT64_MIN <= t <= INT64_MAX:
         raise InvalidArgument(f"{what}: sample times overflow 64-bit nanoseconds")
+
+
+class SampleParts:
+    """A run's sample bytes, held as the parts it was written in and joined once when read."""
+
+    __slots__ = ()
+
+    @property
+    def data(self):
+        if len(self.parts) > 1:
+            self.parts = [b"".join(self.parts)]
+        return self.parts[0]

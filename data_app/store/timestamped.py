@@ -15,14 +15,14 @@ import struct
 
 import numpy as np
 
-from data_app.store.samples import INT64_MAX, check_time, sample_width
+from data_app.store.samples import INT64_MAX, SampleParts, check_time, sample_width
 from data_app.store.varints import encode_varint, encode_varints, small_varint, varint_lengths
 from rta_site.errors import InvalidArgument
 
 _FIXED64 = struct.Struct("<q").pack
 
 
-class TimestampedRun:
+class TimestampedRun(SampleParts):
     __slots__ = ("start", "end", "scale", "width", "samples", "delta_parts", "parts")
 
     def __init__(self, start, end, scale, width, deltas, data):
@@ -62,12 +62,6 @@ class TimestampedRun:
         if len(self.delta_parts) > 1:
             self.delta_parts = [np.concatenate(self.delta_parts)]
         return self.delta_parts[0]
-
-    @property
-    def data(self):
-        if len(self.parts) > 1:
-            self.parts = [b"".join(self.parts)]
-        return self.parts[0]
 
     def absorb(self, other):
         """Append ``other`` if it starts after this run's last sample on the same time grid."""
