@@ -8,12 +8,15 @@ ingest: update_heartbeat, update_details, extend_time_range, update_markers
 (one lap marker) and set_state. Each client thread has its own channel and
 updates its own sessions (round robin over ``--sessions-per-client``), so the
 figures measure the server rather than row-lock contention. Bench sessions are
-named ``bench-grpc-*`` and deleted before and after the run.
+named ``bench-grpc-*`` and deleted before and after the run. Besides calls/s it
+reports CPU per call of the server processes, of the PostgreSQL backends serving
+them and of the client, since all three share the machine's cores.
 
 Usage: python -m bench grpc_sessions [--calls N] [--clients 1,8] [--warmup N]
                                      [--sessions-per-client N] [--workers N] [--processes 1,2]
 """
 import argparse
+import os
 import sys
 import threading
 import time
@@ -109,6 +112,43 @@ def run_clients(port, clients, calls, sessions_per_client, pb, pb_grpc):
     return elapsed, cpu, [x for per in latencies for x in per]
 
 
+def server_pids(port):
+    """Process ids of the ``rungrpc`` processes listening on ``port`` (the parent and any workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"rungrpc" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1:][:1] == [str(port).encode()]:
+            pids.append(int(entry))
+    return pids
+
+
+def backend_pids(server_pids_):
+    """PostgreSQL backend process ids serving those server processes (their pools tag application_name)."""
+    from django.db import connection
+
+    names = [f"rta:{pid}" for pid in server_pids_]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", [names])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_of(pids):
+    """Summed CPU seconds of ``pids`` (processes that have gone count as 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += common.cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
 def _delete_bench_sessions():
     from sessions_app.models import Session
 
@@ -131,8 +171,15 @@ def main(argv=None):
                                     extra_env={"RTA_GRPC_WORKERS": str(args.workers)} if args.workers else None) as port:
                 for clients in args.clients:
                     run_clients(port, clients, args.warmup, args.sessions_per_client, pb, pb_grpc)
+                    # Server and PostgreSQL CPU per call: the server processes and the backends their pools
+                    # hold (the warm-up has opened them); a backend opened during the run counts from zero.
+                    servers = server_pids(port)
+                    backends = backend_pids(servers)
+                    server_cpu, pg_cpu = cpu_of(servers), cpu_of(backends)
                     seconds, cpu, samples = run_clients(port, clients, args.calls, args.sessions_per_client, pb,
                                                         pb_grpc)
+                    server_cpu = cpu_of(servers) - server_cpu
+                    pg_cpu = cpu_of(set(backends) | set(backend_pids(servers))) - pg_cpu
                     rate = len(samples) / seconds
                     key = f"{processes}_processes_{clients}_clients"
                     results[key] = r = {
@@ -142,12 +189,17 @@ def main(argv=None):
                         "seconds": round(seconds, 3),
                         "calls_per_second": round(rate, 1),
                         "client_cpu_ms_per_call": round(cpu / len(samples) * 1000, 3),
+                        "server_cpu_ms_per_call": round(server_cpu / len(samples) * 1000, 3),
+                        "postgres_cpu_ms_per_call": round(pg_cpu / len(samples) * 1000, 3),
+                        "load_average": round(os.getloadavg()[0], 2),
                         "latency": common.summary(samples),
                         "meets_target": rate >= TARGET_CALLS_PER_SECOND,
                     }
                     common.console.print(
                         f"{processes} server process(es), {clients} client(s): {rate:8.0f} calls/s   "
-                        f"p50 {r['latency']['p50_ms']:.2f} ms   p95 {r['latency']['p95_ms']:.2f} ms"
+                        f"p50 {r['latency']['p50_ms']:.2f} ms   p95 {r['latency']['p95_ms']:.2f} ms   CPU ms/call: "
+                        f"server {r['server_cpu_ms_per_call']:.2f}, PostgreSQL {r['postgres_cpu_ms_per_call']:.2f}, "
+                        f"client {r['client_cpu_ms_per_call']:.2f}   load {r['load_average']:.2f}"
                     )
     finally:
         _delete_bench_sessions()
@@ -156,8 +208,8 @@ def main(argv=None):
     common.print_table(
         f"SessionStore.CreateOrUpdateSession over gRPC (manage.py rungrpc, 5 updates per call, "
         f"{args.calls} calls after {args.warmup} warm-up)",
-        ["server processes", "clients", "calls/s", "p50 ms", "p95 ms", "max ms",
-         f"target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s"],
+        ["server processes", "clients", "calls/s", "p50 ms", "p95 ms", "max ms", "CPU ms/call server",
+         "PostgreSQL", "client", f"target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s"],
         [
             [
                 r["server_processes"],
@@ -166,12 +218,16 @@ def main(argv=None):
                 f"{r['latency']['p50_ms']:.2f}",
                 f"{r['latency']['p95_ms']:.2f}",
                 f"{r['latency']['max_ms']:.1f}",
+                f"{r['server_cpu_ms_per_call']:.2f}",
+                f"{r['postgres_cpu_ms_per_call']:.2f}",
+                f"{r['client_cpu_ms_per_call']:.2f}",
                 "yes" if r["meets_target"] else "[red]NO[/red]",
             ]
             for r in results.values()
         ],
         caption="Updates: update_heartbeat, update_details, extend_time_range, update_markers, set_state. "
-        "The server runs in its own process(es); the client threads share this one.",
+        "The server runs in its own process(es); the client threads share this one. CPU per call: the server "
+        "processes, the PostgreSQL backends serving them, and this client process (all share the machine's cores).",
     )
     data = {
         "benchmark": NAME,
@@ -186,6 +242,8 @@ def main(argv=None):
             f"own {args.sessions_per_client} sessions round robin",
             "calls": args.calls,
             "warmup": args.warmup,
+            "cpu": "user + system CPU of the server processes and of the PostgreSQL backends their pools hold "
+            "(/proc), and of the client process, over the timed calls, divided by the calls",
         },
         "target_calls_per_second": TARGET_CALLS_PER_SECOND,
         "runs": results,
