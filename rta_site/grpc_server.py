@@ -1,5 +1,6 @@
 """One grpc.Server holding every app's servicers, the health service and server reflection."""
 import logging
+import threading
 from concurrent import futures
 from contextlib import contextmanager
 
@@ -17,25 +18,74 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
-    """Database connections around each call, as Django manages them per HTTP request.
+    """Database connections around each call.
 
-    Stale connections are recycled before a call. With a connection pool, the
-    call's connection goes back to the pool when the call ends, so idle worker
-    threads hold none; without one, each thread keeps its own (CONN_MAX_AGE).
+    Without a pool, each worker thread keeps its own connection (CONN_MAX_AGE),
+    recycled when stale. With a pool, a worker thread keeps the connection it
+    took from the pool between calls (there are ``RTA_GRPC_WORKERS`` of them at
+    most): handing it back after every call cost a pool round trip per call. One
+    that failed and is no longer usable, or left inside a transaction, goes back.
     """
 
+    def __init__(self):
+        self._wrapped = {}  # handler -> the same around each call: made once per method
+
     def intercept_service(self, continuation, handler_call_details):
-        close_old_connections()
         handler = continuation(handler_call_details)
-        return wrap_calls(handler, _returning_connection) if _pooled() else handler
+        if _pooled():
+            wrapped = self._wrapped.get(handler)
+            return wrapped if wrapped is not None else self._wrapped.setdefault(
+                handler, wrap_calls(handler, _kept_connection))
+        close_old_connections()
+        return handler
 
 
 @contextmanager
-def _returning_connection(context):
+def _kept_connection(context):
     try:
         yield
     finally:
-        connection.close()
+        if connection.connection is not None and (
+                connection.in_atomic_block or (connection.errors_occurred and not connection.is_usable())):
+            connection.close()
+
+
+class _WorkerThreads(futures.ThreadPoolExecutor):
+    """gRPC's worker threads, which keep their database connections between calls."""
+
+    def release_connections(self, timeout=5.0):
+        """Have every worker thread hand its connection back (the server has stopped)."""
+        count = len(self._threads)
+        if not count:
+            return
+        barrier = threading.Barrier(count, timeout=timeout)
+
+        def release():
+            try:
+                barrier.wait()  # holds each thread until every one has a job: one job per thread
+            except threading.BrokenBarrierError:
+                pass
+            connection.close()
+
+        futures.wait([self.submit(release) for _ in range(count)], timeout=timeout * 2)
+
+
+def _releasing_on_stop(server, workers):
+    """``server.stop`` whose event is set once the server has stopped and its threads' connections are back."""
+    stop = server.stop
+
+    def stop_and_release(grace=None):
+        stopped, released = stop(grace), threading.Event()
+
+        def finish():
+            stopped.wait()
+            workers.release_connections()
+            released.set()
+
+        threading.Thread(target=finish, name="grpc-stop", daemon=True).start()
+        return released
+
+    server.stop = stop_and_release
 
 
 def _pooled():
@@ -52,8 +102,9 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
     port = settings.RTA_GRPC_PORT if port is None else port
     bind = bind or settings.RTA_BIND_ADDRESS
     max_message = settings.RTA_GRPC_MAX_MESSAGE_BYTES
+    workers = _WorkerThreads(max_workers=max_workers or settings.RTA_GRPC_WORKERS, thread_name_prefix="grpc")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers or settings.RTA_GRPC_WORKERS, thread_name_prefix="grpc"),
+        workers,
         interceptors=[DatabaseConnectionInterceptor(), MetricsInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message),
@@ -79,4 +130,5 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
         raise RuntimeError(f"could not bind gRPC port {bind}:{port}")
     server.health_servicer = health_servicer
     server.service_names = names
+    _releasing_on_stop(server, workers)
     return server, bound

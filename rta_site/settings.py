@@ -120,7 +120,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and RTA_DATABASE_POOL_SIZE > 0:
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("RTA_DATABASE_PREPARE", True):
+    # psycopg prepares a statement run this often on a connection; only the session service's
+    # hot-path statements bind on the server (sessions_app.services.updates), the ORM's never.
+    # Off behind a transaction-mode PgBouncer older than 1.21, which cannot keep them.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and RTA_DATABASE_POOL_SIZE > 0:
     # Daphne runs each request's sync code in a fresh thread, so thread-bound persistent
     # connections never get reused: a pool saves a PostgreSQL connect (~4 ms) per request.
     # JIT compilation costs more than it saves on the short queries this server runs.

@@ -1,4 +1,5 @@
 """Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
+import functools
 import re
 import time
 from contextlib import contextmanager
@@ -51,22 +52,33 @@ class MetricsMiddleware:
 class MetricsInterceptor(grpc.ServerInterceptor):
     """Counts gRPC calls by method and status code, including streaming calls."""
 
+    def __init__(self):
+        self._wrapped = {}  # (method, handler) -> the handler timing its calls: made once per method
+
     def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
+        method, handler = handler_call_details.method, continuation(handler_call_details)
+        wrapped = self._wrapped.get((method, handler))
+        if wrapped is None:
+            @contextmanager
+            def timed(context):
+                started = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    _record(method, context, started)
 
-        @contextmanager
-        def timed(context):
-            started = time.perf_counter()
-            try:
-                yield
-            finally:
-                _record(method, context, started)
-
-        return wrap_calls(continuation(handler_call_details), timed)
+            wrapped = self._wrapped.setdefault((method, handler), wrap_calls(handler, timed))
+        return wrapped
 
 
 def _record(method, context, started):
     code = context.code() if hasattr(context, "code") else None
-    name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-    GRPC_CALLS.labels(method, name).inc()
-    GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+    calls, latency = _grpc_metrics(method, code.name if isinstance(code, grpc.StatusCode) else "OK")
+    calls.inc()
+    latency.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=4096)
+def _grpc_metrics(method, code):
+    # A labelled child is looked up under a lock on every ``labels()``: once per method and code is enough.
+    return GRPC_CALLS.labels(method, code), GRPC_LATENCY.labels(method)
