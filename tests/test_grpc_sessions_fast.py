@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from rta.toolkit.api import session_service_pb2 as pb  # noqa: E402  (importable once settings load)
 from sessions_app.grpc.servicer import SessionStoreServicer
 from sessions_app.models import Marker, Session
-from sessions_app.services import updates
+from sessions_app.services import session_rows, updates
 from sessions_app.services.updates import create_or_update_session
 
 
@@ -145,9 +145,9 @@ transactional = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def recent_rows():
-    updates._RECENT.clear()
-    yield updates._RECENT
-    updates._RECENT.clear()
+    session_rows.RECENT.clear()
+    yield session_rows.RECENT
+    session_rows.RECENT.clear()
 
 
 @transactional

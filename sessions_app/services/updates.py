@@ -8,7 +8,7 @@ concurrent merges from several connections never lose each other's keys.
 
 The hot path of live ingest (an existing session, ops that only change its
 row or upsert markers) takes no lock on PostgreSQL: the ops are applied to
-the row as read, or as this process last wrote it (``_RECENT``), and one
+the row as read, or as this process last wrote it (``session_rows.RECENT``), and one
 statement writes the row and the markers only if the stored row is still that
 version (its ``xmin``); if not, the call is applied again to a fresh read,
 then under the lock. A live update is then one statement (two when the row
@@ -16,14 +16,11 @@ must be read) instead of BEGIN, SELECT FOR UPDATE, INSERT, UPDATE and COMMIT.
 The same ops apply the rules on every path; the row and marker SQL is built
 once per vendor instead of being compiled by the ORM on every call.
 """
-import collections
 import contextlib
 import copy
 import functools
-import threading
-import time
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from data_app.live import sessions as live_sessions
@@ -40,7 +37,7 @@ from sessions_app.models import (
     SessionRef,
     SessionState,
 )
-from sessions_app.services import values
+from sessions_app.services import session_rows, values
 from sessions_app.timeutil import now_timestamp, parse_timestamp
 
 
@@ -57,9 +54,9 @@ class SessionChange:
         self.deferred = [] if defer_writes else None
 
     def write(self, sql, params):
-        """Run a statement now, or keep it for the row write. ``sql(guard)`` gives its text (see _marker_upsert)."""
+        """Run a statement now, or keep it for the row write. ``sql(guard)`` gives its text (``marker_upsert``)."""
         if self.deferred is None:
-            with _cursor(self.db) as cursor:
+            with session_rows.cursor_for(self.db) as cursor:
                 cursor.execute(sql(None), params)
         else:
             self.deferred.append((sql, params))
@@ -89,8 +86,8 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
         if applied is not None:
             return applied
     with transaction.atomic():
-        with _cursor(db) as cursor:
-            session = _read_session(db, cursor, identity, lock=True)
+        with session_rows.cursor_for(db) as cursor:
+            session = session_rows.read_session(db, cursor, identity, lock=True)
         created = False
         if session is None:
             session, created = _create(identity, create or {})
@@ -98,8 +95,8 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
             return False
         change = SessionChange(db, session, created)
         changed = _apply(change, updates, sequence)
-        with _cursor(db) as cursor:
-            cursor.execute(*_row_update(db, session, changed))
+        with session_rows.cursor_for(db) as cursor:
+            cursor.execute(*session_rows.row_update(db, session, changed))
         if change.unlinked and not session.folder_links.exists():
             _link_root(session)
         # Live streaming: the buffer's session directory and WebSocket clients follow committed changes.
@@ -163,20 +160,20 @@ def _unlocked_applies(db, updates):
 def _update_unlocked(db, identity, updates, sequence, outside_transaction):
     """Apply ``updates`` to an existing session without a transaction of its own (PostgreSQL).
 
-    The row comes from ``_RECENT`` when this process wrote it last (outside a transaction:
+    The row comes from ``session_rows.RECENT`` when this process wrote it last (outside a transaction:
     a version written inside one may still roll back), else from a read. Returns None,
     having written nothing, when the session is missing or its row changed before the
     write: the caller then takes the locked path.
     """
-    recent = _RECENT.take(identity) if outside_transaction else None
-    with _cursor(db) as cursor:
+    recent = session_rows.RECENT.take(identity) if outside_transaction else None
+    with session_rows.cursor_for(db) as cursor:
         for source in ([recent] if recent else []) + [None]:
             if source is None:
-                loaded = _read_session(db, cursor, identity, lock=False)
+                loaded = session_rows.read_session(db, cursor, identity, lock=False)
                 if loaded is None:
                     return None
             else:
-                loaded = Session.from_db(db.alias, _SESSION_ATTNAMES, source[0]), source[1]
+                loaded = Session.from_db(db.alias, session_rows.SESSION_ATTNAMES, source[0]), source[1]
             session, version = loaded
             if _replayed(session, sequence):
                 if source is None:
@@ -188,7 +185,7 @@ def _update_unlocked(db, identity, updates, sequence, outside_transaction):
             if source is None:
                 return None
     if outside_transaction:
-        _RECENT.put(identity, [getattr(session, name) for name in _SESSION_ATTNAMES], written)
+        session_rows.RECENT.put(identity, [getattr(session, a) for a in session_rows.SESSION_ATTNAMES], written)
     transaction.on_commit(lambda: live_sessions.session_changed(session))
     return True
 
@@ -198,7 +195,7 @@ def _guarded_write(db, cursor, session, version, updates, sequence):
     writes if the stored row is still ``version``. Returns the version written, or None."""
     change = SessionChange(db, session, False, defer_writes=True)
     changed = _apply(change, updates, sequence)
-    sql, params = _row_update(db, session, changed)
+    sql, params = session_rows.row_update(db, session, changed)
     guard = "EXISTS (SELECT 1 FROM row_write)"
     ctes = [f"row_write AS ({sql} AND xmin = %s::xid RETURNING xmin)"]
     params.append(version)
@@ -208,143 +205,6 @@ def _guarded_write(db, cursor, session, version, updates, sequence):
     cursor.execute(f"WITH {', '.join(ctes)} SELECT xmin FROM row_write", params)
     row = cursor.fetchone()
     return None if row is None else row[0]
-
-
-class _RecentRows:
-    """The session rows this process wrote last, with their version (``xmin``), by identity.
-
-    The next update of a session skips reading it. Only a hint: the guarded write checks
-    the version, so an entry another writer made stale costs one read. An entry is taken
-    out while a call uses it, so its values belong to one call at a time.
-    """
-
-    def __init__(self, size, max_age):
-        self.size, self.max_age = size, max_age
-        self._rows = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, identity):
-        with self._lock:
-            entry = self._rows.pop(identity, None)
-        if entry is None or time.monotonic() - entry[2] > self.max_age:
-            return None
-        return entry[0], entry[1]
-
-    def put(self, identity, values, version):
-        with self._lock:
-            self._rows[identity] = (values, version, time.monotonic())
-            if len(self._rows) > self.size:
-                self._rows.popitem(last=False)
-
-    def clear(self):
-        with self._lock:
-            self._rows.clear()
-
-
-# Live sessions a process updates; a minute bounds how long an entry can wait for its version check.
-_RECENT = _RecentRows(size=4096, max_age=60.0)
-
-
-# --- SQL of the hot path -----------------------------------------------------------------------
-# Built once per vendor (PostgreSQL, or SQLite for the embedded database) from the models' metadata,
-# with the fields' own conversions for values in and out, so the ORM's per-call compiling is skipped.
-
-# The columns loaded: all but the creation and modification times, which no op reads.
-_SESSION_FIELDS = [f for f in Session._meta.concrete_fields if f.attname not in ("created", "updated")]
-_SESSION_ATTNAMES = [f.attname for f in _SESSION_FIELDS]
-_SESSION_BY_ATTNAME = {f.attname: f for f in Session._meta.concrete_fields}
-MARKER_FIELDS = ["category", "type", "label", "description", "start_time", "end_time", "details"]
-_MARKER_INSERT_FIELDS = [Marker._meta.get_field(name) for name in ["session", "marker_id", *MARKER_FIELDS]]
-# Types for the guarded upsert's VALUES list, whose parameters have no column to take a type from.
-_SQL_TYPES = {"CharField": "text", "TextField": "text", "BigIntegerField": "bigint", "JSONField": "jsonb"}
-
-
-# Statement builders are cached per vendor and read the connection only while building.
-
-
-@functools.cache
-def _session_select(vendor, lock):
-    """SELECT of a session row: locked (FOR UPDATE where the database has it), or with its version (xmin)."""
-    q = connection.ops.quote_name
-    columns = ", ".join(q(f.column) for f in _SESSION_FIELDS)
-    if not lock:
-        columns = "xmin, " + columns
-    suffix = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
-    return f"SELECT {columns} FROM {q(Session._meta.db_table)} WHERE {q(Session._meta.pk.column)} = %s{suffix}"
-
-
-@functools.cache
-def _session_converters(vendor):
-    """Per column, the backend's and the field's conversions of database values (as the ORM applies them)."""
-    table = Session._meta.db_table
-    return [
-        tuple(connection.ops.get_db_converters(f.get_col(table)) + f.get_db_converters(connection))
-        for f in _SESSION_FIELDS
-    ]
-
-
-@functools.cache
-def _session_update(vendor, attnames):
-    q = connection.ops.quote_name
-    sets = ", ".join(f"{q(_SESSION_BY_ATTNAME[a].column)} = %s" for a in attnames)
-    return f"UPDATE {q(Session._meta.db_table)} SET {sets} WHERE {q(Session._meta.pk.column)} = %s"
-
-
-@functools.cache
-def _marker_upsert(vendor, count, guard):
-    """INSERT .. ON CONFLICT DO UPDATE of ``count`` markers; with a ``guard``, only rows for which it holds."""
-    q = connection.ops.quote_name
-    column = {f.name: q(f.column) for f in _MARKER_INSERT_FIELDS}
-    if guard is None:
-        row = "(" + ", ".join(["%s"] * len(_MARKER_INSERT_FIELDS)) + ")"
-        source = f"VALUES {', '.join([row] * count)}"
-    else:
-        typed = [f"%s::{_SQL_TYPES[f.target_field.get_internal_type() if f.is_relation else f.get_internal_type()]}"
-                 for f in _MARKER_INSERT_FIELDS]
-        rows = ", ".join(["(" + ", ".join(typed) + ")"] * count)
-        source = f"SELECT * FROM (VALUES {rows}) AS markers WHERE {guard}"
-    updates = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in MARKER_FIELDS)
-    return (
-        f"INSERT INTO {q(Marker._meta.db_table)} ({', '.join(column.values())}) {source} "
-        f"ON CONFLICT ({column['session']}, {column['marker_id']}) DO UPDATE SET {updates}"
-    )
-
-
-def _cursor(db):
-    """A cursor for the statements above: on PostgreSQL one binding parameters on the server.
-
-    Server-side binding spares quoting every value in Python, and lets psycopg prepare the
-    statements when the connection is configured to (the ``prepare_threshold`` option).
-    """
-    if db.vendor != "postgresql":
-        return db.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    db.ensure_connection()
-    return (db.make_debug_cursor if db.queries_logged else db.make_cursor)(ServerBindingCursor(db.connection))
-
-
-def _read_session(db, cursor, identity, lock):
-    """The session with its row locked for the transaction, or (unlocked) ``(session, xmin)``; None if absent."""
-    cursor.execute(_session_select(db.vendor, lock), [identity])
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    version, row = (None, row) if lock else (row[0], row[1:])
-    values = []
-    for value, converters in zip(row, _session_converters(db.vendor)):
-        for convert in converters:
-            value = convert(value, None, db)
-        values.append(value)
-    session = Session.from_db(db.alias, _SESSION_ATTNAMES, values)
-    return session if lock else (session, version)
-
-
-def _row_update(db, session, attnames):
-    """The UPDATE writing ``attnames`` of the session row, as (sql, params)."""
-    params = [_SESSION_BY_ATTNAME[a].get_db_prep_save(getattr(session, a), db) for a in attnames]
-    params.append(session.pk)
-    return _session_update(db.vendor, tuple(attnames)), params
 
 
 def _create(identity, create):
@@ -550,9 +410,9 @@ def _update_markers(change, markers):
         return
     params = []
     for marker_id, fields in parsed:
-        values = [change.session.pk, marker_id, *(fields[name] for name in MARKER_FIELDS)]
-        params += [f.get_db_prep_save(v, change.db) for f, v in zip(_MARKER_INSERT_FIELDS, values)]
-    change.write(functools.partial(_marker_upsert, change.db.vendor, len(parsed)), params)
+        values = [change.session.pk, marker_id, *(fields[name] for name in session_rows.MARKER_FIELDS)]
+        params += [f.get_db_prep_save(v, change.db) for f, v in zip(session_rows.MARKER_INSERT_FIELDS, values)]
+    change.write(functools.partial(session_rows.marker_upsert, change.db.vendor, len(parsed)), params)
 
 
 def _delete_markers(change, marker_ids):
