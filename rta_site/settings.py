@@ -199,7 +199,9 @@ LOGGING = {
 }
 
 # gRPC: one server, every app registers its servicers through a function returning service names.
-RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 16)
+# Threads for streaming calls (each open DataWriter/DataReader stream holds one) and for unary calls.
+RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 64)
+RTA_GRPC_UNARY_WORKERS = max(1, env_int("RTA_GRPC_UNARY_WORKERS", 4))
 # Processes serving gRPC on one port (SO_REUSEPORT); more than one uses more than one core.
 RTA_GRPC_PROCESSES = max(1, env_int("RTA_GRPC_PROCESSES", 1))
 RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
