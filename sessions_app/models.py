@@ -111,7 +111,8 @@ class Marker(models.Model):
 class ConfigBinding(models.Model):
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="config_bindings")
     identifier = models.CharField(max_length=1024)
-    channel_offset = models.PositiveIntegerField(default=0)
+    # uint32 on the wire (spec §7): past PositiveIntegerField's 2^31 - 1.
+    channel_offset = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -35,6 +35,9 @@ def _close_server_connections(before):
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s))",
             [sorted(before)],
         )
+    # Some of those sessions were idle in this process's pool: start later tests on a fresh one.
+    if connection.pool is not None:
+        connection.close_pool()
 
 
 @contextmanager

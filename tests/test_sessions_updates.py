@@ -335,10 +335,14 @@ def test_config_bindings_set_update_delete():
     assert config_bindings_of("c") == {"cfg-b": 20, "cfg-c": 0}
     apply("c", ("set_config_bindings", [{"identifier": "cfg-z", "channel_offset": 1}]))
     assert config_bindings_of("c") == {"cfg-z": 1}
-    for bad in ([{"identifier": ""}], [{"identifier": "x", "channel_offset": -1}], [{"identifier": "x", "channel_offset": 1.5}]):
+    for bad in ([{"identifier": ""}], [{"identifier": "x", "channel_offset": -1}], [{"identifier": "x", "channel_offset": 1.5}],
+                [{"identifier": "x", "channel_offset": 1 << 32}]):
         with pytest.raises(InvalidArgument):
             apply("c", ("update_config_bindings", bad))
     assert config_bindings_of("c") == {"cfg-z": 1}
+    # The wire type is uint32: offsets past int32 are stored as they are.
+    apply("c", ("update_config_bindings", [{"identifier": "cfg-high", "channel_offset": 0xFFFFFFFF}]))
+    assert config_bindings_of("c") == {"cfg-z": 1, "cfg-high": 0xFFFFFFFF}
 
 
 CHANNELS = [{"first_data_channel": 0, "first_session_channel": 100, "last_session_channel": 103}]

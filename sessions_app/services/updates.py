@@ -428,8 +428,8 @@ def _checked_config_bindings(bindings):
         identifier, offset = b.get("identifier"), b.get("channel_offset", 0) or 0
         if not isinstance(identifier, str) or identifier == "":
             raise InvalidArgument("config binding identifier must be a non-empty string")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgument(f"config binding {identifier!r} channel offset must be a non-negative integer")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 0xFFFFFFFF:
+            raise InvalidArgument(f"config binding {identifier!r} channel offset must be an integer in 0..2^32-1")
         out[identifier] = offset
     return out
 
