@@ -16,7 +16,7 @@ import struct
 import numpy as np
 
 from data_app.store.samples import INT64_MAX, SampleParts, check_time, sample_width
-from data_app.store.varints import encode_varint, encode_varints, small_varint, varint_lengths
+from data_app.store.varints import encode_varint, encode_varints, varint_lengths
 from rta_site.errors import InvalidArgument
 
 _FIXED64 = struct.Struct("<q").pack
@@ -126,7 +126,7 @@ class TimestampedRun(SampleParts):
         """This run as serialized ``TimestampedDataList`` entries (field 1) of at most ``max_samples``."""
         parts = []
         for fields, size, _first, _last in self._items(channel_id, max_samples):
-            parts += (b"\x0a", small_varint(size), *fields)
+            parts += (b"\x0a", encode_varint(size), *fields)
         return b"".join(parts)
 
     def _items(self, channel_id, max_samples):
@@ -158,7 +158,7 @@ class TimestampedRun(SampleParts):
         for k, (i, last, a, b) in enumerate(spans):
             first = starts[k]
             time_field = b"\x11" + _FIXED64(first) if first else b""
-            deltas_length, buffer_length = small_varint(1 + b - a), small_varint((last + 1 - i) * w)
+            deltas_length, buffer_length = encode_varint(1 + b - a), encode_varint((last + 1 - i) * w)
             fields = (head, time_field, scale_field, b"\x22", deltas_length, b"\x00", packed[a:b],
                       b"\x2a", buffer_length, data[i * w:(last + 1) * w])
             size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w

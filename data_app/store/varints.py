@@ -7,8 +7,9 @@ element at a time); these encode exactly as protobuf does.
 import numpy as np
 
 _UINT64 = (1 << 64) - 1
-# A varint of value v takes 1 + (number of these thresholds <= v) bytes.
-def encode_varint(value):
+
+
+def _encoded(value):
     value &= _UINT64  # negative int64 values take ten bytes, as in protobuf
     out = bytearray()
     while value > 0x7F:
@@ -18,17 +19,17 @@ def encode_varint(value):
     return bytes(out)
 
 
+# Lengths, counts, channels and scales are mostly small: their varints come from a table.
+_SMALL = [_encoded(v) for v in range(1 << 14)]
+
+
+def encode_varint(value):
+    return _SMALL[value] if 0 <= value < 16384 else _encoded(value)
+
+
 def _unsigned(values):
     # int64 -> uint64 as protobuf does (two's complement), without a copy.
     return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64, copy=False)
-
-
-_SMALL = [encode_varint(v) for v in range(1 << 14)]
-
-
-def small_varint(value):
-    """``encode_varint`` for lengths and counts, from a table below 16,384."""
-    return _SMALL[value] if value < 16384 else encode_varint(value)
 
 
 def varint_lengths(values):
