@@ -264,3 +264,32 @@ def test_silent_streams_are_forgotten_and_picked_up_again(api):
     feed.ingestor.flush()
     assert stored(api, feed.session_id) == [(1 * MS, 1.0), (3 * MS, 3.0)]
     assert feed.stats.skipped["before session"] == 1 and feed.stats.duplicates == 1
+
+
+def test_a_background_flush_reports_its_offsets_only_once_its_data_is_stored():
+    """The runners' flush rule: a flush runs beside the processing of later messages; the offsets it
+    covers (taken when it began, not later ones) are reported for commit only when they are durable."""
+    from data_app.ingest.runner import Flusher
+
+    publish_dependencies()
+    feed = Feed()
+    reported = []
+
+    def on_flushed(offsets, _lag_mark):
+        stored_times = sorted(t for c in Chunk.objects.filter(identity=feed.session_id)
+                              for t in (c.start_time, c.end_time))
+        reported.append((offsets, Chunk.objects.filter(identity=feed.session_id).count(), stored_times))
+
+    flusher = Flusher(feed.ingestor, flush_seconds=0, on_flushed=on_flushed)
+    feed.session()
+    feed.samples([0, 1 * MS], [1.0, 2.0])
+    covered = feed.ingestor.commit_offsets()
+    flusher.maybe()  # starts a flush in the background: nothing reported yet
+    assert reported == []
+    feed.samples([2 * MS, 3 * MS], [3.0, 4.0])  # processed while that flush runs
+    flusher.settle()
+    (offsets, chunks, times), = reported
+    # Durable when reported: the first batch; the second, processed meanwhile, is not in that flush.
+    assert offsets == covered and chunks >= 1 and (times[0], times[-1]) == (EPOCH, EPOCH + 1 * MS)
+    flusher.maybe(force=True)  # the end: everything, synchronously
+    assert len(reported) == 2 and reported[-1][2][-1] == EPOCH + 3 * MS
