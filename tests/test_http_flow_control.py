@@ -71,6 +71,16 @@ def test_a_client_that_stops_reading_holds_the_response_back(embedded_env):
             while chunk := sock.recv(1 << 20):
                 got += len(chunk)
         assert got == length
+        # A client that goes away mid-response (its send held back) does not hang the server.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(f"GET /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(65536)
+        status, body = wait_for_http(f"http://127.0.0.1:{port}/health", server)
+        assert (status, body) == (200, b"Healthy")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(f"HEAD /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     finally:
         server.kill()
         server.wait()
