@@ -303,11 +303,13 @@ def parse_plot_options(params):
     return channels, start, end, width
 
 
-def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WIDTH, title="", markers=()):
+def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WIDTH, title="", markers=(),
+                events=()):
     """The SVG (text) of ``identity``'s periodic and timestamped channels over ``[start, end]`` (ns).
 
     ``channels`` is a ``ChannelSet`` (default: the first ``DEFAULT_CHANNELS``);
-    ``markers`` are ``(label, start, end)`` laps drawn as a band and dividers.
+    ``markers`` are ``(label, start, end)`` laps drawn as a band and dividers;
+    ``events`` are ``(time, label)`` drawn as flagged lines through the panels.
     """
     width = min(max(int(width), MIN_WIDTH), MAX_WIDTH)
     summary = data_summary(identity)
@@ -327,7 +329,8 @@ def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WID
     traces = [read_trace(identity, c, lo, hi, plot_w, budget) for c in shown]
     laps = [(label, max(s, lo), min(e, hi)) for label, s, e in markers if s is not None and e is not None
             and e >= lo and s <= hi and e > s]
-    return _svg(width, plot_w, title, lo, hi, traces, hidden, laps)
+    flags = [(t, label) for t, label in events if lo <= t <= hi]
+    return _svg(width, plot_w, title, lo, hi, traces, hidden, laps, flags)
 
 
 def _empty(width, title, message):
@@ -337,7 +340,7 @@ def _empty(width, title, message):
             + _text(12, 22, title, weight="600") + _text(12, 46, message, fill="#666") + "</svg>")
 
 
-def _svg(width, plot_w, title, lo, hi, traces, hidden, laps):
+def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
     top = HEADER + (LAP_BAND if laps else 0)
     height = top + len(traces) * (PANEL_H + PANEL_GAP) + AXIS + (14 if hidden else 0)
     span = hi - lo
@@ -381,6 +384,14 @@ def _svg(width, plot_w, title, lo, hi, traces, hidden, laps):
             out.append(_text((sx + ex) / 2, HEADER + LAP_BAND - 9, label, anchor="middle", fill="#335", size=10))
         out.append(f'<line x1="{sx:.1f}" y1="{HEADER}" x2="{sx:.1f}" y2="{panels_bottom}" stroke="#9bb3c6" '
                    f'stroke-dasharray="3 3" stroke-width="0.8"/>')
+
+    # Events: a line through the panels under a small flag whose tooltip names the event.
+    for t, label in events:
+        ex = x_of(t)
+        out.append(f'<g class="rta-event"><title>{_xml(label)} at {_clock(t, 1, span)}</title>'
+                   f'<line x1="{ex:.1f}" y1="{top - 6}" x2="{ex:.1f}" y2="{panels_bottom}" stroke="#c9302c" '
+                   f'stroke-width="0.8" stroke-opacity="0.5"/>'
+                   f'<polygon points="{ex:.1f},{top - 10} {ex + 6:.1f},{top - 7.5} {ex:.1f},{top - 5}" fill="#c9302c"/></g>')
 
     for index, trace in enumerate(traces):
         out.extend(_panel(trace, top + index * (PANEL_H + PANEL_GAP), x0, plot_w, span))
@@ -478,3 +489,17 @@ def lap_markers(identity, limit=500):
         .values_list("label", "marker_id", "start_time", "end_time")[:limit]
     )
     return [(label or marker_id, start, end) for label, marker_id, start, end in rows]
+
+
+def session_events(identity, start=None, end=None, limit=500):
+    """``(time, label)`` of up to ``limit`` of the session's stored events in ``[start, end]``, for the plot."""
+    from data_app.store import reader
+
+    out = []
+    for events in reader.decoded_lists("events", reader.find_chunks(identity, "events", None, start, end)):
+        for event in events.events:
+            if (start is None or event.timestamp >= start) and (end is None or event.timestamp <= end):
+                out.append((event.timestamp, event.status_text or f"event {event.event_definition_id:#x}"))
+                if len(out) >= limit:
+                    return out
+    return out

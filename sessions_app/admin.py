@@ -323,7 +323,8 @@ class SessionAdmin(admin.ModelAdmin):
         except ServiceError as exc:
             return json_error(exc.message, exc.http_status)
         svg = data_plot.render_plot(session.identity, channels, start, end, width, title=session.identifier,
-                                    markers=data_plot.lap_markers(session.identity))
+                                    markers=data_plot.lap_markers(session.identity),
+                                    events=data_plot.session_events(session.identity, start, end))
         response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8")
         response["Cache-Control"] = "private, no-cache"
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"

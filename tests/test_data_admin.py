@@ -172,6 +172,12 @@ def test_plot_is_svg_with_one_path_per_channel(staff, session):
     assert "nan" not in temps.get("d") and "inf" not in temps.get("d")
     assert int(wave.get("data-samples")) == 12_000 and int(temps.get("data-samples")) == 170
 
+    # The event at T0 + 2 s is flagged, its text in the tooltip; outside the range it is not.
+    flags = [g for g in root.iter(f"{SVG}g") if g.get("class") == "rta-event"]
+    assert [g.find(f"{SVG}title").text for g in flags] == ["e at 14:00:02.000"]
+    late, _ = traces(staff.get(plot_url(session), {"start": T0 + 10 * S}).content)
+    assert not [g for g in late.iter(f"{SVG}g") if g.get("class") == "rta-event"]
+
     _, (only,) = traces(staff.get(plot_url(session), {"channels": "10"}).content)
     assert only.get("data-channel") == "10"
     _, none = traces(staff.get(plot_url(session), {"channels": "99"}).content)
