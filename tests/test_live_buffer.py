@@ -155,6 +155,15 @@ def test_publish_refuses_a_stale_stream_session(buffer):
     assert buffer.publish("s", sid, name, b"x") is not None
 
 
+def test_a_deleted_session_loses_its_directory_entry_and_publishing_stops(buffer):
+    sid, name, _ = buffer.open_session("deleted")
+    assert buffer.publish("deleted", sid, name, b"x") is not None
+    buffer.delete_session("deleted")
+    buffer.delete_session("never-there")
+    assert not buffer.has_session("deleted") and buffer.get_session("deleted") is None
+    assert buffer.publish("deleted", sid, name, b"y") is None
+
+
 def test_update_session_creates_entries_only_for_live_sessions(buffer):
     assert buffer.update_session("closed", '{"state":"closed"}', live=False) is False
     assert buffer.get_session("closed") is None and not buffer.has_session("closed")

@@ -341,6 +341,23 @@ def test_json_updates_and_the_session_closing(A):
         assert got.of("periodic_data") == [periodic(3, T0, [1, 2])]
 
 
+def test_deleting_a_session_closes_its_watchers_normally(A, B):
+    identity = new_identity()
+    create_session(A, identity)
+    write(A, identity, [periodic(3, T0, [1, 2])])  # a directory entry and a stream exist
+    with ws_connect(A, identity) as on_a, ws_connect(B, identity) as on_b:
+        first_message(on_a)
+        first_message(on_b)
+        sgrpc.SessionStoreStub(A.channel).DeleteSessions(spb.DeleteSessionsRequest(identities=[identity]),
+                                                         timeout=WAIT)
+        for ws in (on_a, on_b):  # the deleting process and another one sharing the Redis buffer
+            got = Received(ws)
+            with pytest.raises(websockets.ConnectionClosedOK) as info:
+                got.until(lambda r: False, "the close")
+            assert info.value.rcvd.code == 1000  # (daphne sends no close reason)
+            assert all(json.loads(j)["state"] == "open" for j in got.of("session_json"))  # not a session close
+
+
 def test_two_server_processes_share_one_redis(A, B):
     identity = new_identity()
     create_session(A, identity)

@@ -214,6 +214,10 @@ class MemoryBuffer:
         with self._lock:
             return self._entry(identity) is not None
 
+    def delete_session(self, identity):
+        with self._lock:
+            self._sessions.pop(identity, None)
+
     def get_session(self, identity):
         with self._lock:
             fields = self._entry(identity)

@@ -119,6 +119,10 @@ class ClientStream:
         elif not self.subscription.empty:
             self._forward(entry, self.subscription, None)
 
+    def session_gone(self):
+        """The session was deleted: a normal close after what is queued, as for one that cannot be streamed."""
+        self.close(CLOSE_NORMAL, "session deleted")
+
     def session_closed(self, json_text):
         """The session closed: its last JSON after everything already due, then a normal close."""
         if self.closing:

@@ -13,6 +13,7 @@ import logging
 import time
 import weakref
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from data_app.live import bursts, container, logs, sessions
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # How long one blocking read of the stream waits (a new directory entry is picked up after it).
 FOLLOW_BLOCK_MS = 1000
+# Without a directory entry, how often a follower asks the database whether its session still exists.
+STORED_CHECK_SECONDS = 2.0
 
 
 class LiveEntry:
@@ -71,6 +74,8 @@ class Follower:
         self.json = None
         self.time_range = None
         self.closed_json = None      # set once the session is seen closed
+        self.gone = False            # set once the session is seen deleted
+        self._stored_checked = float("-inf")
         self.shared = Batcher(self._deliver_shared, settings.RTA_STREAM_BURST_BYTES, hub.batch_delay)
         self.interval = max(0.1, settings.RTA_STREAM_TIME_RANGE_INTERVAL)
         self._nudged = asyncio.Event()
@@ -101,6 +106,8 @@ class Follower:
             client.on_meta(time_range_record(self.time_range))
         if self.closed_json is not None:
             client.session_closed(self.closed_json)
+        if self.gone:
+            client.session_gone()
 
     def detach(self, client):
         if client in self.clients:
@@ -186,7 +193,9 @@ class Follower:
     async def _refresh(self, initial=False):
         directory = await self.buffer.aget_session(self.identity)
         if directory is None:
-            return  # not published yet, or expired: keep what we know
+            # Not published yet, expired, or deleted (which removes it): only the database tells.
+            await self._check_stored()
+            return
         old = self.directory
         if old is None or (old.stream_session_id, old.stream_name) != (
                 directory.stream_session_id, directory.stream_name):
@@ -211,6 +220,17 @@ class Follower:
                 await self._closed(directory.json)
             elif not initial:
                 self._meta(bursts.json_record(directory.json))
+
+    async def _check_stored(self):
+        now = time.monotonic()
+        if self.gone or now - self._stored_checked < STORED_CHECK_SECONDS:
+            return
+        self._stored_checked = now
+        if not await database_sync_to_async(sessions.exists)(self.identity):
+            self.gone = True
+            self.shared.flush()
+            for client in list(self.clients):
+                client.session_gone()
 
     def _meta(self, rec):
         if self.full:

@@ -156,6 +156,10 @@ class RedisBuffer:
     def has_session(self, identity):
         return bool(self.client.exists(keys.session_key(identity)))
 
+    def delete_session(self, identity):
+        """Remove the directory entry (its stream stays until trimmed or idle)."""
+        self.client.delete(keys.session_key(identity))
+
     def get_session(self, identity):
         return Directory.from_hash(self.client.hgetall(keys.session_key(identity)))
 

@@ -79,6 +79,33 @@ def load(identity):
     return render(session), is_live_state(session.state)
 
 
+def exists(identity):
+    """Whether the session is stored (runs in a thread: database)."""
+    from sessions_app.models import Session
+
+    return Session.objects.filter(identity=identity).exists()
+
+
+def sessions_deleted(identities):
+    """Deleted sessions end their live streams: directory entries go and their watchers look now.
+
+    A watcher that finds the entry gone checks the database, and closes its
+    clients normally once the session is gone too (as for a session that
+    cannot be streamed, spec §10).
+    """
+    buffer = get_buffer()
+    for identity in identities:
+        with _lock:
+            _known.pop(identity, None)
+        try:
+            if buffer.has_session(identity):
+                buffer.delete_session(identity)
+                nudge(identity)
+        except Exception:  # the buffer being down must not fail the deletion; entries expire anyway
+            logs.every(log, "session_deleted", 10, logging.ERROR,
+                       "could not end the live stream of deleted session %r", identity, exc_info=True)
+
+
 def session_changed(session):
     """After a committed change of ``session``: bring its directory entry up to date.
 

@@ -655,6 +655,9 @@ def delete_sessions(identities):
     """Delete sessions; identities that do not exist are ignored. Returns how many were deleted."""
     identities = [i for i in identities if isinstance(i, str)]
     with transaction.atomic():
-        _, deleted = Session.objects.filter(identity__in=identities).delete()
+        gone = list(Session.objects.filter(identity__in=identities).values_list("identity", flat=True))
+        _, deleted = Session.objects.filter(identity__in=gone).delete()
+        if gone:  # live watchers of these sessions are closed once the deletion commits
+            transaction.on_commit(lambda: live_sessions.sessions_deleted(gone))
     # delete() counts the cascaded markers, bindings, links and refs too.
     return deleted.get(Session._meta.label, 0)
