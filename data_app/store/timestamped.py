@@ -124,35 +124,14 @@ class TimestampedRun(SampleParts):
 
     def list_entries(self, channel_id, max_samples):
         """This run as serialized ``TimestampedDataList`` entries (field 1) of at most ``max_samples``."""
-        head, scale_field, fixed, packed, starts, _ends, spans = self._layout(channel_id, max_samples)
-        w, data, parts = self.width, self.data, []
-        extend, varint, fixed64 = parts.extend, encode_varint, _FIXED64  # (a chunk has hundreds of items)
-        for first, (i, last, a, b) in zip(starts, spans):
-            time_field = b"\x11" + fixed64(first) if first else b""
-            deltas_length, buffer_size = varint(1 + b - a), (last + 1 - i) * w
-            buffer_length = varint(buffer_size)
-            size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + buffer_size
-            extend((b"\x0a", varint(size), head, time_field, scale_field, b"\x22", deltas_length, b"\x00",
-                    packed[a:b], b"\x2a", buffer_length, data[i * w:(last + 1) * w]))
+        parts = []
+        for fields, size, _first, _last in self._items(channel_id, max_samples):
+            parts += (b"\x0a", encode_varint(size), *fields)
         return b"".join(parts)
 
     def _items(self, channel_id, max_samples):
         """Per item: its fields as byte strings, their total size, its first and last time."""
-        head, scale_field, fixed, packed, starts, ends, spans = self._layout(channel_id, max_samples)
-        w, data, out = self.width, self.data, []
-        for first, end, (i, last, a, b) in zip(starts, ends, spans):
-            time_field = b"\x11" + _FIXED64(first) if first else b""
-            deltas_length, buffer_length = encode_varint(1 + b - a), encode_varint((last + 1 - i) * w)
-            fields = (head, time_field, scale_field, b"\x22", deltas_length, b"\x00", packed[a:b],
-                      b"\x2a", buffer_length, data[i * w:(last + 1) * w])
-            size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w
-            out.append((fields, size, first, end))
-        return out
-
-    def _layout(self, channel_id, max_samples):
-        """What encoding the items needs: the constant fields, the packed deltas, each item's first and
-        last time, and its (first sample, last sample, start and end of its deltas in packed)."""
-        n, deltas, scale = self.samples, self.deltas, self.scale
+        n, w, data, deltas, scale = self.samples, self.width, self.data, self.deltas, self.scale
         head = b"\x08" + encode_varint(channel_id) if channel_id else b""
         scale_field = b"\x18" + encode_varint(scale)
         fixed = len(head) + len(scale_field) + 3  # + the 0x22 and 0x2a tags and the first delta (0)
@@ -165,16 +144,26 @@ class TimestampedRun(SampleParts):
             lengths = varint_lengths(rest)
             packed = encode_varints(rest, lengths)
         if n <= max_samples:  # one item (live items of array writes): no item boundaries to find
-            return head, scale_field, fixed, packed, [self.start], [self.end], [(0, n - 1, 0, len(packed))]
-        # Where delta i + 1 starts in packed.
-        positions = np.arange(n) if lengths is None else np.concatenate(([0], np.cumsum(lengths)))
-        firsts = np.arange(0, n, max_samples)
-        lasts = np.minimum(firsts + max_samples, n) - 1
-        offsets = np.cumsum(deltas)
-        starts = (self.start + scale * offsets[firsts]).tolist()
-        ends = (self.start + scale * offsets[lasts]).tolist()
-        spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
-        return head, scale_field, fixed, packed, starts, ends, spans
+            starts, ends, spans = [self.start], [self.end], [(0, n - 1, 0, len(packed))]
+        else:
+            # Where delta i + 1 starts in packed.
+            positions = np.arange(n) if lengths is None else np.concatenate(([0], np.cumsum(lengths)))
+            firsts = np.arange(0, n, max_samples)
+            lasts = np.minimum(firsts + max_samples, n) - 1
+            offsets = np.cumsum(deltas)
+            starts = (self.start + scale * offsets[firsts]).tolist()
+            ends = (self.start + scale * offsets[lasts]).tolist()
+            spans = zip(firsts.tolist(), lasts.tolist(), positions[firsts].tolist(), positions[lasts].tolist())
+        out = []
+        for k, (i, last, a, b) in enumerate(spans):
+            first = starts[k]
+            time_field = b"\x11" + _FIXED64(first) if first else b""
+            deltas_length, buffer_length = encode_varint(1 + b - a), encode_varint((last + 1 - i) * w)
+            fields = (head, time_field, scale_field, b"\x22", deltas_length, b"\x00", packed[a:b],
+                      b"\x2a", buffer_length, data[i * w:(last + 1) * w])
+            size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w
+            out.append((fields, size, first, ends[k]))
+        return out
 
 
 def timestamped_run(item):
