@@ -12,4 +12,20 @@ Redis one, ``keys`` the protocol's key names, ``container`` the LZ4 frame
 container, ``bursts`` the burst encoding, ``batching`` outgoing bursts and
 ``trimmer`` keeps streams bounded.
 """
+import threading
+
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"
+
+
+def process_wide(make):
+    """A function returning the one object ``make()`` builds, built on the first call (from any thread)."""
+    lock, made = threading.Lock(), []
+
+    def get():
+        if not made:
+            with lock:
+                if not made:
+                    made.append(make())
+        return made[0]
+
+    return get

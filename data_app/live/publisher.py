@@ -20,7 +20,7 @@ import time
 
 from django.conf import settings
 
-from data_app.live import bursts, container, logs, sessions
+from data_app.live import bursts, container, logs, process_wide, sessions
 from data_app.live.buffer import get_buffer
 from data_app.store import items as it
 
@@ -166,18 +166,13 @@ class Publisher:
             self.flush(identity, timeout=2.0)
 
 
-_publisher = None
-_publisher_lock = threading.Lock()
+def _new_publisher():
+    publisher = Publisher()
+    atexit.register(publisher.close)
+    return publisher
 
 
-def get_publisher():
-    global _publisher
-    if _publisher is None:
-        with _publisher_lock:
-            if _publisher is None:
-                _publisher = Publisher()
-                atexit.register(_publisher.close)
-    return _publisher
+get_publisher = process_wide(_new_publisher)
 
 
 # Samples per live item of array writes (ingest): within the 10,000 an item may hold, and large

@@ -16,7 +16,7 @@ import time
 
 from django.conf import settings
 
-from data_app.live import logs
+from data_app.live import logs, process_wide
 from data_app.live.buffer import get_buffer
 
 log = logging.getLogger(__name__)
@@ -210,17 +210,7 @@ class SessionPublisher:
                 time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
 
-_publisher = None
-_publisher_lock = threading.Lock()
-
-
-def publisher():
-    global _publisher
-    if _publisher is None:
-        with _publisher_lock:
-            if _publisher is None:
-                _publisher = SessionPublisher(settings.RTA_STREAM_SESSION_PUBLISH_INTERVAL)
-    return _publisher
+publisher = process_wide(lambda: SessionPublisher(settings.RTA_STREAM_SESSION_PUBLISH_INTERVAL))
 
 
 # --- nudging WebSocket consumers through the channel layer -------------------------------------------
