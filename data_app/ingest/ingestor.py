@@ -493,13 +493,20 @@ class Ingestor:
 
     # --- data ------------------------------------------------------------------------------------
 
-    def _on_tsamples(self, stream_id, value, partition, offset):
-        message = m.parse_data(m.TSAMPLES, value)
+    def _feed_data(self, message_type, value, stream_id, partition):
+        """``(message, session data, feed, channel offset)`` of a tsamples/tdata message; None if not recorded."""
+        message = m.parse_data(message_type, value)
         target = self._recording(stream_id, partition)
         if target is None:
-            return
+            return None
         stream, data = target
-        feed, channel_offset = self._format(stream, message.format_id, message.feed, "tsamples")
+        return (message, data, *self._format(stream, message.format_id, message.feed, message_type))
+
+    def _on_tsamples(self, stream_id, value, partition, offset):
+        target = self._feed_data(m.TSAMPLES, value, stream_id, partition)
+        if target is None:
+            return
+        message, data, feed, channel_offset = target
         series = []
         for key, epoch, times, values in message.parameters:
             parameter = _parameter(feed, key)
@@ -511,12 +518,10 @@ class Ingestor:
             self._write(data, channel, times, values)
 
     def _on_tdata(self, stream_id, value, partition, offset):
-        message = m.parse_data(m.TDATA, value)
-        target = self._recording(stream_id, partition)
+        target = self._feed_data(m.TDATA, value, stream_id, partition)
         if target is None:
             return
-        stream, data = target
-        feed, channel_offset = self._format(stream, message.format_id, message.feed, "tdata")
+        message, data, feed, channel_offset = target
         if message.by_position and len(message.parameters) != len(feed.parameters):
             raise m.MalformedMessage(
                 "wrong types",
