@@ -5,6 +5,7 @@ The suite runs against the database RTA_DATABASE_URL names (PostgreSQL under
 missing service fails the run instead of skipping tests.
 """
 import os
+import socket
 
 import pytest
 from django.db import connection
@@ -49,6 +50,13 @@ def _worker_redis_url(url):
     parts = urlsplit(url)
     base = int(parts.path.strip("/") or 0)
     return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
+
+
+def free_port():
+    """A loopback TCP port free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def reachable_redis_url():

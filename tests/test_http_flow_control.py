@@ -8,9 +8,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
-from tests.test_serve import ROOT, embedded_env, free_port, wait_for_http  # noqa: F401 (fixture)
+from tests.conftest import free_port
+from tests.test_serve import ROOT, embedded_env, wait_for_http  # noqa: F401 (fixture)
 
 IDENTITY = "flow-control"
 SAMPLES = 48_000_000  # int16 noise: ~96 MB stored (it does not compress)

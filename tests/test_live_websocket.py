@@ -35,7 +35,7 @@ from rta.toolkit.api import session_service_pb2 as spb
 from rta.toolkit.api import session_service_pb2_grpc as sgrpc
 from websockets.sync.client import connect
 
-from tests.conftest import IN_CI, flush_redis, reachable_redis_url
+from tests.conftest import IN_CI, flush_redis, free_port, reachable_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"
@@ -47,12 +47,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 # --- servers ------------------------------------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
