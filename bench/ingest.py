@@ -286,6 +286,10 @@ def run_lag(bootstrap, workload, rate, seconds):
     done = threading.Event()
 
     def produce():
+        # The mock cluster keeps only a partition's last few MB: start the paced stream once the
+        # consumer has joined and read the session, or a slow start would lose its first messages.
+        while ingestor.stats.messages < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         started = time.monotonic()
         for index in range(total):
             delay = started + index * interval - time.monotonic()
@@ -303,13 +307,14 @@ def run_lag(bootstrap, workload, rate, seconds):
     ingestor = Ingestor()
     source = KafkaIngest(ingestor, bootstrap, topic, "lag", from_beginning=True, flush_seconds=0.5,
                          options=_FAST_FETCH, partitions=[0])
+    deadline = time.monotonic() + seconds + 60
     thread = threading.Thread(target=produce, name="bench-producer")
     thread.start()
-    deadline = time.monotonic() + seconds + 60
     source.run(stop=lambda: (done.is_set() and ingestor.stats.messages >= total + 2) or time.monotonic() > deadline)
     thread.join()
     if ingestor.stats.messages < total + 2:
-        raise RuntimeError("the lag run did not consume every message (the ingest fell too far behind)")
+        raise RuntimeError(f"the lag run consumed {ingestor.stats.messages} of {total + 2} messages "
+                           "(the ingest fell too far behind)")
     lags = source.lag.samples
     return {
         "rate_samples_per_second": rate,
