@@ -30,16 +30,18 @@ class DataSink:
         self.store.add(kind, item)
         self.live.add(kind, item)
 
-    def add_timestamped(self, channel, times, values):
+    def add_timestamped(self, channel, times, values, timing=None):
         """Buffer sorted int64 ``times`` and their float64 ``values`` of one channel (numpy arrays).
 
         The array path for writers that hold samples rather than items (ingest):
         no protobuf item is built for the store, and live clients get items of
-        ``LIVE_ITEM_SAMPLES``. Raises InvalidArgument (times out of order,
-        lengths differing) with nothing buffered.
+        ``LIVE_ITEM_SAMPLES``. ``timing`` is ``TimestampedRun.timing(times)``
+        when the caller has it (channels sampled together share it). Raises
+        InvalidArgument (times out of order, lengths differing) with nothing buffered.
         """
-        run = TimestampedRun.from_times(times, np.ascontiguousarray(values, dtype="<f8").tobytes(), 8,
-                                        what=f"timestamped data for channel {channel:x}")
+        what = f"timestamped data for channel {channel:x}"
+        data = np.ascontiguousarray(values, dtype="<f8").tobytes()
+        run = TimestampedRun.from_timing(timing or TimestampedRun.timing(times, what), data, 8, what)
         self.store.add_run("timestamped", channel, run)
         self.live.add_timestamped_run(channel, run)
 

@@ -4,6 +4,7 @@ import uuid
 
 import orjson
 import pytest
+from advanced_streams import codec_pb2
 from django.core.management import call_command
 
 from config_app.services import dependencies
@@ -193,6 +194,30 @@ def test_duplicates_are_dropped_and_late_data_kept(api):
     feed.samples([70 * MS, 50 * MS, 60 * MS], [7.0, 5.0, 6.0])
     feed.ingestor.flush()
     assert stored(api, feed.session_id)[-3:] == [(50 * MS, 5.0), (60 * MS, 6.0), (70 * MS, 7.0)]
+
+
+def test_codec_parameters_sharing_unsorted_timestamps_each_keep_their_own_values(api):
+    # Both parameters carry the same timestamp bytes (one decoded array), unsorted: with the same
+    # epoch they share one timing; with different epochs (second message) they must not.
+    publish_dependencies()
+    feed = Feed()
+    feed.session()
+    message = codec_pb2.ParameterSamplesMessage(dataFormatId=FORMAT_B_ID, feed="raw")
+    for index, values in ((0, [7.0, 5.0, 6.0]), (1, [70.0, 50.0, 60.0])):
+        entry = message.parameters[index]
+        entry.epoch_nanos = EPOCH
+        entry.timestamps_nanos.extend([70 * MS, 50 * MS, 60 * MS])
+        entry.values.extend(values)
+    feed.send("tsamples", message.SerializeToString())
+    message.parameters[0].epoch_nanos = EPOCH + 100 * MS
+    message.parameters[1].epoch_nanos = EPOCH + 200 * MS
+    feed.send("tsamples", message.SerializeToString())
+    feed.ingestor.flush()
+    assert feed.stats.samples == 12 and not feed.stats.malformed
+    assert stored(api, feed.session_id, 0) == [(50 * MS, 5.0), (60 * MS, 6.0), (70 * MS, 7.0),
+                                               (150 * MS, 5.0), (160 * MS, 6.0), (170 * MS, 7.0)]
+    assert stored(api, feed.session_id, 1) == [(50 * MS, 50.0), (60 * MS, 60.0), (70 * MS, 70.0),
+                                               (250 * MS, 50.0), (260 * MS, 60.0), (270 * MS, 70.0)]
 
 
 def test_events_are_deduplicated_by_time_and_definition(api):

@@ -51,6 +51,7 @@ from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
 from data_app.ingest.dedupe import Watermarks, new_mask
 from data_app.sink import DataSink
+from data_app.store.timestamped import TimestampedRun
 from rta_site.errors import ServiceError
 from sessions_app.models import Marker, Session
 from sessions_app.services.updates import create_or_update_session
@@ -508,14 +509,22 @@ class Ingestor:
             return
         message, data, feed, channel_offset = target
         series = []
+        timebases = {}  # (epoch, id(times)) -> (sorted absolute times, sort order or None, timing)
         for key, epoch, times, values in message.parameters:
             parameter = _parameter(feed, key)
             if parameter is None:
                 raise m.MalformedMessage("unknown parameter",
                                          f"tsamples: parameter {key!r} is not in feed {feed.name!r} of the format")
-            series.append((channel_offset + parameter.primary_channel, epoch + times, values))
-        for channel, times, values in series:
-            self._write(data, channel, times, values)
+            if not len(times):
+                continue
+            timebase = timebases.get((epoch, id(times)))
+            if timebase is None:  # once per timebase, however many parameters share it
+                timebase = timebases[(epoch, id(times))] = _timebase(epoch + times, f"tsamples parameter {key!r}")
+            absolute, order, timing = timebase
+            series.append((channel_offset + parameter.primary_channel, absolute,
+                           values if order is None else values[order], timing))
+        for channel, times, values, timing in series:
+            self._write(data, channel, times, values, timing)
 
     def _on_tdata(self, stream_id, value, partition, offset):
         target = self._feed_data(m.TDATA, value, stream_id, partition)
@@ -550,12 +559,15 @@ class Ingestor:
         for channel, channel_times, values in series:
             self._write(data, channel, channel_times, values)
 
-    def _write(self, data, channel, times, values):
+    def _write(self, data, channel, times, values, timing=None):
+        """Write one channel's samples; ``timing`` (of sorted ``times``) comes from ``_timebase``."""
         if not len(times):
             return
-        if len(times) > 1 and (np.diff(times) < 0).any():
-            order = np.argsort(times, kind="stable")
-            times, values = times[order], values[order]
+        what = f"timestamped data for channel {channel:x}"
+        if timing is None:
+            times, order, timing = _timebase(times, what)
+            if order is not None:
+                values = values[order]
         mark = data.marks.get("timestamped", channel)
         if mark is not None and times[0] <= mark:
             # Possibly a replay: compare with what is stored (everything buffered is flushed first).
@@ -569,7 +581,8 @@ class Ingestor:
                 times, values = times[keep], values[keep]
                 if not len(times):
                     return
-        data.sink.add_timestamped(channel, times, values)
+                timing = TimestampedRun.timing(times, what)
+        data.sink.add_timestamped(channel, times, values, timing)
         data.marks.advance("timestamped", channel, int(times[-1]))
         data.touched.add(("timestamped", channel))
         data.dirty = True
@@ -670,6 +683,15 @@ def _activity_end(message):
     if not message.start or message.duration is None:
         return None
     return parse_timestamp(message.start, "session.activity.start").ns + message.duration
+
+
+def _timebase(times, what):
+    """``(sorted times, the order that sorts them or None, their TimestampedRun timing)``."""
+    order = None
+    if len(times) > 1 and (np.diff(times) < 0).any():
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+    return times, order, TimestampedRun.timing(times, what)
 
 
 def _parameter(feed, key):

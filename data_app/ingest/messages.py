@@ -23,6 +23,8 @@ from advanced_streams import codec_pb2
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from data_app.ingest import samples_wire
+
 START = "$start"
 END = "$end"
 SESSION = "session"
@@ -86,7 +88,7 @@ class Samples:
 
     format_id: str
     feed: str
-    parameters: list  # [(key, epoch, times int64[], values float64[])]
+    parameters: list  # [(key, epoch, times int64[], values float64[])]; parameters may share a times array
 
     def sample_count(self):
         return sum(len(p[2]) for p in self.parameters)
@@ -365,6 +367,23 @@ def _codec(message_class, value, message_type):
 
 
 def _samples_codec(value):
+    read = samples_wire.read_samples(value)
+    if read is None:
+        return _samples_protobuf(value)
+    format_id, feed, parameters = read
+    checked = set()  # (epoch, times) pairs whose range is known to fit
+    for index, epoch, times, values in parameters:
+        if len(times) != len(values):
+            raise MalformedMessage("wrong types", f"tsamples.parameters[{index}]: {len(times)} times but "
+                                   f"{len(values)} values")
+        if (epoch, id(times)) not in checked:
+            _check_time(epoch, times, f"tsamples.parameters[{index}]")
+            checked.add((epoch, id(times)))
+    return Samples(format_id, feed, parameters)
+
+
+def _samples_protobuf(value):
+    """``tsamples`` in a layout ``samples_wire`` leaves to protobuf (which may refuse it)."""
     message = _codec(codec_pb2.ParameterSamplesMessage, value, TSAMPLES)
     parameters = []
     for index, entry in message.parameters.items():

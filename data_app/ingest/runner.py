@@ -267,6 +267,9 @@ class KafkaIngest:
 
         wanted = [TopicPartition(self.topic, p) for p in self.partitions]
         start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
+        # Partitions assigned before the client knows their leaders wait for a retry timer
+        # (half a second) before their first fetch; the topic's metadata first avoids that.
+        self.consumer.list_topics(self.topic, timeout=30)
         committed = self.consumer.committed(wanted, timeout=30)
         self.consumer.assign([TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else start)
                               for tp in committed])

@@ -32,14 +32,20 @@ class TimestampedRun(SampleParts):
 
     @classmethod
     def from_times(cls, times, data, width, what="timestamped data"):
-        """A run of sorted int64 sample ``times`` and their ``data`` (``width`` bytes each).
+        """A run of sorted int64 sample ``times`` and their ``data`` (``width`` bytes each)."""
+        return cls.from_timing(cls.timing(times, what), data, width, what)
+
+    @staticmethod
+    def timing(times, what="timestamped data"):
+        """``(first, last, scale, deltas)`` of sorted int64 sample ``times``, for ``from_timing``.
 
         The scale is the greatest common divisor of the gaps (10 ms telemetry
-        stores deltas of 1), which keeps the varints short.
+        stores deltas of 1), which keeps the varints short. Channels sampled
+        together share one timing (runs never change its array).
         """
         n = len(times)
-        if n == 0 or len(data) != n * width:
-            raise InvalidArgument(f"{what}: {n} times for {len(data)} bytes of {width}-byte samples")
+        if n == 0:
+            raise InvalidArgument(f"{what}: no samples")
         first, last = int(times[0]), int(times[-1])
         if last - first > INT64_MAX:
             raise InvalidArgument(f"{what}: samples span more than 2^63 ns")
@@ -55,7 +61,15 @@ class TimestampedRun(SampleParts):
             np.floor_divide(gaps, scale, out=deltas[1:])
         else:
             deltas[1:] = 0
-        return cls(first, last, scale or 1, width, deltas, data)
+        return first, last, scale or 1, deltas
+
+    @classmethod
+    def from_timing(cls, timing, data, width, what="timestamped data"):
+        """The run of ``data`` (``width`` bytes per sample) at the times ``timing`` describes."""
+        first, last, scale, deltas = timing
+        if len(data) != len(deltas) * width:
+            raise InvalidArgument(f"{what}: {len(deltas)} times for {len(data)} bytes of {width}-byte samples")
+        return cls(first, last, scale, width, deltas, data)
 
     @property
     def deltas(self):
