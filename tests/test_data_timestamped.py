@@ -72,22 +72,53 @@ def test_item_encoding_is_protobufs(channel_id, start, scale, deltas, max_sample
         (items.start_time("timestamped", it), items.end_time("timestamped", it)) for it in decoded]
 
 
+# Delta varints of one length (1, 2, 3 and 6 bytes): the items are encoded as one table.
+BANDS = [(0, 127), (128, 16383), (16384, (1 << 21) - 1), (1 << 35, (1 << 42) - 1)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    channel_id=st.sampled_from([0, 1, 0x100, 0xFFFFFFFF]),
+    start=st.sampled_from([1, -(1 << 62), 1_700_000_000 * S]),  # never reaching 0: every item has its time field
+    scale=st.sampled_from([1, 1000, 3]),
+    band=st.sampled_from(BANDS),
+    data=st.data(),
+    max_samples=st.sampled_from([2, 3, 128]),
+    width=st.sampled_from([1, 2, 4, 8]),
+)
+def test_items_of_equal_length_are_encoded_as_one_table_like_protobuf(channel_id, start, scale, band, data,
+                                                                       max_samples, width):
+    n = data.draw(st.integers(2 * max_samples, 3 * max_samples + 5))
+    first_deltas = data.draw(st.lists(st.integers(0, 1 << 20), min_size=n, max_size=n))  # items' first deltas: any
+    deltas = [d if i % max_samples == 0 else data.draw(st.integers(*band)) for i, d in enumerate(first_deltas)]
+    deltas[0] = 0
+    buffer = bytes(random.Random(n).randrange(256) for _ in range(n * width))
+    item = data_pb2.TimestampedData(channel_id=channel_id, start_timestamp=start, timestamp_deltas_scale=scale,
+                                    timestamp_deltas=deltas, buffer=buffer)
+    run = timestamped_run(item)
+    assert run._equal_entries(channel_id, max_samples) is not None  # the table path, not the loop
+    assert run.list_entries(channel_id, max_samples) == protobuf_list(channel_id, run, max_samples)
+    assert b"".join(run.list_entry_parts(channel_id, max_samples)) == protobuf_list(channel_id, run, max_samples)
+
+
 def test_start_time_zero_inside_a_run_is_left_out_like_protobuf():
     run = run_of(-3, 1, [0, 1, 1, 1, 1, 1])  # the item starting at t = 0 has no start_timestamp field
     assert run.list_entries(2, 3) == protobuf_list(2, run, 3)
 
 
-def test_cut_matches_sample_by_sample_windows():
+# Spans from far fewer windows than samples to far more (sparse samples: the other way of cutting).
+@pytest.mark.parametrize("span", [50 * S, S // 5, S // 1000, 7])
+def test_cut_matches_sample_by_sample_windows(span):
     rng = random.Random(4)
     deltas = [0] + [rng.randint(0, 400) for _ in range(2000)]
     run = run_of(-7 * S // 10, 10**6, deltas)
     times = run.sample_times()
-    pieces = run.cut(S // 5)
+    pieces = run.cut(span)
     assert [t for _w, p in pieces for t in p.sample_times()] == times
     assert b"".join(p.data for _w, p in pieces) == run.data
     for window, piece in pieces:
-        assert all(window <= t < window + S // 5 for t in piece.sample_times())
-    assert [w for w, _p in pieces] == sorted({t // (S // 5) * (S // 5) for t in times})
+        assert all(window <= t < window + span for t in piece.sample_times())
+    assert [w for w, _p in pieces] == sorted({t // span * span for t in times})
 
 
 def test_absorb_joins_on_the_grid_only():

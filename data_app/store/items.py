@@ -236,8 +236,11 @@ def window_payload(kind, channel_id, runs, max_samples=TARGET_ITEM_SAMPLES):
         ordered = _joined(sorted(runs, key=lambda r: r.start))
         if any(b.start <= a.end for a, b in zip(ordered, ordered[1:])):
             ordered = _merged(kind, runs)
-        entries = _periodic_entries if kind == "periodic" else _timestamped_entries
-        payload = b"".join([entries(channel_id, run, max_samples) for run in ordered])
+        if kind == "periodic":
+            parts = [_periodic_entries(channel_id, run, max_samples) for run in ordered]
+        else:
+            parts = [part for run in ordered for part in run.list_entry_parts(channel_id, max_samples)]
+        payload = b"".join(parts)
         return payload, ordered[0].start, max(r.end for r in ordered), sum(r.samples for r in ordered)
     if kind == "row":
         latest = {row.timestamp: row for row in runs}

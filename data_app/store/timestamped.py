@@ -16,7 +16,7 @@ import struct
 import numpy as np
 
 from data_app.store.samples import INT64_MAX, SampleParts, check_time, sample_width
-from data_app.store.varints import encode_varint, encode_varints, varint_lengths
+from data_app.store.varints import encode_small_varints, encode_varint, encode_varints, varint_lengths
 from rta_site.errors import InvalidArgument
 
 _FIXED64 = struct.Struct("<q").pack
@@ -120,12 +120,21 @@ class TimestampedRun(SampleParts):
 
     def cut(self, span):
         """This run cut at multiples of ``span``: a list of (window start, piece)."""
-        if self.start // span == self.end // span:
-            return [(self.start // span * span, self)]
+        first_window, last_window = self.start // span, self.end // span
+        if first_window == last_window:
+            return [(first_window * span, self)]
         offsets = self.offsets()
-        windows = (self.start + self.scale * offsets) // span
-        edges = [0, *(np.flatnonzero(np.diff(windows)) + 1).tolist(), self.samples]
-        return [(int(windows[i]) * span, self.piece(i, j, offsets)) for i, j in zip(edges, edges[1:])]
+        if last_window - first_window <= self.samples:
+            # Each boundary's first sample, found in offset space (time = start + scale * offset).
+            top = int(offsets[-1]) + 1
+            bounds = [min(top, -(-(b * span - self.start) // self.scale)) for b in range(first_window + 1,
+                                                                                         last_window + 1)]
+            edges = [0, *np.searchsorted(offsets, bounds).tolist(), self.samples]
+        else:  # sparse samples over many windows
+            windows = (self.start + self.scale * offsets) // span
+            edges = [0, *(np.flatnonzero(np.diff(windows)) + 1).tolist(), self.samples]
+        return [((self.start + self.scale * int(offsets[i])) // span * span, self.piece(i, j, offsets))
+                for i, j in zip(edges, edges[1:]) if j > i]
 
     def item_bodies(self, channel_id, max_samples):
         """Serialized ``TimestampedData`` items of at most ``max_samples``, with each item's first and last time.
@@ -138,10 +147,70 @@ class TimestampedRun(SampleParts):
 
     def list_entries(self, channel_id, max_samples):
         """This run as serialized ``TimestampedDataList`` entries (field 1) of at most ``max_samples``."""
+        return b"".join(self.list_entry_parts(channel_id, max_samples))
+
+    def list_entry_parts(self, channel_id, max_samples):
+        """``list_entries`` as bytes-like parts, for a caller joining several runs' entries in one copy."""
+        parts = self._equal_entries(channel_id, max_samples)
+        if parts is not None:
+            return parts
         parts = []
         for fields, size, _first, _last in self._items(channel_id, max_samples):
             parts += (b"\x0a", encode_varint(size), *fields)
-        return b"".join(parts)
+        return parts
+
+    def _equal_entries(self, channel_id, m):
+        """The entries' parts, as one numpy table when every full item encodes to the same length; else None.
+
+        That is the usual case (every delta but an item's first takes the same
+        number of varint bytes, no item starts at time 0): rows are then
+        filled column by column, with no Python work per item. The remainder,
+        under ``m`` samples, is encoded as usual.
+        """
+        n, w, k = self.samples, self.width, self.samples // m
+        if k < 2 or m < 2:
+            return None
+        deltas = self.deltas
+        inner = deltas[:k * m].reshape(k, m)[:, 1:]  # each full item's deltas after its first
+        low, high = int(inner.min()), int(inner.max())
+        step = max(1, -(-high.bit_length() // 7))
+        if low < (1 << (7 * (step - 1)) if step > 1 else 0):
+            return None  # varints of different lengths
+        blocks = deltas[:k * m].reshape(k, m)
+        sums = blocks.sum(axis=1)  # each full item's deltas, its first included
+        starts = self.start + self.scale * (np.cumsum(sums) - sums + blocks[:, 0])
+        if not starts.all():  # an item at time 0 leaves its time field out
+            return None
+        head = b"\x08" + encode_varint(channel_id) if channel_id else b""
+        delta_bytes = 1 + (m - 1) * step
+        middle = b"\x18" + encode_varint(self.scale) + b"\x22" + encode_varint(delta_bytes) + b"\x00"
+        buffer_header = b"\x2a" + encode_varint(m * w)
+        size = len(head) + 9 + len(middle) + delta_bytes - 1 + len(buffer_header) + m * w
+        lead = b"\x0a" + encode_varint(size) + head + b"\x11"
+        widths = (len(lead), 8, len(middle), (m - 1) * step, len(buffer_header), m * w)
+        table = np.empty((k, sum(widths)), np.uint8)
+        edges = np.cumsum((0, *widths)).tolist()
+        column = [table[:, a:b] for a, b in zip(edges, edges[1:])]
+        column[0][:] = np.frombuffer(lead, dtype=np.uint8)
+        column[1][:] = starts.astype("<i8").view(np.uint8).reshape(k, 8)
+        column[2][:] = np.frombuffer(middle, dtype=np.uint8)
+        groups = column[3].reshape(k, m - 1, step)  # the deltas' varints, byte by byte
+        for b in range(step):
+            group = (inner >> (7 * b) if b else inner).astype(np.uint8)
+            if b < step - 1:
+                np.bitwise_or(group, 0x80, out=groups[:, :, b])
+            else:
+                groups[:, :, b] = group
+        column[4][:] = np.frombuffer(buffer_header, dtype=np.uint8)
+        column[5][:] = np.frombuffer(self.data, dtype=np.uint8, count=k * m * w).reshape(k, m * w)
+        parts = [memoryview(table.reshape(-1))]
+        if n > k * m:
+            deltas = deltas[k * m:].copy()
+            first = self.start + self.scale * (int(sums.sum()) + int(deltas[0]))
+            deltas[0] = 0
+            parts += TimestampedRun(first, self.end, self.scale, w, deltas,
+                                    self.data[k * m * w:]).list_entry_parts(channel_id, m)
+        return parts
 
     def _items(self, channel_id, max_samples):
         """Per item: its fields as byte strings, their total size, its first and last time."""
@@ -152,8 +221,11 @@ class TimestampedRun(SampleParts):
         # Every delta but the run's first is encoded once; an item's deltas are a 0 (its first)
         # followed by the bytes of the deltas of its other samples.
         rest = deltas[1:]
-        if n > 1 and int(rest.max()) < 0x80:  # one byte each (regular data: deltas of 1 at its scale)
+        top = int(rest.max()) if n > 1 else 0
+        if top < 0x80:  # one byte each (regular data: deltas of 1 at its scale)
             packed, lengths = rest.astype(np.uint8).tobytes(), None
+        elif n <= min(max_samples, 256) and top < 16384:  # one short item: fewer steps from Python
+            packed, lengths = encode_small_varints(rest.tolist()), None
         else:
             lengths = varint_lengths(rest)
             packed = encode_varints(rest, lengths)

@@ -27,6 +27,11 @@ def encode_varint(value):
     return _SMALL[value] if 0 <= value < 16384 else _encoded(value)
 
 
+def encode_small_varints(values):
+    """The varints of a few values in 0..16383 (a list), concatenated: table lookups, no numpy calls."""
+    return b"".join([_SMALL[v] for v in values])
+
+
 def _unsigned(values):
     # int64 -> uint64 as protobuf does (two's complement), without a copy.
     return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64, copy=False)
