@@ -240,7 +240,7 @@ def window_payload(kind, channel_id, runs, max_samples=TARGET_ITEM_SAMPLES):
             parts = [_periodic_entries(channel_id, run, max_samples) for run in ordered]
         else:
             parts = [part for run in ordered for part in run.list_entry_parts(channel_id, max_samples)]
-        payload = b"".join(parts)
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)  # one part: no copy (bytes-like)
         return payload, ordered[0].start, max(r.end for r in ordered), sum(r.samples for r in ordered)
     if kind == "row":
         latest = {row.timestamp: row for row in runs}

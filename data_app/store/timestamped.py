@@ -12,6 +12,7 @@ never overflow int64. Arrays held by a run are never changed in place (runs
 made by ``piece`` or ``absorb`` may share them).
 """
 import struct
+from itertools import accumulate
 
 import numpy as np
 
@@ -160,27 +161,36 @@ class TimestampedRun(SampleParts):
         return parts
 
     def _equal_entries(self, channel_id, m):
-        """The entries' parts, as one numpy table when every full item encodes to the same length; else None.
+        """The entries as one buffer, built as a numpy table when every full item encodes to the same length.
 
         That is the usual case (every delta but an item's first takes the same
         number of varint bytes, no item starts at time 0): rows are then
-        filled column by column, with no Python work per item. The remainder,
-        under ``m`` samples, is encoded as usual.
+        filled column by column, with no Python work per item, and the
+        remainder (under ``m`` samples, encoded as usual) goes in after them.
+        Returns ``[buffer]``, or None when the items differ in length.
         """
         n, w, k = self.samples, self.width, self.samples // m
         if k < 2 or m < 2:
             return None
         deltas = self.deltas
-        inner = deltas[:k * m].reshape(k, m)[:, 1:]  # each full item's deltas after its first
-        low, high = int(inner.min()), int(inner.max())
-        step = max(1, -(-high.bit_length() // 7))
-        if low < (1 << (7 * (step - 1)) if step > 1 else 0):
-            return None  # varints of different lengths
         blocks = deltas[:k * m].reshape(k, m)
+        inner = blocks[:, 1:]  # each full item's deltas after its first (written as 0)
+        step = _equal_varint_length(deltas[1:k * m])  # all at once (a contiguous array) ...
+        if step is None:
+            step = _equal_varint_length(inner)  # ... else without the items' first deltas
+            if step is None:
+                return None
         sums = blocks.sum(axis=1)  # each full item's deltas, its first included
         starts = self.start + self.scale * (np.cumsum(sums) - sums + blocks[:, 0])
         if not starts.all():  # an item at time 0 leaves its time field out
             return None
+        tail = b""
+        if n > k * m:
+            rest = deltas[k * m:].copy()
+            first = self.start + self.scale * (int(sums.sum()) + int(rest[0]))
+            rest[0] = 0
+            tail = TimestampedRun(first, self.end, self.scale, w, rest, self.data[k * m * w:]).list_entries(
+                channel_id, m)
         head = b"\x08" + encode_varint(channel_id) if channel_id else b""
         delta_bytes = 1 + (m - 1) * step
         middle = b"\x18" + encode_varint(self.scale) + b"\x22" + encode_varint(delta_bytes) + b"\x00"
@@ -188,8 +198,11 @@ class TimestampedRun(SampleParts):
         size = len(head) + 9 + len(middle) + delta_bytes - 1 + len(buffer_header) + m * w
         lead = b"\x0a" + encode_varint(size) + head + b"\x11"
         widths = (len(lead), 8, len(middle), (m - 1) * step, len(buffer_header), m * w)
-        table = np.empty((k, sum(widths)), np.uint8)
-        edges = np.cumsum((0, *widths)).tolist()
+        row = sum(widths)
+        out = np.empty(k * row + len(tail), np.uint8)
+        out[k * row:] = np.frombuffer(tail, dtype=np.uint8)
+        table = out[:k * row].reshape(k, row)
+        edges = list(accumulate(widths, initial=0))
         column = [table[:, a:b] for a, b in zip(edges, edges[1:])]
         column[0][:] = np.frombuffer(lead, dtype=np.uint8)
         column[1][:] = starts.astype("<i8").view(np.uint8).reshape(k, 8)
@@ -203,14 +216,7 @@ class TimestampedRun(SampleParts):
                 groups[:, :, b] = group
         column[4][:] = np.frombuffer(buffer_header, dtype=np.uint8)
         column[5][:] = np.frombuffer(self.data, dtype=np.uint8, count=k * m * w).reshape(k, m * w)
-        parts = [memoryview(table.reshape(-1))]
-        if n > k * m:
-            deltas = deltas[k * m:].copy()
-            first = self.start + self.scale * (int(sums.sum()) + int(deltas[0]))
-            deltas[0] = 0
-            parts += TimestampedRun(first, self.end, self.scale, w, deltas,
-                                    self.data[k * m * w:]).list_entry_parts(channel_id, m)
-        return parts
+        return [memoryview(out)]
 
     def _items(self, channel_id, max_samples):
         """Per item: its fields as byte strings, their total size, its first and last time."""
@@ -250,6 +256,13 @@ class TimestampedRun(SampleParts):
             size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w
             out.append((fields, size, first, ends[k]))
         return out
+
+
+def _equal_varint_length(values):
+    """The varint length every one of ``values`` (non-negative) takes, or None if they differ."""
+    low, high = int(values.min()), int(values.max())
+    step = max(1, -(-high.bit_length() // 7))
+    return step if step == 1 or low >> (7 * (step - 1)) else None
 
 
 def timestamped_run(item):
