@@ -210,6 +210,42 @@ def test_failed_background_flush_fails_the_stream_and_keeps_stored_data():
     assert list(Chunk.objects.values_list("offset", "packed_length", "sample_count")) == before
 
 
+def test_a_flush_encoding_beside_the_one_before_it_merges_into_what_that_one_writes(monkeypatch):
+    # The first background flush is held up, so the second encodes window 0 while the first is still
+    # writing it; the second must then merge into the chunk the first wrote, not overwrite it.
+    ms = S // 1000
+    write_windows, encode = ChunkWriter._write_windows, ChunkWriter._encode
+    calls = {"encode": 0, "write": 0}
+
+    def slow_first_write(self, *args):
+        calls["write"] += 1
+        if calls["write"] == 1:
+            time.sleep(0.3)
+        return write_windows(self, *args)
+
+    def counted_encode(self, windows):
+        calls["encode"] += 1
+        return encode(self, windows)
+
+    monkeypatch.setattr(ChunkWriter, "_write_windows", slow_first_write)
+    monkeypatch.setattr(ChunkWriter, "_encode", counted_encode)
+    writer = ChunkWriter("overlapped-flushes", budget_bytes=40_000, flush_age=0)
+    writer._spans[("timestamped", 3)] = S  # 1 s windows
+    # Two seconds on a 1 ms grid, then the same two seconds half a millisecond later (another grid).
+    writer.add("timestamped", _timestamped(3, T0, [0] + [1000] * 1999, [1.0] * 2000))
+    writer.add("timestamped", _timestamped(3, T0 + ms // 2, [0] + [1000] * 1999, [2.0] * 2000))
+    writer.flush()
+    assert calls["encode"] >= 1  # the second flush did encode beside the first
+    stored = _assert_no_overlap("overlapped-flushes", "timestamped", 3)
+    samples = [(t, v) for _ref, lst in stored for item in lst
+               for t, v in zip(items.times("timestamped", item), struct.unpack(f"<{len(item.buffer) // 8}d",
+                                                                                item.buffer))]
+    expected = sorted([(T0 + i * ms, 1.0) for i in range(2000)] + [(T0 + ms // 2 + i * ms, 2.0) for i in range(2000)])
+    assert samples == expected
+    assert sorted(Chunk.objects.filter(identity="overlapped-flushes").values_list("window_start", "sample_count")) \
+        == [(T0, 2000), (T0 + S, 2000)]
+
+
 # --- non-overlap --------------------------------------------------------------------------------
 
 

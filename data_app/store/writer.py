@@ -8,12 +8,13 @@ a memory budget. A flush happens
 - when the buffered bytes pass half the budget: every window but the newest
   of each channel (more data for it is probably on its way) is handed to a
   background flush, which encodes, compresses, appends and indexes it while
-  the stream goes on (LZ4, file and database I/O release the GIL). One
-  flush runs at a time: the next waits for it, in the stream's thread, so a
+  the stream goes on (LZ4, file and database I/O release the GIL). Two
+  flushes may run at once: the second encodes and compresses its windows
+  while the first writes, then stores them after it, in order (merging into
+  any chunk the first wrote). A third waits, in the stream's thread, so a
   gRPC stream is not read meanwhile and flow control holds the client back.
   If the buffer still exceeds the whole budget, everything is flushed there
-  and then. Memory stays within about the budget: half buffered, half in
-  flight;
+  and then. Memory stays within about twice the budget;
 - when data has waited longer than the age threshold (``flush_age`` seconds,
   ``RTA_DATA_FLUSH_AGE``, checked as items arrive; in the background too):
   every channel holding such data, so a long stream without flush markers
@@ -288,18 +289,25 @@ class ChunkWriter:
         return self._flush(complete_windows_only, older_than)
 
     def _flush(self, complete_windows_only=False, older_than=None, background=False):
-        # One flush at a time, in order: a later one may merge into chunks an earlier one writes.
-        self.wait()
+        if not background:
+            self.wait()
+        elif self._background is not None and self._background.previous is not None:
+            self._background.previous.join()  # at most two background flushes at once
         windows = self._take_windows(complete_windows_only, older_than)
         if not windows:
             return None
         if not background:
             return self._store(windows)
         # Encoding, compression, fsync and indexing proceed beside the stream, which keeps
-        # filling the buffer meanwhile (LZ4, file and database I/O release the GIL).
-        self._background = threading.Thread(target=self._store_in_background, args=(windows,),
-                                            name=f"chunk-flush {self.identity[:40]}", daemon=True)
-        self._background.start()
+        # filling the buffer meanwhile (LZ4, file and database I/O release the GIL). A flush
+        # encodes its windows while the one before it is still writing, then stores them after
+        # it, in order (a later flush may merge into chunks an earlier one writes).
+        previous = self._background if self._background is not None and self._background.is_alive() else None
+        thread = threading.Thread(target=self._store_in_background, args=(windows, previous),
+                                  name=f"chunk-flush {self.identity[:40]}", daemon=True)
+        thread.previous = previous
+        self._background = thread
+        thread.start()
         return None
 
     def _take_windows(self, complete_windows_only, older_than):
@@ -333,10 +341,10 @@ class ChunkWriter:
         self._age_due = min(since) + self.flush_age if since and self.flush_age > 0 else None
         return windows
 
-    def _store(self, windows):
+    def _store(self, windows, encoded=None):
         for attempt in range(3):
             try:
-                time_range = self._write_windows(windows)
+                time_range = self._write_windows(windows, encoded)
                 break
             except IntegrityError:
                 # Another writer created one of the windows first: merge with it this time.
@@ -345,9 +353,14 @@ class ChunkWriter:
         self._extend_session(*time_range)
         return time_range
 
-    def _store_in_background(self, windows):
+    def _store_in_background(self, windows, previous):
         try:
-            self._store(windows)
+            encoded = None
+            if previous is not None:
+                encoded = self._encode(windows)
+                previous.join()
+                threading.current_thread().previous = None  # no chain of finished flushes kept alive
+            self._store(windows, encoded)
         except BaseException as exc:  # raised in the stream's thread by the next add() or flush()
             self._failure = exc
         finally:
@@ -366,7 +379,15 @@ class ChunkWriter:
             out.bytes = sum(r.ByteSize() + 4 for r in runs)
         return out
 
-    def _write_windows(self, windows):
+    def _encode(self, windows):
+        """Each window's (payload, first, last, samples, packed) as if no chunk were stored there yet."""
+        out = []
+        for kind, key, _channel_ids, _window_start, _span, runs in windows:
+            payload, first, last, samples = it.window_payload(kind, key, runs)
+            out.append((payload, first, last, samples, wire.pack(payload, self.compression, self.lz4_level)))
+        return out
+
+    def _write_windows(self, windows, encoded=None):
         # The segment lock is held until the index commits, so compaction (which takes it before
         # removing an append segment no row points at) never removes bytes about to be indexed.
         with segments.Appender(self.segment) as appender, transaction.atomic():
@@ -379,22 +400,25 @@ class ChunkWriter:
             blobs, new, changed, offset = [], [], [], 0
             first_time = last_time = None
             with segments.SegmentReader() as reader:
-                for kind, key, channel_ids, window_start, span, runs in windows:
+                for index, (kind, key, channel_ids, window_start, span, runs) in enumerate(windows):
                     row = existing.get((kind, key, window_start))
-                    if row is not None:
-                        old = it.LIST_TYPES[kind].FromString(
-                            wire.unpack(reader.read(row.file, row.offset, row.packed_length), row.unpacked_length,
-                                        row.compression))
-                        if kind in ("periodic", "timestamped"):
-                            runs = it.runs_of_list(kind, old) + runs
-                        else:
-                            runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
-                    payload, first, last, samples = it.window_payload(kind, key, runs)
+                    if row is None and encoded is not None:
+                        payload, first, last, samples, packed = encoded[index]
+                    else:
+                        if row is not None:
+                            old = it.LIST_TYPES[kind].FromString(
+                                wire.unpack(reader.read(row.file, row.offset, row.packed_length),
+                                            row.unpacked_length, row.compression))
+                            if kind in ("periodic", "timestamped"):
+                                runs = it.runs_of_list(kind, old) + runs
+                            else:
+                                runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
+                        payload, first, last, samples = it.window_payload(kind, key, runs)
+                        packed = wire.pack(payload, self.compression, self.lz4_level)
                     if len(payload) > MAX_LIST_BYTES:
                         log.warning("chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
                                     "rate rose far above the one its %d ns span was chosen for)",
                                     self.identity, kind, key, window_start, len(payload), span)
-                    packed = wire.pack(payload, self.compression, self.lz4_level)
                     blobs.append(packed)
                     # Offsets are relative to this append until it tells where it starts.
                     values = (self.identity, kind, key, channel_ids, window_start, span, first, last, self.segment,
