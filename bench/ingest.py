@@ -218,12 +218,13 @@ def run_decode_only(bootstrap, producer, topic, messages):
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, **_FAST_FETCH})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     positions = {}
     feeder = StreamingProducer(producer, topic, messages, lambda p: positions.get(p, 0))
     seen = samples = 0
     feeder.start()
     started = time.perf_counter()
+    consumer.list_topics(topic, timeout=10)  # leaders known first, as KafkaIngest does: no first-fetch wait
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     while seen < len(messages) and feeder.failed is None:
         batch = consumer.consume(2000, 0) or [m for m in [consumer.poll(0.2)] if m is not None]
         for message in batch:
