@@ -8,6 +8,9 @@ temporary ``RTA_DATA_PATH``, then measures, in one run:
             of 10,000 and of 100 samples, timestamped f64 in bursts of 10,000;
             from the first message to the ``flush_completed`` answering the
             final flush marker (so the figure includes fsync and indexing)
+  ceiling   the 100-sample bursts again, to a server whose handler drops each
+            message (``bench._grpc_sink``, same gRPC options and client): what
+            gRPC's Python server and client allow one stream without a store
   fast      REST read samples/s of everything the 10,000-burst run wrote
             (stored chunk bytes streamed as they are)
   decoding  REST read samples/s of the same data through a session whose data
@@ -230,6 +233,20 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
     return {"bursts": bursts, "samples": samples, "seconds": round(elapsed, 3),
             "samples_per_second": samples / elapsed, "server_cpu_seconds": round(cpu, 3),
             "samples_per_server_cpu_second": samples / cpu if cpu else None}
+
+
+def grpc_ceiling(load, seconds, pb, data_pb2):
+    """The same write to a server that only counts messages (``bench._grpc_sink``): gRPC's own ceiling."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink"], cwd=common.PROJECT_DIR,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        return grpc_write(port, "ceiling", load, seconds, pb, data_pb2, proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # --- reads over REST ---------------------------------------------------------------------------
@@ -596,6 +613,10 @@ def run_writes(grpc_port, pid, loads, args, data_path):
         out[key] = r
         common.console.print(f"write {label}: {_m(r['samples_per_second'])} samples/s, "
                              f"{r['bytes_per_sample']:.3f} B/sample, {chunks} chunks")
+    with common.console.status(f"gRPC alone: 100-sample bursts to a handler that drops them ({args.seconds:g} s)"):
+        out["ceiling_100"] = grpc_ceiling(loads["periodic_100"], args.seconds, pb, data_pb2)
+    common.console.print(f"gRPC alone, 100-sample bursts dropped on arrival: "
+                         f"{_m(out['ceiling_100']['samples_per_second'])} samples/s")
     return out
 
 
@@ -666,6 +687,7 @@ def stored_channel(identity, channel):
 
 def report(results, args, url, load_before):
     w, r, b = results["write"], results["read"], results["baseline"]
+    ceiling = w["ceiling_100"]
     base10k = b["periodic_10k"]
     rows, figures = [], {}
 
@@ -712,7 +734,10 @@ def report(results, args, url, load_before):
         caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
         f"{load_after['cpus']} CPUs (shared machine: wall-clock figures are pessimistic; 'per server CPU s' "
         "divides by the CPU time the server process used, all threads). In-process reader.wire_stream (no HTTP): "
-        f"{_m(r['store_only']['samples_per_second'])} samples/s.",
+        f"{_m(r['store_only']['samples_per_second'])} samples/s. gRPC's Python server alone (a handler that drops "
+        f"each message, same client) takes 100-sample bursts at {_m(ceiling['samples_per_second'])} samples/s "
+        f"({ceiling['bursts'] / ceiling['seconds']:,.0f} messages/s): "
+        f"{_rx(_ratio(ceiling['samples_per_second'], b['periodic_100']['samples_per_second']))} the baseline.",
     )
     common.print_table(
         "Bytes per sample of the same chunks under each LZ4 block option (compression speed: one thread)",
