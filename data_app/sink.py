@@ -9,6 +9,7 @@ without repeating the rule.
 import numpy as np
 
 from data_app.live.publisher import LiveTap
+from data_app.store import items as it
 from data_app.store.timestamped import TimestampedRun
 from data_app.store.writer import ChunkWriter
 
@@ -27,8 +28,13 @@ class DataSink:
         A valid item of a live session is also on its way to live clients (within a
         few ms), before it is durable.
         """
-        self.store.add(kind, item)
-        self.live.add(kind, item)
+        if kind in ("periodic", "timestamped"):
+            run = it.run_of(kind, item)  # validated once; its first and last times serve live too
+            self.store.add_run(kind, item.channel_id, run)
+            self.live.add(kind, item, run.start, run.end)
+        else:
+            self.store.add(kind, item)
+            self.live.add(kind, item)
 
     def add_timestamped(self, channel, times, values, timing=None):
         """Buffer sorted int64 ``times`` and their float64 ``values`` of one channel (numpy arrays).

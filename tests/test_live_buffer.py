@@ -260,19 +260,33 @@ def stream_items(raw, identity):
 def test_sink_publishes_open_sessions_only(live_redis):
     create_or_update_session("open-1", create={"state": 2})
     create_or_update_session("closed-1", create={"state": 4})
+    # Its first delta (5) moves the first sample: samples at T0 + 5000, + 5000 + 3000, + 5000 + 3000 + 4000.
+    timestamped = data_pb2.TimestampedData(channel_id=2, start_timestamp=T0, timestamp_deltas_scale=1000,
+                                           timestamp_deltas=[5, 3, 4], buffer=bytes(24))
     for identity in ("open-1", "closed-1", "no-session"):
         sink = DataSink(identity)
         sink.add("periodic", periodic(1, T0, [1, 2, 3]))
         sink.add("events", data_pb2.Event(event_definition_id=5, timestamp=T0 + 7))
+        sink.add("timestamped", timestamped)
         sink.flush()
     assert stream_items(live_redis, "open-1") == [
         ("periodic_data", periodic(1, T0, [1, 2, 3])),
         ("event", data_pb2.Event(event_definition_id=5, timestamp=T0 + 7)),
+        ("timestamped_data", timestamped),
     ]
     settle()
     assert not live_redis.exists("stream:closed-1", "stream:no-session", "sessions:closed-1", "sessions:no-session")
     entry = Directory.from_hash(live_redis.hgetall("sessions:open-1"))
     assert entry.time_range == (T0, T0 + 2_000_000)  # the last periodic sample is the latest
+    sink = DataSink("open-1")
+    sink.add("timestamped", data_pb2.TimestampedData(channel_id=2, start_timestamp=T0 + 3_000_000,
+                                                     timestamp_deltas_scale=1000, timestamp_deltas=[5, 3, 4],
+                                                     buffer=bytes(24)))
+    sink.live.flush()  # published live, not stored: the live item alone widens the range
+    settle()
+    entry = Directory.from_hash(live_redis.hgetall("sessions:open-1"))
+    assert entry.time_range == (T0, T0 + 3_000_000 + 12_000)  # a timestamped item's last sample
+    sink.discard()
     assert '"state":"open"' in entry.json
 
 

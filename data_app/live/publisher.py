@@ -195,14 +195,15 @@ class LiveTap:
         self._was_live = live
         return live
 
-    def add(self, kind, item):
-        """Publish one validated item if the session is live."""
+    def add(self, kind, item, first=None, last=None):
+        """Publish one validated item if the session is live (``first``/``last``: its times, when known)."""
         if kind in ("timestamped", "periodic") and it.sample_count(kind, item) == 0:
             return
         if not self._live():
             return
-        get_publisher().add(self.identity, bursts.item_record(kind, item),
-                            it.start_time(kind, item), it.end_time(kind, item))
+        if first is None:  # (a timestamped item's end sums its deltas in Python)
+            first, last = it.start_time(kind, item), it.end_time(kind, item)
+        get_publisher().add(self.identity, bursts.item_record(kind, item), first, last)
 
     def add_timestamped_run(self, channel, run):
         """Publish a ``TimestampedRun`` as items of up to ``LIVE_ITEM_SAMPLES`` if the session is live."""
