@@ -365,3 +365,16 @@ def test_appender_holds_the_lock_and_follows_a_removed_segment():
         path.unlink()    # e.g. compaction removing a segment no row points at
     thread.join()
     assert offsets == [0] and path.read_bytes() == b"new"
+
+
+def test_appender_writes_a_list_of_parts_in_order_without_joining_them():
+    import numpy as np
+
+    name = segments.segment_name("appender-parts")
+    parts = [bytes([i % 251]) * (i % 7) for i in range(3000)]  # more than one writev takes, some empty
+    parts += [memoryview(np.arange(1000, dtype=np.uint8).reshape(10, 100)), bytearray(b"tail")]
+    assert segments.append(name, b"head") == 0
+    with segments.Appender(name) as appender:
+        assert appender.append(parts) == 4
+    expected = b"head" + b"".join(bytes(p) if not isinstance(p, memoryview) else p.tobytes() for p in parts)
+    assert (segments.chunks_root() / name).read_bytes() == expected

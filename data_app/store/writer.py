@@ -430,7 +430,7 @@ class ChunkWriter:
                     offset += len(packed)
                     first_time = first if first_time is None or first < first_time else first_time
                     last_time = last if last_time is None or last > last_time else last_time
-            base = appender.append(b"".join(blobs))
+            base = appender.append(blobs)
             if new:
                 _insert_chunks([v[:9] + (v[9] + base,) + v[10:] for v in new])
             if changed:
