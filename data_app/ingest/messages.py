@@ -368,35 +368,31 @@ def _codec(message_class, value, message_type):
 
 def _samples_codec(value):
     read = samples_wire.read_samples(value)
-    if read is None:
-        return _samples_protobuf(value)
+    if read is None:  # a layout the wire reader leaves to protobuf (which may refuse it)
+        message = _codec(codec_pb2.ParameterSamplesMessage, value, TSAMPLES)
+        read = message.dataFormatId, message.feed, _samples_protobuf(message)
     format_id, feed, parameters = read
     checked = set()  # (epoch, times) pairs whose range is known to fit
     for index, epoch, times, values in parameters:
+        path = f"tsamples.parameters[{index}]"
         if len(times) != len(values):
-            raise MalformedMessage("wrong types", f"tsamples.parameters[{index}]: {len(times)} times but "
-                                   f"{len(values)} values")
+            raise MalformedMessage("wrong types", f"{path}: {len(times)} times but {len(values)} values")
         if (epoch, id(times)) not in checked:
-            _check_time(epoch, times, f"tsamples.parameters[{index}]")
+            _check_time(epoch, times, path)
             checked.add((epoch, id(times)))
     return Samples(format_id, feed, parameters)
 
 
-def _samples_protobuf(value):
-    """``tsamples`` in a layout ``samples_wire`` leaves to protobuf (which may refuse it)."""
-    message = _codec(codec_pb2.ParameterSamplesMessage, value, TSAMPLES)
+def _samples_protobuf(message):
+    """``(index, epoch, times, values)`` of each parameter of a parsed ParameterSamplesMessage."""
     parameters = []
     for index, entry in message.parameters.items():
-        path = f"tsamples.parameters[{index}]"
         if len(UnknownFieldSet(entry)):
-            raise MalformedMessage("bad protobuf", f"{path} is not a ParameterSampleValuesWithTimestamps")
-        times = np.array(entry.timestamps_nanos, dtype=np.int64)
-        values = np.array(entry.values, dtype=np.float64)
-        if len(times) != len(values):
-            raise MalformedMessage("wrong types", f"{path}: {len(times)} times but {len(values)} values")
-        _check_time(entry.epoch_nanos, times, path)
-        parameters.append((index, entry.epoch_nanos, times, values))
-    return Samples(message.dataFormatId, message.feed, parameters)
+            raise MalformedMessage("bad protobuf",
+                                   f"tsamples.parameters[{index}] is not a ParameterSampleValuesWithTimestamps")
+        parameters.append((index, entry.epoch_nanos, np.array(entry.timestamps_nanos, dtype=np.int64),
+                           np.array(entry.values, dtype=np.float64)))
+    return parameters
 
 
 _CODEC_COLUMNS = (("avg", "avg_values"), ("min", "min_values"), ("max", "max_values"), ("first", "first_values"))

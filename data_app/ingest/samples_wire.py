@@ -22,8 +22,6 @@ from google.protobuf.message import DecodeError
 from data_app.store.varints import encode_varint
 
 _TIMESTAMPS_ONLY = codec_pb2.ParameterSampleValuesWithTimestamps.FromString
-_INT64 = 1 << 63
-_UINT64 = 1 << 64
 
 
 class Unhandled(Exception):
