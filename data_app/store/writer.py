@@ -380,12 +380,13 @@ class ChunkWriter:
         return out
 
     def _encode(self, windows):
-        """Each window's (payload, first, last, samples, packed) as if no chunk were stored there yet."""
-        out = []
-        for kind, key, _channel_ids, _window_start, _span, runs in windows:
-            payload, first, last, samples = it.window_payload(kind, key, runs)
-            out.append((payload, first, last, samples, wire.pack(payload, self.compression, self.lz4_level)))
-        return out
+        """Each window encoded as if no chunk were stored there yet (see ``_encoded``)."""
+        return [self._encoded(kind, key, runs) for kind, key, _channel_ids, _window_start, _span, runs in windows]
+
+    def _encoded(self, kind, key, runs):
+        """``(payload, first, last, samples, packed)`` of one window's runs (or items)."""
+        payload, first, last, samples = it.window_payload(kind, key, runs)
+        return payload, first, last, samples, wire.pack(payload, self.compression, self.lz4_level)
 
     def _write_windows(self, windows, encoded=None):
         # The segment lock is held until the index commits, so compaction (which takes it before
@@ -402,19 +403,17 @@ class ChunkWriter:
             with segments.SegmentReader() as reader:
                 for index, (kind, key, channel_ids, window_start, span, runs) in enumerate(windows):
                     row = existing.get((kind, key, window_start))
-                    if row is None and encoded is not None:
-                        payload, first, last, samples, packed = encoded[index]
-                    else:
-                        if row is not None:
-                            old = it.LIST_TYPES[kind].FromString(
-                                wire.unpack(reader.read(row.file, row.offset, row.packed_length),
-                                            row.unpacked_length, row.compression))
-                            if kind in ("periodic", "timestamped"):
-                                runs = it.runs_of_list(kind, old) + runs
-                            else:
-                                runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
-                        payload, first, last, samples = it.window_payload(kind, key, runs)
-                        packed = wire.pack(payload, self.compression, self.lz4_level)
+                    if row is not None:  # merged with what is stored (encoded ahead without it)
+                        old = it.LIST_TYPES[kind].FromString(
+                            wire.unpack(reader.read(row.file, row.offset, row.packed_length), row.unpacked_length,
+                                        row.compression))
+                        if kind in ("periodic", "timestamped"):
+                            runs = it.runs_of_list(kind, old) + runs
+                        else:
+                            runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
+                    fresh = row is None and encoded is not None
+                    payload, first, last, samples, packed = encoded[index] if fresh else \
+                        self._encoded(kind, key, runs)
                     if len(payload) > MAX_LIST_BYTES:
                         log.warning("chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
                                     "rate rose far above the one its %d ns span was chosen for)",
