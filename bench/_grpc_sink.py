@@ -1,18 +1,20 @@
 """A gRPC server whose WriteDataStream only counts messages: the ceiling gRPC's Python server sets.
 
-``python -m bench._grpc_sink`` prints its port and serves until killed. Same
-server options as ``rta_site.grpc_server`` (message sizes, stream window), no
+``python -m bench._grpc_sink MAX_MESSAGE_BYTES STREAM_WINDOW_BYTES`` prints
+its port and serves until killed. The caller passes the real server's
+``RTA_GRPC_MAX_MESSAGE_BYTES`` and ``RTA_GRPC_STREAM_WINDOW_BYTES``; no
 interceptors, no parsing: each message is received and dropped, and a
 ``flush_marker`` (field 2, the only thing the benchmark client sends with that
 first byte) is answered at once. ``bench/data.py`` writes 100-sample bursts to
 it with the same client as to the real server.
 """
+import sys
 from concurrent import futures
 
 WRITE_SERVICE = "rta.toolkit.api.chunk_service.DataWriter"
 
 
-def main():
+def main(max_message, window):
     import grpc
     from rta.toolkit.api import chunk_service_pb2 as pb
 
@@ -25,11 +27,10 @@ def main():
     handler = grpc.method_handlers_generic_handler(WRITE_SERVICE, {
         "WriteDataStream": grpc.stream_stream_rpc_method_handler(write_data_stream),
     })
-    max_message = 64 * 1024 * 1024
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler], options=[
         ("grpc.max_receive_message_length", max_message),
         ("grpc.max_send_message_length", max_message),
-        ("grpc.http2.lookahead_bytes", 4 * 1024 * 1024),
+        ("grpc.http2.lookahead_bytes", window),
     ])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -41,4 +42,4 @@ if __name__ == "__main__":
     from rta_site import protos
 
     protos.ensure_importable()
-    main()
+    main(int(sys.argv[1]), int(sys.argv[2]))

@@ -9,7 +9,7 @@ temporary ``RTA_DATA_PATH``, then measures, in one run:
             from the first message to the ``flush_completed`` answering the
             final flush marker (so the figure includes fsync and indexing)
   ceiling   the 100-sample bursts again, to a server whose handler drops each
-            message (``bench._grpc_sink``, same gRPC options and client): what
+            message (``bench._grpc_sink``, the server's gRPC options, same client): what
             gRPC's Python server and client allow one stream without a store
   fast      REST read samples/s of everything the 10,000-burst run wrote
             (stored chunk bytes streamed as they are)
@@ -239,7 +239,10 @@ def grpc_ceiling(load, seconds, pb, data_pb2):
     """The same write to a server that only counts messages (``bench._grpc_sink``): gRPC's own ceiling."""
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink"], cwd=common.PROJECT_DIR,
+    from django.conf import settings
+
+    options = [str(settings.RTA_GRPC_MAX_MESSAGE_BYTES), str(settings.RTA_GRPC_STREAM_WINDOW_BYTES)]
+    proc = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink", *options], cwd=common.PROJECT_DIR,
                             stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
