@@ -34,7 +34,7 @@ class DataSink:
             self.live.add(kind, item, run.start, run.end)
         else:
             self.store.add(kind, item)
-            self.live.add(kind, item)
+            self.live.add(kind, item, item.timestamp, item.timestamp)
 
     def add_timestamped(self, channel, times, values, timing=None):
         """Buffer sorted int64 ``times`` and their float64 ``values`` of one channel (numpy arrays).

@@ -22,7 +22,6 @@ from django.conf import settings
 
 from data_app.live import bursts, container, logs, process_wide, sessions
 from data_app.live.buffer import get_buffer
-from data_app.store import items as it
 
 log = logging.getLogger(__name__)
 
@@ -195,15 +194,10 @@ class LiveTap:
         self._was_live = live
         return live
 
-    def add(self, kind, item, first=None, last=None):
-        """Publish one validated item if the session is live (``first``/``last``: its times, when known)."""
-        if kind in ("timestamped", "periodic") and it.sample_count(kind, item) == 0:
-            return
-        if not self._live():
-            return
-        if first is None:  # (a timestamped item's end sums its deltas in Python)
-            first, last = it.start_time(kind, item), it.end_time(kind, item)
-        get_publisher().add(self.identity, bursts.item_record(kind, item), first, last)
+    def add(self, kind, item, first, last):
+        """Publish one validated item (samples from ``first`` to ``last``) if the session is live."""
+        if self._live():
+            get_publisher().add(self.identity, bursts.item_record(kind, item), first, last)
 
     def add_timestamped_run(self, channel, run):
         """Publish a ``TimestampedRun`` as items of up to ``LIVE_ITEM_SAMPLES`` if the session is live."""
