@@ -4,6 +4,7 @@ Module names come first. With none, every known benchmark that exists is run;
 options (e.g. ``--reseed``) are passed on to each module's ``main()`` through ``sys.argv``
 (modules ignore options they do not know).
 """
+
 import importlib
 import importlib.util
 import sys

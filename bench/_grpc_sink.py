@@ -8,6 +8,7 @@ interceptors, no parsing: each message is received and dropped, and a
 first byte) is answered at once. ``bench/data.py`` writes 100-sample bursts to
 it with the same client as to the real server.
 """
+
 import sys
 from concurrent import futures
 
@@ -24,14 +25,21 @@ def main(max_message, window):
                 marker = pb.WriteDataStreamMessage.FromString(raw).flush_marker
                 yield pb.WriteDataStreamResponseMessage(flush_completed=marker).SerializeToString()
 
-    handler = grpc.method_handlers_generic_handler(WRITE_SERVICE, {
-        "WriteDataStream": grpc.stream_stream_rpc_method_handler(write_data_stream),
-    })
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler], options=[
-        ("grpc.max_receive_message_length", max_message),
-        ("grpc.max_send_message_length", max_message),
-        ("grpc.http2.lookahead_bytes", window),
-    ])
+    handler = grpc.method_handlers_generic_handler(
+        WRITE_SERVICE,
+        {
+            "WriteDataStream": grpc.stream_stream_rpc_method_handler(write_data_stream),
+        },
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        handlers=[handler],
+        options=[
+            ("grpc.max_receive_message_length", max_message),
+            ("grpc.max_send_message_length", max_message),
+            ("grpc.http2.lookahead_bytes", window),
+        ],
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)

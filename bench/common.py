@@ -4,6 +4,7 @@ Benchmarks never touch the database RTA_DATABASE_URL names: they run against a
 separate PostgreSQL database, ``rta_bench``, on the same server (created and
 migrated on first use).
 """
+
 import contextlib
 import json
 import math
@@ -49,7 +50,11 @@ def bench_database_url(source_url=None):
 def conninfo(url, dbname=None):
     """psycopg keyword arguments for ``url`` (its database, or ``dbname`` on the same server)."""
     parts = urlsplit(url)
-    out = {"dbname": dbname or parts.path.lstrip("/"), "host": parts.hostname or "localhost", "port": parts.port or 5432}
+    out = {
+        "dbname": dbname or parts.path.lstrip("/"),
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+    }
     if parts.username:
         out["user"] = parts.username
     if parts.password:
@@ -125,8 +130,7 @@ def free_port():
 
 
 @contextlib.contextmanager
-def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=None, grpc=False,
-                log_name="server.log"):
+def http_server(database_url, ready_path="/rta/v2/info", timeout=60, extra_env=None, grpc=False, log_name="server.log"):
     """``manage.py serve`` (daphne; gRPC too with ``grpc=True``) on free local ports against ``database_url``.
 
     Yields ``(host, port)``, or ``(http_port, grpc_port, pid)`` with ``grpc=True``; the
@@ -189,9 +193,21 @@ def grpc_server(database_url, processes=1, timeout=60, extra_env=None):
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "rungrpc", "--bind", "127.0.0.1", "--port", str(port),
-             "--processes", str(processes)],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "manage.py",
+                "rungrpc",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--processes",
+                str(processes),
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + timeout
@@ -205,7 +221,9 @@ def grpc_server(database_url, processes=1, timeout=60, extra_env=None):
                         break
                     except grpc.RpcError:
                         if time.monotonic() > deadline:
-                            raise RuntimeError(f"gRPC server did not answer within {timeout} s; see {log_path}")
+                            raise RuntimeError(
+                                f"gRPC server did not answer within {timeout} s; see {log_path}"
+                            ) from None
                         time.sleep(0.2)
             # The extra processes bind after the parent; give them a moment to listen.
             time.sleep(1.0 if processes > 1 else 0)

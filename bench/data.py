@@ -42,29 +42,30 @@ is shared; wall-clock rates are the headline).
 Usage: python -m bench data [--seconds S] [--baseline-seconds S] [--repeat N] [--channels N]
                             [--keep-data]
 """
+
 import argparse
-import socket
 import itertools
 import os
 import random
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
 import time
 from array import array
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import common
 
 NAME = "data"
 PREFIX = "bench-data-"
 SECOND = 1_000_000_000
-T0 = 1_700_000_000 * SECOND          # a multiple of every chunk span
-INTERVAL = SECOND // 1000            # 1 kHz
-SHIFT = 3600 * SECOND                # the decoding read's data binding offset
-WALK_STEPS = 2                       # steps uniform in -2..+2 LSB
+T0 = 1_700_000_000 * SECOND  # a multiple of every chunk span
+INTERVAL = SECOND // 1000  # 1 kHz
+SHIFT = 3600 * SECOND  # the decoding read's data binding offset
+WALK_STEPS = 2  # steps uniform in -2..+2 LSB
 TARGETS = {"write": 30e6, "fast": 500e6, "decoding": 50e6, "bytes_per_sample": 1.5, "ratio": 20.0}
 WRITE = "/rta.toolkit.api.chunk_service.DataWriter/WriteDataStream"
 
@@ -146,10 +147,15 @@ class Load:
         """The serialized WriteDataStreamMessage of burst ``n``."""
         channel, index = n % self.channels, n // self.channels
         first = self._slice(channel, index)
-        buffer = self.raw[first * self.width:(first + self.burst) * self.width]
+        buffer = self.raw[first * self.width : (first + self.burst) * self.width]
         if self.kind == "periodic":
-            item = data_pb2.PeriodicData(channel_id=0x100 + channel, start_timestamp=T0 + index * self.burst * INTERVAL,
-                                         interval=INTERVAL, samples=self.burst, buffer=buffer)
+            item = data_pb2.PeriodicData(
+                channel_id=0x100 + channel,
+                start_timestamp=T0 + index * self.burst * INTERVAL,
+                interval=INTERVAL,
+                samples=self.burst,
+                buffer=buffer,
+            )
             return pb.WriteDataStreamMessage(periodic_data=item).SerializeToString()
         # The deltas are the same every burst: their field is serialized once and appended (protobuf
         # accepts fields in any order), so the client spends its time sending, not encoding.
@@ -158,8 +164,12 @@ class Load:
         if self._deltas_field is None:
             self._deltas_field = data_pb2.TimestampedData(timestamp_deltas=self._deltas(0)).SerializeToString()
             self._field_tag = pb.WriteDataStreamMessage.DESCRIPTOR.fields_by_name["timestamped_data"].number << 3 | 2
-        item = data_pb2.TimestampedData(channel_id=0x100 + channel, start_timestamp=self._ts_start(index),
-                                        timestamp_deltas_scale=1000, buffer=buffer).SerializeToString()
+        item = data_pb2.TimestampedData(
+            channel_id=0x100 + channel,
+            start_timestamp=self._ts_start(index),
+            timestamp_deltas_scale=1000,
+            buffer=buffer,
+        ).SerializeToString()
         item += self._deltas_field
         return bytes((self._field_tag,)) + encode_varint(len(item)) + item
 
@@ -173,7 +183,7 @@ class Load:
         """Rows (channel, time, value) of burst ``n``."""
         channel, index = n % self.channels, n // self.channels
         first = self._slice(channel, index)
-        values = self.signal[first:first + self.burst]
+        values = self.signal[first : first + self.burst]
         ch = 0x100 + channel
         if self.kind == "periodic":
             start = T0 + index * self.burst * INTERVAL
@@ -189,8 +199,13 @@ class Load:
 
 def serve(database_url, data_path, timeout=60):
     """``manage.py serve`` (daphne + gRPC) on free local ports; yields (http_port, grpc_port, pid)."""
-    return common.http_server(database_url, timeout=timeout, grpc=True, log_name="data-server.log",
-                              extra_env={"RTA_DATA_PATH": str(data_path)})
+    return common.http_server(
+        database_url,
+        timeout=timeout,
+        grpc=True,
+        log_name="data-server.log",
+        extra_env={"RTA_DATA_PATH": str(data_path)},
+    )
 
 
 # --- writes over gRPC --------------------------------------------------------------------------
@@ -209,9 +224,9 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
     async def run():
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 20)
-            call = channel.stream_stream(WRITE, request_serializer=None,
-                                         response_deserializer=pb.WriteDataStreamResponseMessage.FromString)(
-                timeout=seconds + 600)
+            call = channel.stream_stream(
+                WRITE, request_serializer=None, response_deserializer=pb.WriteDataStreamResponseMessage.FromString
+            )(timeout=seconds + 600)
             cpu_before = common.cpu_seconds(server_pid)
             began = time.perf_counter()
             await call.write(pb.WriteDataStreamMessage(data_identity=identity).SerializeToString())
@@ -230,9 +245,14 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
     if answers != ["end"]:
         raise RuntimeError(f"WriteDataStream answered {answers!r}")
     samples = bursts * load.burst
-    return {"bursts": bursts, "samples": samples, "seconds": round(elapsed, 3),
-            "samples_per_second": samples / elapsed, "server_cpu_seconds": round(cpu, 3),
-            "samples_per_server_cpu_second": samples / cpu if cpu else None}
+    return {
+        "bursts": bursts,
+        "samples": samples,
+        "seconds": round(elapsed, 3),
+        "samples_per_second": samples / elapsed,
+        "server_cpu_seconds": round(cpu, 3),
+        "samples_per_server_cpu_second": samples / cpu if cpu else None,
+    }
 
 
 def grpc_ceiling(load, seconds, pb, data_pb2):
@@ -242,8 +262,9 @@ def grpc_ceiling(load, seconds, pb, data_pb2):
     from django.conf import settings
 
     options = [str(settings.RTA_GRPC_MAX_MESSAGE_BYTES), str(settings.RTA_GRPC_STREAM_WINDOW_BYTES)]
-    proc = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink", *options], cwd=common.PROJECT_DIR,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench._grpc_sink", *options], cwd=common.PROJECT_DIR, stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(proc.stdout.readline())
         return grpc_write(port, "ceiling", load, seconds, pb, data_pb2, proc.pid)
@@ -288,7 +309,7 @@ def http_get(port, path, timeout=120):
     head = bytes(raw[:head_end]).decode("latin-1").split("\r\n")
     status = int(head[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
-    body = raw[head_end + 4:]
+    body = raw[head_end + 4 :]
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
     else:
@@ -301,12 +322,12 @@ def http_get(port, path, timeout=120):
 def _dechunk(view):
     parts, pos = [], 0
     while True:
-        line_end = bytes(view[pos:pos + 32]).find(b"\r\n")
-        length = int(bytes(view[pos:pos + line_end]).split(b";")[0], 16)
+        line_end = bytes(view[pos : pos + 32]).find(b"\r\n")
+        length = int(bytes(view[pos : pos + line_end]).split(b";")[0], 16)
         pos += line_end + 2
         if length == 0:
             return b"".join(parts)
-        parts.append(view[pos:pos + length])
+        parts.append(view[pos : pos + length])
         pos += length + 2
 
 
@@ -318,7 +339,7 @@ def walk_headers(body):
     header = chunks_pb2.ChunkTransferHeader()
     while pos < len(view):
         (length,) = struct.unpack_from("<i", view, pos)
-        header.ParseFromString(view[pos + 4:pos + 4 + length])
+        header.ParseFromString(view[pos + 4 : pos + 4 + length])
         pos += 4 + length + header.packed_length
         payload += header.packed_length
         start += header.chunk_start_time_delta
@@ -352,8 +373,13 @@ def rest_read(port, identity, kind, channels, repeat, server_pid):
         body, elapsed = http_get(port, path)
         runs.append((elapsed, common.cpu_seconds(server_pid) - cpu_before))
     best = min(runs)
-    return body, {"path": path, "bytes": len(body), "seconds": [round(r[0], 4) for r in runs],
-                  "best_seconds": round(best[0], 4), "server_cpu_seconds": round(best[1], 4)}
+    return body, {
+        "path": path,
+        "bytes": len(body),
+        "seconds": [round(r[0], 4) for r in runs],
+        "best_seconds": round(best[0], 4),
+        "server_cpu_seconds": round(best[1], 4),
+    }
 
 
 def stored(identity, kind):
@@ -363,7 +389,8 @@ def stored(identity, kind):
     from data_app.models import Chunk
 
     agg = Chunk.objects.filter(identity=identity, kind=kind).aggregate(
-        n=Count("id"), samples=Sum("sample_count"), packed=Sum("packed_length"), unpacked=Sum("unpacked_length"))
+        n=Count("id"), samples=Sum("sample_count"), packed=Sum("packed_length"), unpacked=Sum("unpacked_length")
+    )
     return agg["n"] or 0, agg["samples"] or 0, agg["packed"] or 0, agg["unpacked"] or 0
 
 
@@ -399,15 +426,22 @@ def chunk_payloads(identity, data_path, limit=64):
 
     with override_settings(RTA_DATA_PATH=data_path), SegmentReader() as segs:
         for r in rows:
-            out.append((wire.unpack(segs.read(r.file, r.offset, r.packed_length), r.unpacked_length, r.compression),
-                        r.sample_count))
+            out.append(
+                (
+                    wire.unpack(segs.read(r.file, r.offset, r.packed_length), r.unpacked_length, r.compression),
+                    r.sample_count,
+                )
+            )
     return out
 
 
-COMPRESSION_OPTIONS = [("lz4 fast (default)", {}), ("lz4 fast, acceleration 4", {"mode": "fast", "acceleration": 4}),
-                       ("lz4 HC level 1", {"mode": "high_compression", "compression": 1}),
-                       ("lz4 HC level 3", {"mode": "high_compression", "compression": 3}),
-                       ("lz4 HC level 9", {"mode": "high_compression", "compression": 9})]
+COMPRESSION_OPTIONS = [
+    ("lz4 fast (default)", {}),
+    ("lz4 fast, acceleration 4", {"mode": "fast", "acceleration": 4}),
+    ("lz4 HC level 1", {"mode": "high_compression", "compression": 1}),
+    ("lz4 HC level 3", {"mode": "high_compression", "compression": 3}),
+    ("lz4 HC level 9", {"mode": "high_compression", "compression": 9}),
+]
 
 
 def compression_options(payloads):
@@ -420,8 +454,9 @@ def compression_options(payloads):
         began = time.perf_counter()
         size = sum(len(lz4.block.compress(p, store_size=False, **options)) for p, _ in payloads)
         elapsed = time.perf_counter() - began
-        out.append({"option": label, "bytes_per_sample": size / samples,
-                    "compress_samples_per_second": samples / elapsed})
+        out.append(
+            {"option": label, "bytes_per_sample": size / samples, "compress_samples_per_second": samples / elapsed}
+        )
     return out
 
 
@@ -446,8 +481,13 @@ def signal_sweep(channels_samples=40_000):
             lst = data_pb2.PeriodicDataList()
             for i in range(c, min(c + span, channels_samples), 128):
                 n = min(128, c + span - i, channels_samples - i)
-                lst.periodic_data.add(channel_id=0x100, start_timestamp=T0 + i * INTERVAL, interval=INTERVAL,
-                                      samples=n, buffer=raw[2 * i:2 * (i + n)])
+                lst.periodic_data.add(
+                    channel_id=0x100,
+                    start_timestamp=T0 + i * INTERVAL,
+                    interval=INTERVAL,
+                    samples=n,
+                    buffer=raw[2 * i : 2 * (i + n)],
+                )
             size += len(wire.pack(lst.SerializeToString()))
         out.append({"signal": label, "bytes_per_sample": size / channels_samples})
     return out
@@ -468,8 +508,10 @@ def baseline_write(conninfo, load, seconds):
     value_type = "smallint" if load.kind == "periodic" else "double precision"
     with psycopg.connect(**conninfo) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"CREATE TABLE {table} (channel integer NOT NULL, time bigint NOT NULL, "
-                     f"value {value_type} NOT NULL, PRIMARY KEY (channel, time))")
+        conn.execute(
+            f"CREATE TABLE {table} (channel integer NOT NULL, time bigint NOT NULL, "
+            f"value {value_type} NOT NULL, PRIMARY KEY (channel, time))"
+        )
         conn.commit()
         types = ["int4", "int8", "int2" if load.kind == "periodic" else "float8"]
         began = time.perf_counter()
@@ -487,8 +529,14 @@ def baseline_write(conninfo, load, seconds):
         conn.autocommit = True
         conn.execute(f"VACUUM ANALYZE {table}")
         rows, size = conn.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}").fetchone()
-    return {"bursts": n, "samples": rows, "seconds": round(elapsed, 3), "samples_per_second": rows / elapsed,
-            "bytes_per_sample": size / rows, "table_bytes": size}
+    return {
+        "bursts": n,
+        "samples": rows,
+        "seconds": round(elapsed, 3),
+        "samples_per_second": rows / elapsed,
+        "bytes_per_sample": size / rows,
+        "table_bytes": size,
+    }
 
 
 def baseline_read(conninfo, kind, channels, shift, repeat):
@@ -501,8 +549,10 @@ def baseline_read(conninfo, kind, channels, shift, repeat):
         for i in range(repeat + 1):
             began = time.perf_counter()
             with conn.cursor(binary=True) as cur:
-                cur.execute(f"SELECT time + %s, value FROM {table} WHERE channel = ANY(%s) ORDER BY channel, time",
-                            [shift, channels])
+                cur.execute(
+                    f"SELECT time + %s, value FROM {table} WHERE channel = ANY(%s) ORDER BY channel, time",
+                    [shift, channels],
+                )
                 rows = len(cur.fetchall())
             elapsed = time.perf_counter() - began
             if i:
@@ -555,8 +605,10 @@ def main(argv=None):
         int16_signal = random_walk_int16(1 << 22, seed=1)
         f64_signal = random_walk_f64(1 << 20, seed=2)
         deltas = jittered_deltas(20_000, seed=3)
-    loads = {key: Load(kind, burst, args.channels, int16_signal, f64_signal, deltas)
-             for key, _label, kind, burst, _identity in WORKLOADS}
+    loads = {
+        key: Load(kind, burst, args.channels, int16_signal, f64_signal, deltas)
+        for key, _label, kind, burst, _identity in WORKLOADS
+    }
 
     _delete_bench_data()
     data_path = tempfile.mkdtemp(prefix="rta-bench-data-")
@@ -568,8 +620,10 @@ def main(argv=None):
             results["write"] = run_writes(grpc_port, pid, loads, args, data_path)
             results["read"] = run_reads(http_port, pid, args, data_path)
         with common.console.status("bytes per sample: LZ4 options and other signals"):
-            results["size"] = {"options": compression_options(chunk_payloads(WORKLOADS[0][4], data_path)),
-                               "signals": signal_sweep()}
+            results["size"] = {
+                "options": compression_options(chunk_payloads(WORKLOADS[0][4], data_path)),
+                "signals": signal_sweep(),
+            }
         results["baseline"] = run_baseline(conninfo, loads, args)
     finally:
         if args.keep_data:
@@ -590,10 +644,28 @@ def create_sessions(channels):
 
     for _key, _label, _kind, _burst, identity in WORKLOADS:
         create_or_update_session(identity, [("set_state", 4)])
-    create_or_update_session(PREFIX + "shifted", [("set_state", 4), ("set_data_bindings", [{
-        "identity": WORKLOADS[0][4], "session_time_offset": SHIFT,
-        "channel_bindings": [{"first_data_channel": 0x100, "first_session_channel": 0x100,
-                              "last_session_channel": 0x100 + channels - 1}]}])])
+    create_or_update_session(
+        PREFIX + "shifted",
+        [
+            ("set_state", 4),
+            (
+                "set_data_bindings",
+                [
+                    {
+                        "identity": WORKLOADS[0][4],
+                        "session_time_offset": SHIFT,
+                        "channel_bindings": [
+                            {
+                                "first_data_channel": 0x100,
+                                "first_session_channel": 0x100,
+                                "last_session_channel": 0x100 + channels - 1,
+                            }
+                        ],
+                    }
+                ],
+            ),
+        ],
+    )
 
 
 def run_writes(grpc_port, pid, loads, args, data_path):
@@ -610,16 +682,23 @@ def run_writes(grpc_port, pid, loads, args, data_path):
         if samples != r["samples"]:
             raise RuntimeError(f"{label}: wrote {r['samples']} samples, index holds {samples}")
         segment = os.path.join(data_path, "chunks", segments.segment_name(identity))
-        r.update(chunks=chunks, stored_bytes=packed, bytes_per_sample=packed / samples,
-                 unpacked_bytes_per_sample=unpacked / samples,
-                 segment_bytes_per_sample=os.path.getsize(segment) / samples)
+        r.update(
+            chunks=chunks,
+            stored_bytes=packed,
+            bytes_per_sample=packed / samples,
+            unpacked_bytes_per_sample=unpacked / samples,
+            segment_bytes_per_sample=os.path.getsize(segment) / samples,
+        )
         out[key] = r
-        common.console.print(f"write {label}: {_m(r['samples_per_second'])} samples/s, "
-                             f"{r['bytes_per_sample']:.3f} B/sample, {chunks} chunks")
+        common.console.print(
+            f"write {label}: {_m(r['samples_per_second'])} samples/s, "
+            f"{r['bytes_per_sample']:.3f} B/sample, {chunks} chunks"
+        )
     with common.console.status(f"gRPC alone: 100-sample bursts to a handler that drops them ({args.seconds:g} s)"):
         out["ceiling_100"] = grpc_ceiling(loads["periodic_100"], args.seconds, pb, data_pb2)
-    common.console.print(f"gRPC alone, 100-sample bursts dropped on arrival: "
-                         f"{_m(out['ceiling_100']['samples_per_second'])} samples/s")
+    common.console.print(
+        f"gRPC alone, 100-sample bursts dropped on arrival: {_m(out['ceiling_100']['samples_per_second'])} samples/s"
+    )
     return out
 
 
@@ -638,8 +717,10 @@ def run_reads(http_port, pid, args, data_path):
         raise RuntimeError("fast path: decoded samples of one channel differ from the index")
     fast.update(samples=samples, samples_per_second=samples / fast["best_seconds"])
     out["fast"] = fast
-    common.console.print(f"read fast path: {_m(fast['samples_per_second'])} samples/s "
-                         f"({fast['bytes'] / fast['best_seconds'] / 1e6:,.0f} MB/s)")
+    common.console.print(
+        f"read fast path: {_m(fast['samples_per_second'])} samples/s "
+        f"({fast['bytes'] / fast['best_seconds'] / 1e6:,.0f} MB/s)"
+    )
 
     with common.console.status("REST read, decoding path (data binding with a time offset)"):
         try:
@@ -651,11 +732,16 @@ def run_reads(http_port, pid, args, data_path):
         decoding.update(samples=samples, samples_per_second=samples / decoding["best_seconds"], available=True)
         common.console.print(f"read decoding path: {_m(decoding['samples_per_second'])} samples/s")
     else:
-        decoding.update(samples=0, samples_per_second=None, available=False,
-                        note="the server does not serve data bindings with a time offset (yet): "
-                             f"{d_chunks} chunks returned; {decoding.get('error', 'no error')}")
-        common.console.print("[yellow]decoding path: data bindings with a time offset are not served; "
-                             "no figure[/yellow]")
+        decoding.update(
+            samples=0,
+            samples_per_second=None,
+            available=False,
+            note="the server does not serve data bindings with a time offset (yet): "
+            f"{d_chunks} chunks returned; {decoding.get('error', 'no error')}",
+        )
+        common.console.print(
+            "[yellow]decoding path: data bindings with a time offset are not served; no figure[/yellow]"
+        )
     out["decoding"] = decoding
 
     size, seconds = store_fast_path(p10k, "periodic", data_path, args.repeat)
@@ -674,8 +760,9 @@ def run_baseline(conninfo, loads, args):
                 b["read"] = baseline_read(conninfo, kind, data_channels, 0, args.repeat)
                 b["read_shifted"] = baseline_read(conninfo, kind, data_channels, SHIFT, args.repeat)
         out[key] = b
-        common.console.print(f"baseline write {label}: {_m(b['samples_per_second'])} samples/s, "
-                             f"{b['bytes_per_sample']:.1f} B/sample")
+        common.console.print(
+            f"baseline write {label}: {_m(b['samples_per_second'])} samples/s, {b['bytes_per_sample']:.1f} B/sample"
+        )
     return out
 
 
@@ -684,8 +771,10 @@ def stored_channel(identity, channel):
 
     from data_app.models import Chunk
 
-    return Chunk.objects.filter(identity=identity, kind="periodic", channel=channel).aggregate(
-        s=Sum("sample_count"))["s"] or 0
+    return (
+        Chunk.objects.filter(identity=identity, kind="periodic", channel=channel).aggregate(s=Sum("sample_count"))["s"]
+        or 0
+    )
 
 
 def report(results, args, url, load_before):
@@ -702,8 +791,14 @@ def report(results, args, url, load_before):
             met = (ratio or 0) >= TARGETS["ratio"]
             if target is not None:
                 met = met and ((ours <= target) if lower_is_better else (ours >= target))
-        figures[key] = {"value": ours, "per_server_cpu_second": per_cpu, "baseline": base, "ratio": ratio,
-                        "target": target, "meets_target": met}
+        figures[key] = {
+            "value": ours,
+            "per_server_cpu_second": per_cpu,
+            "baseline": base,
+            "ratio": ratio,
+            "target": target,
+            "meets_target": met,
+        }
         if unit == "samples/s":
             cells = [_m(ours), _m(per_cpu), _m(base), _rx(ratio), "≥ 20×" if target is None else f"≥ {_m(target)}"]
         else:
@@ -715,19 +810,55 @@ def report(results, args, url, load_before):
         cpu = run.get("server_cpu_seconds")
         return run["samples"] / cpu if cpu and run.get("samples") else None
 
-    add("write_periodic_10k", "write, periodic int16, 10,000-sample bursts", w["periodic_10k"]["samples_per_second"],
-        base10k["samples_per_second"], TARGETS["write"], per_cpu=cpu_rate(w["periodic_10k"]))
-    add("write_periodic_100", "write, periodic int16, 100-sample bursts", w["periodic_100"]["samples_per_second"],
-        b["periodic_100"]["samples_per_second"], None, per_cpu=cpu_rate(w["periodic_100"]))
-    add("write_timestamped_10k", "write, timestamped f64, 10,000-sample bursts",
-        w["timestamped_10k"]["samples_per_second"], b["timestamped_10k"]["samples_per_second"], None,
-        per_cpu=cpu_rate(w["timestamped_10k"]))
-    add("read_fast", "REST read, fast path", r["fast"]["samples_per_second"], base10k["read"]["samples_per_second"],
-        TARGETS["fast"], per_cpu=cpu_rate(r["fast"]))
-    add("read_decoding", "REST read, decoding path (time offset)", r["decoding"]["samples_per_second"],
-        base10k["read_shifted"]["samples_per_second"], TARGETS["decoding"], per_cpu=cpu_rate(r["decoding"]))
-    add("bytes_per_sample", "bytes per sample, int16 random walk", w["periodic_10k"]["bytes_per_sample"],
-        base10k["bytes_per_sample"], TARGETS["bytes_per_sample"], unit="B", lower_is_better=True)
+    add(
+        "write_periodic_10k",
+        "write, periodic int16, 10,000-sample bursts",
+        w["periodic_10k"]["samples_per_second"],
+        base10k["samples_per_second"],
+        TARGETS["write"],
+        per_cpu=cpu_rate(w["periodic_10k"]),
+    )
+    add(
+        "write_periodic_100",
+        "write, periodic int16, 100-sample bursts",
+        w["periodic_100"]["samples_per_second"],
+        b["periodic_100"]["samples_per_second"],
+        None,
+        per_cpu=cpu_rate(w["periodic_100"]),
+    )
+    add(
+        "write_timestamped_10k",
+        "write, timestamped f64, 10,000-sample bursts",
+        w["timestamped_10k"]["samples_per_second"],
+        b["timestamped_10k"]["samples_per_second"],
+        None,
+        per_cpu=cpu_rate(w["timestamped_10k"]),
+    )
+    add(
+        "read_fast",
+        "REST read, fast path",
+        r["fast"]["samples_per_second"],
+        base10k["read"]["samples_per_second"],
+        TARGETS["fast"],
+        per_cpu=cpu_rate(r["fast"]),
+    )
+    add(
+        "read_decoding",
+        "REST read, decoding path (time offset)",
+        r["decoding"]["samples_per_second"],
+        base10k["read_shifted"]["samples_per_second"],
+        TARGETS["decoding"],
+        per_cpu=cpu_rate(r["decoding"]),
+    )
+    add(
+        "bytes_per_sample",
+        "bytes per sample, int16 random walk",
+        w["periodic_10k"]["bytes_per_sample"],
+        base10k["bytes_per_sample"],
+        TARGETS["bytes_per_sample"],
+        unit="B",
+        lower_is_better=True,
+    )
     load_after = common.machine_load()
     common.print_table(
         f"Data Service vs a plain PostgreSQL table ({args.channels} channels at 1 kHz, "
@@ -745,8 +876,10 @@ def report(results, args, url, load_before):
     common.print_table(
         "Bytes per sample of the same chunks under each LZ4 block option (compression speed: one thread)",
         ["option", "bytes/sample", "compress samples/s"],
-        [[o["option"], f"{o['bytes_per_sample']:.3f}", _m(o["compress_samples_per_second"])]
-         for o in results["size"]["options"]],
+        [
+            [o["option"], f"{o['bytes_per_sample']:.3f}", _m(o["compress_samples_per_second"])]
+            for o in results["size"]["options"]
+        ],
     )
     common.print_table(
         "Bytes per sample by signal (LZ4 fast, 128-sample items, 20 s chunks at 1 kHz)",
@@ -755,22 +888,24 @@ def report(results, args, url, load_before):
     )
     data = {
         "benchmark": NAME,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "environment": {**common.environment(), "load_before": load_before, "load_after": load_after},
         "method": {
             "server": "manage.py serve (daphne + gRPC) on 127.0.0.1, temporary RTA_DATA_PATH, bench database",
             "signal": f"int16 random walk, steps uniform in -{WALK_STEPS}..+{WALK_STEPS}, 1 kHz, "
-                      f"{args.channels} channels round robin; timestamped: f64 Gaussian random walk, "
-                      "deltas 990..1010 us",
+            f"{args.channels} channels round robin; timestamped: f64 Gaussian random walk, "
+            "deltas 990..1010 us",
             "write": "one WriteDataStream per workload (grpc.aio client in the bench process), sending for "
-                     "--seconds then a flush marker; timed to the flush_completed",
+            "--seconds then a flush marker; timed to the flush_completed",
             "reads": "GET of every channel and the whole time range, best of --repeat after one warm-up",
             "baseline": "PostgreSQL table (channel int, time bigint, value) with PRIMARY KEY (channel, time); "
-                        "one binary COPY per burst in one transaction; reads: one SELECT ... ORDER BY channel, "
-                        "time fetched in binary (time + offset for the decoding case); size: "
-                        "pg_total_relation_size / rows",
-            "seconds": args.seconds, "baseline_seconds": args.baseline_seconds, "repeat": args.repeat,
+            "one binary COPY per burst in one transaction; reads: one SELECT ... ORDER BY channel, "
+            "time fetched in binary (time + offset for the decoding case); size: "
+            "pg_total_relation_size / rows",
+            "seconds": args.seconds,
+            "baseline_seconds": args.baseline_seconds,
+            "repeat": args.repeat,
         },
         "targets": TARGETS,
         "figures": figures,

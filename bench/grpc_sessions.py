@@ -15,12 +15,13 @@ them and of the client, since all three share the machine's cores.
 Usage: python -m bench grpc_sessions [--calls N] [--clients 1,8] [--warmup N]
                                      [--sessions-per-client N] [--workers N] [--processes 1,2]
 """
+
 import argparse
 import os
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import common
 
@@ -123,7 +124,7 @@ def server_pids(port):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"rungrpc" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1:][:1] == [str(port).encode()]:
+        if b"rungrpc" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1 :][:1] == [str(port).encode()]:
             pids.append(int(entry))
     return pids
 
@@ -167,8 +168,9 @@ def main(argv=None):
     results = {}
     try:
         for processes in args.processes:
-            with common.grpc_server(url, processes=processes,
-                                    extra_env={"RTA_GRPC_WORKERS": str(args.workers)} if args.workers else None) as port:
+            with common.grpc_server(
+                url, processes=processes, extra_env={"RTA_GRPC_WORKERS": str(args.workers)} if args.workers else None
+            ) as port:
                 for clients in args.clients:
                     run_clients(port, clients, args.warmup, args.sessions_per_client, pb, pb_grpc)
                     # Server and PostgreSQL CPU per call: the server processes and the backends their pools
@@ -176,8 +178,9 @@ def main(argv=None):
                     servers = server_pids(port)
                     backends = backend_pids(servers)
                     server_cpu, pg_cpu = cpu_of(servers), cpu_of(backends)
-                    seconds, cpu, samples = run_clients(port, clients, args.calls, args.sessions_per_client, pb,
-                                                        pb_grpc)
+                    seconds, cpu, samples = run_clients(
+                        port, clients, args.calls, args.sessions_per_client, pb, pb_grpc
+                    )
                     server_cpu = cpu_of(servers) - server_cpu
                     pg_cpu = cpu_of(set(backends) | set(backend_pids(servers))) - pg_cpu
                     rate = len(samples) / seconds
@@ -208,8 +211,18 @@ def main(argv=None):
     common.print_table(
         f"SessionStore.CreateOrUpdateSession over gRPC (manage.py rungrpc, 5 updates per call, "
         f"{args.calls} calls after {args.warmup} warm-up)",
-        ["server processes", "clients", "calls/s", "p50 ms", "p95 ms", "max ms", "CPU ms/call server",
-         "PostgreSQL", "client", f"target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s"],
+        [
+            "server processes",
+            "clients",
+            "calls/s",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "CPU ms/call server",
+            "PostgreSQL",
+            "client",
+            f"target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s",
+        ],
         [
             [
                 r["server_processes"],
@@ -231,7 +244,7 @@ def main(argv=None):
     )
     data = {
         "benchmark": NAME,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "environment": common.environment(),
         "method": {

@@ -24,6 +24,7 @@ Kafka-protocol broker on loopback); the ingest is the same ``KafkaIngest`` +
 Usage: python -m bench ingest [--json-samples N] [--protobuf-samples N] [--sessions N] [--parameters N]
                               [--per-message N] [--lag-rate N] [--lag-seconds S]
 """
+
 import argparse
 import json as stdlib_json
 import os
@@ -34,7 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import common
 
@@ -79,11 +80,15 @@ class Workload:
     def session(self, stream, session_id):
         import orjson
 
-        return f"session:{stream}".encode(), orjson.dumps({
-            "id": session_id, "state": "open", "identifier": f"bench {stream}",
-            "dependencies": {"dataFormat": [self.format_id], "atlasConfiguration": [self.atlas_id]},
-            "activity": {"start": "2023-11-14T22:13:20Z", "durationNanos": 0},
-        })
+        return f"session:{stream}".encode(), orjson.dumps(
+            {
+                "id": session_id,
+                "state": "open",
+                "identifier": f"bench {stream}",
+                "dependencies": {"dataFormat": [self.format_id], "atlasConfiguration": [self.atlas_id]},
+                "activity": {"start": "2023-11-14T22:13:20Z", "durationNanos": 0},
+            }
+        )
 
     def tsamples(self, stream, index, codec):
         import orjson
@@ -92,9 +97,16 @@ class Workload:
         times = (self.offsets + index * self.args.per_message * MS).tolist()
         key = f"tsamples:{stream}".encode()
         if codec == "json":
-            return key, orjson.dumps({"feed": "", "format": self.format_id, "data": {
-                f"p{i}:Bench": {"values": self.values[i].tolist(), "epoch": EPOCH, "time": times}
-                for i in range(self.args.parameters)}})
+            return key, orjson.dumps(
+                {
+                    "feed": "",
+                    "format": self.format_id,
+                    "data": {
+                        f"p{i}:Bench": {"values": self.values[i].tolist(), "epoch": EPOCH, "time": times}
+                        for i in range(self.args.parameters)
+                    },
+                }
+            )
         message = codec_pb2.ParameterSamplesMessage(dataFormatId=self.format_id, feed="")
         for i in range(self.args.parameters):
             entry = message.parameters[i]
@@ -110,7 +122,10 @@ class Workload:
         streams = [(f"bench-{codec}-{n}-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())) for n in range(self.args.sessions)]
         out = []
         for n, (stream, session_id) in enumerate(streams):
-            out += [(n % PARTITIONS, f"$start:{stream}".encode(), b""), (n % PARTITIONS, *self.session(stream, session_id))]
+            out += [
+                (n % PARTITIONS, f"$start:{stream}".encode(), b""),
+                (n % PARTITIONS, *self.session(stream, session_id)),
+            ]
         for index in range(rounds):
             for n, (stream, _) in enumerate(streams):
                 out.append((n % PARTITIONS, *self.tsamples(stream, index, codec)))
@@ -180,8 +195,16 @@ def run_ingest(bootstrap, producer, topic, messages, flush_seconds=2.0):
     from data_app.ingest.runner import KafkaIngest
 
     ingestor = Ingestor()
-    source = KafkaIngest(ingestor, bootstrap, topic, f"bench-{topic}", from_beginning=True,
-                         flush_seconds=flush_seconds, options=_FAST_FETCH, partitions=list(range(PARTITIONS)))
+    source = KafkaIngest(
+        ingestor,
+        bootstrap,
+        topic,
+        f"bench-{topic}",
+        from_beginning=True,
+        flush_seconds=flush_seconds,
+        options=_FAST_FETCH,
+        partitions=list(range(PARTITIONS)),
+    )
     feeder = StreamingProducer(producer, topic, messages, lambda p: ingestor.positions.get(p, 0))
     cpu = time.process_time()
     feeder.start()
@@ -216,8 +239,14 @@ def run_decode_only(bootstrap, producer, topic, messages):
 
     from data_app.ingest import messages as m
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, **_FAST_FETCH})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"decode-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **_FAST_FETCH,
+        }
+    )
     positions = {}
     feeder = StreamingProducer(producer, topic, messages, lambda p: positions.get(p, 0))
     seen = samples = 0
@@ -262,11 +291,17 @@ def run_baseline(messages, format_document):
                 times = [entry["epoch"] + t for t in entry["time"]]
                 values = entry["values"]
                 for start in range(0, len(times), 128):
-                    chunk = times[start:start + 128]
+                    chunk = times[start : start + 128]
                     deltas = [0] + [b - a for a, b in zip(chunk, chunk[1:])]
-                    sinks[stream].add("timestamped", data_pb2.TimestampedData(
-                        channel_id=channel_of[identifier], start_timestamp=chunk[0], timestamp_deltas=deltas,
-                        buffer=struct.pack(f"<{len(chunk)}d", *values[start:start + 128])))
+                    sinks[stream].add(
+                        "timestamped",
+                        data_pb2.TimestampedData(
+                            channel_id=channel_of[identifier],
+                            start_timestamp=chunk[0],
+                            timestamp_deltas=deltas,
+                            buffer=struct.pack(f"<{len(chunk)}d", *values[start : start + 128]),
+                        ),
+                    )
                 samples += len(times)
     for sink in sinks.values():
         sink.flush()
@@ -306,24 +341,29 @@ def run_lag(bootstrap, workload, rate, seconds):
     from data_app.ingest.runner import KafkaIngest
 
     ingestor = Ingestor()
-    source = KafkaIngest(ingestor, bootstrap, topic, "lag", from_beginning=True, flush_seconds=0.5,
-                         options=_FAST_FETCH, partitions=[0])
+    source = KafkaIngest(
+        ingestor, bootstrap, topic, "lag", from_beginning=True, flush_seconds=0.5, options=_FAST_FETCH, partitions=[0]
+    )
     deadline = time.monotonic() + seconds + 60
     thread = threading.Thread(target=produce, name="bench-producer")
     thread.start()
     source.run(stop=lambda: (done.is_set() and ingestor.stats.messages >= total + 2) or time.monotonic() > deadline)
     thread.join()
     if ingestor.stats.messages < total + 2:
-        raise RuntimeError(f"the lag run consumed {ingestor.stats.messages} of {total + 2} messages "
-                           "(the ingest fell too far behind)")
+        raise RuntimeError(
+            f"the lag run consumed {ingestor.stats.messages} of {total + 2} messages (the ingest fell too far behind)"
+        )
     lags = source.lag.samples
     return {
         "rate_samples_per_second": rate,
         "seconds": seconds,
         "messages": total,
         "flush_seconds": 0.5,
-        "lag_ms": {"p50": round(common.percentile(lags, 50), 1), "p95": round(common.percentile(lags, 95), 1),
-                   "max": round(max(lags), 1) if lags else None},
+        "lag_ms": {
+            "p50": round(common.percentile(lags, 50), 1),
+            "p95": round(common.percentile(lags, 95), 1),
+            "max": round(max(lags), 1) if lags else None,
+        },
     }
 
 
@@ -352,15 +392,24 @@ def _main(args, data_path):
     parameters = [f"p{i}:Bench" for i in range(args.parameters)]
     format_document = {"feeds": {"": {"frequency": 1000.0, "parameters": parameters}}}
     format_id, _ = dependencies.publish(dependencies.DATA_FORMAT, format_document)
-    atlas_id, _ = dependencies.publish(dependencies.ATLAS_CONFIGURATION, {"appGroups": {"Bench": {"groups": {
-        "All": {"parameters": {p: {"name": p.split(":")[0], "units": "u"} for p in parameters}}}}}})
+    atlas_id, _ = dependencies.publish(
+        dependencies.ATLAS_CONFIGURATION,
+        {
+            "appGroups": {
+                "Bench": {
+                    "groups": {"All": {"parameters": {p: {"name": p.split(":")[0], "units": "u"} for p in parameters}}}
+                }
+            }
+        },
+    )
     workload = Workload(args, format_id, atlas_id)
 
     cluster = Producer({"test.mock.num.brokers": 1, "log_level": 2})
     broker = next(iter(cluster.list_topics(timeout=10).brokers.values()))
     bootstrap = f"{broker.host}:{broker.port}"
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 16 * 1024 * 1024,
-                         "log_level": 2})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 16 * 1024 * 1024, "log_level": 2}
+    )
 
     results, created = {}, []
     try:
@@ -401,13 +450,18 @@ def _main(args, data_path):
         baseline_messages, baseline_sessions, _ = workload.messages("json", args.baseline_samples)
         created += baseline_sessions
         base_samples, base_seconds, _ = run_baseline(baseline_messages, format_document)
-        results["baseline_json"] = {"samples": base_samples, "seconds": round(base_seconds, 3),
-                                    "samples_per_second": round(base_samples / base_seconds)}
+        results["baseline_json"] = {
+            "samples": base_samples,
+            "seconds": round(base_seconds, 3),
+            "samples_per_second": round(base_samples / base_seconds),
+        }
         common.console.print(f"baseline: {base_samples / base_seconds:12,.0f} samples/s (stdlib json, Python loops)")
         lag = run_lag(bootstrap, workload, args.lag_rate, args.lag_seconds)
         results["lag"] = lag
-        common.console.print(f"lag at {args.lag_rate:,} samples/s: p50 {lag['lag_ms']['p50']} ms, "
-                             f"p95 {lag['lag_ms']['p95']} ms, max {lag['lag_ms']['max']} ms")
+        common.console.print(
+            f"lag at {args.lag_rate:,} samples/s: p50 {lag['lag_ms']['p50']} ms, "
+            f"p95 {lag['lag_ms']['p95']} ms, max {lag['lag_ms']['max']} ms"
+        )
     finally:
         Session.objects.filter(identity__in=created).delete()
         from data_app.models import Chunk
@@ -419,26 +473,49 @@ def _main(args, data_path):
     common.print_table(
         f"Advanced Streams ingest from Kafka (tsamples, {args.sessions} sessions, {args.parameters} parameters x "
         f"{args.per_message} samples per message, one process)",
-        ["codec", "from Kafka/s", "from memory/s", "per CPU-s", "Kafka decode only/s", "bytes/sample",
-         "vs baseline", "target", "met"],
         [
-            [codec, f"{r['samples_per_second']:,}", f"{r['from_memory_samples_per_second']:,}",
-             f"{r['from_memory_samples_per_cpu_second']:,}", f"{r['decode_only_samples_per_second']:,}",
-             r["bytes_per_sample"], f"{r['from_memory_samples_per_second'] / base:.1f}x",
-             f"≥ {r['target_samples_per_second']:,}", "yes" if r["meets_target"] else "[red]NO[/red]"]
-            for codec, r in results.items() if codec in TARGETS
-        ] + [["baseline (json)", "", f"{base:,}", "", "", "", "1.0x", "", ""]],
+            "codec",
+            "from Kafka/s",
+            "from memory/s",
+            "per CPU-s",
+            "Kafka decode only/s",
+            "bytes/sample",
+            "vs baseline",
+            "target",
+            "met",
+        ],
+        [
+            [
+                codec,
+                f"{r['samples_per_second']:,}",
+                f"{r['from_memory_samples_per_second']:,}",
+                f"{r['from_memory_samples_per_cpu_second']:,}",
+                f"{r['decode_only_samples_per_second']:,}",
+                r["bytes_per_sample"],
+                f"{r['from_memory_samples_per_second'] / base:.1f}x",
+                f"≥ {r['target_samples_per_second']:,}",
+                "yes" if r["meets_target"] else "[red]NO[/red]",
+            ]
+            for codec, r in results.items()
+            if codec in TARGETS
+        ]
+        + [["baseline (json)", "", f"{base:,}", "", "", "", "1.0x", "", ""]],
         caption="From Kafka: first poll to the final flush (fsynced, indexed, offsets committed) with the mock "
         "broker and its feeder in this process. From memory: the same Ingestor without a broker. Live buffer "
         "publishing included in both. The baseline (stdlib json, Python loops) reads from memory.",
     )
     data = {
         "benchmark": NAME,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "environment": {**common.environment(), "load_before": load_before, "load_after": common.machine_load()},
-        "method": {"sessions": args.sessions, "parameters": args.parameters, "samples_per_message_per_parameter":
-                   args.per_message, "broker": "librdkafka mock cluster in process", "flush_seconds": 2.0},
+        "method": {
+            "sessions": args.sessions,
+            "parameters": args.parameters,
+            "samples_per_message_per_parameter": args.per_message,
+            "broker": "librdkafka mock cluster in process",
+            "flush_seconds": 2.0,
+        },
         "results": results,
     }
     path = common.write_results(NAME, data)

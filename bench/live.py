@@ -24,6 +24,7 @@ server CPU with N clients - without clients) / N.
 Usage: python -m bench live [--config single,split] [--clients 1,10,100] [--seconds 8] [--period-ms 50]
                             [--channels 100] [--client-processes 4]
 """
+
 import argparse
 import array
 import asyncio
@@ -37,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench import common
 
@@ -55,8 +56,11 @@ def parse_args(argv=None):
     parser.add_argument("--period-ms", type=int, default=50, help="write period (samples per item at 1 kHz)")
     parser.add_argument("--channels", type=int, default=100)
     parser.add_argument("--client-processes", type=int, default=4, help="processes the clients are spread over")
-    parser.add_argument("--config", default="single,split",
-                        help="comma-separated configurations: " + "; ".join(f"{k}: {v[2]}" for k, v in CONFIGS.items()))
+    parser.add_argument(
+        "--config",
+        default="single,split",
+        help="comma-separated configurations: " + "; ".join(f"{k}: {v[2]}" for k, v in CONFIGS.items()),
+    )
     args, _unknown = parser.parse_known_args(argv)
     args.clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
     args.configs = [c.strip() for c in str(args.config).split(",") if c.strip()]
@@ -106,8 +110,14 @@ def deployment(name, database_url, redis_url):
     """
     http_port, grpc_port = common.free_port(), common.free_port()
     data_dir = tempfile.TemporaryDirectory(prefix="rta-bench-live-")
-    env = {**os.environ, "RTA_DATABASE_URL": database_url, "RTA_REDIS_URL": redis_url, "RTA_LOG_LEVEL": "WARNING",
-           "RTA_DEBUG": "false", "RTA_DATA_PATH": data_dir.name}
+    env = {
+        **os.environ,
+        "RTA_DATABASE_URL": database_url,
+        "RTA_REDIS_URL": redis_url,
+        "RTA_LOG_LEVEL": "WARNING",
+        "RTA_DEBUG": "false",
+        "RTA_DATA_PATH": data_dir.name,
+    }
     serve = [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(http_port)]
     commands = {"edge": serve + (["--grpc-port", str(grpc_port)] if name == "single" else ["--no-grpc"])}
     if name == "split":
@@ -119,12 +129,16 @@ def deployment(name, database_url, redis_url):
             log_path = common.RESULTS_DIR / f"live-{name}-{role}.log"
             log = open(log_path, "wb")
             logs.append(log)
-            procs[role] = subprocess.Popen(command, cwd=common.PROJECT_DIR, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT)
+            procs[role] = subprocess.Popen(
+                command, cwd=common.PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
             serves_grpc = role == "ingest" or name == "single"
             serves_http = role == "edge"
-            _wait_ready(procs[role], log_path, lambda: (not serves_http or _http_ready(http_port))
-                        and (not serves_grpc or _grpc_ready(grpc_port)))
+            _wait_ready(
+                procs[role],
+                log_path,
+                lambda: (not serves_http or _http_ready(http_port)) and (not serves_grpc or _grpc_ready(grpc_port)),
+            )
         edge = procs["edge"].pid
         yield http_port, grpc_port, edge, procs["ingest"].pid if "ingest" in procs else edge
     finally:
@@ -141,9 +155,14 @@ def set_state(grpc_port, identity, state):
     from rta.toolkit.api import session_service_pb2_grpc as sgrpc
 
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        sgrpc.SessionStoreStub(channel).CreateOrUpdateSession(spb.CreateOrUpdateSessionRequest(
-            identity=identity, create_if_not_exists=spb.CreateOrUpdateSessionRequest.CreateIfNotExists(state=state),
-            updates=[spb.SessionUpdate(set_state=state)]), timeout=30)
+        sgrpc.SessionStoreStub(channel).CreateOrUpdateSession(
+            spb.CreateOrUpdateSessionRequest(
+                identity=identity,
+                create_if_not_exists=spb.CreateOrUpdateSessionRequest.CreateIfNotExists(state=state),
+                updates=[spb.SessionUpdate(set_state=state)],
+            ),
+            timeout=30,
+        )
 
 
 # --- the writer (its own process, so it does not share the clients' interpreter) --------------------
@@ -163,8 +182,9 @@ def _ticks(identity, t0, ticks, period_ns, channels, sent, ready):
         if delay > 0:
             time.sleep(delay)
         for c in range(channels):
-            item = data_pb2.PeriodicData(channel_id=c, start_timestamp=t0 + k * period_ns, interval=MS,
-                                         samples=samples, buffer=buffers[c])
+            item = data_pb2.PeriodicData(
+                channel_id=c, start_timestamp=t0 + k * period_ns, interval=MS, samples=samples, buffer=buffers[c]
+            )
             sent[k * channels + c] = time.time_ns()
             yield item
 
@@ -235,12 +255,20 @@ class Client:
         import websockets
         from rta.model.net import stream_pb2
 
-        async with websockets.connect(url, subprotocols=[SUBPROTOCOL], compression=None, max_size=None,
-                                      open_timeout=60, ping_interval=None, proxy=None) as ws:
+        async with websockets.connect(
+            url,
+            subprotocols=[SUBPROTOCOL],
+            compression=None,
+            max_size=None,
+            open_timeout=60,
+            ping_interval=None,
+            proxy=None,
+        ) as ws:
             first = stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(await ws.recv()))
             assert first.data[0].WhichOneof("type") == "session_json"
-            request = stream_pb2.StreamRequest(subscribe=stream_pb2.StreamSubscription(
-                all_data_channels=True, all_events=True))
+            request = stream_pb2.StreamRequest(
+                subscribe=stream_pb2.StreamSubscription(all_data_channels=True, all_events=True)
+            )
             await ws.send(request.SerializeToString())
             with subscribed.get_lock():
                 subscribed.value += 1
@@ -248,7 +276,7 @@ class Client:
             while not done.is_set():
                 try:
                     message = await asyncio.wait_for(ws.recv(), 0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 burst = stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(message))
                 now = time.time_ns()
@@ -268,8 +296,9 @@ class Client:
                         latencies.append((now - sent[index]) / 1e6)
                 else:
                     item = items[0]  # the oldest of the message
-                    latencies.append((now - sent[(item.start_timestamp - t0) // period_ns * channels
-                                              + item.channel_id]) / 1e6)
+                    latencies.append(
+                        (now - sent[(item.start_timestamp - t0) // period_ns * channels + item.channel_id]) / 1e6
+                    )
                 self.items += len(items)
                 with received.get_lock():
                     received.value += len(items)
@@ -317,16 +346,25 @@ def run_phase(http_port, grpc_port, server_pid, ingest_pid, clients, args, write
     ready, done = ctx.Event(), ctx.Event()
     subscribed, received = ctx.Value("q", 0), ctx.Value("q", 0)
     results = ctx.Queue()
-    writer = ctx.Process(target=WRITERS[writer_name], name="bench-live-writer",
-                         args=(grpc_port, identity, t0, ticks, period_ns, args.channels, sent, ready))
+    writer = ctx.Process(
+        target=WRITERS[writer_name],
+        name="bench-live-writer",
+        args=(grpc_port, identity, t0, ticks, period_ns, args.channels, sent, ready),
+    )
     expected = ticks * args.channels
     url = f"ws://127.0.0.1:{http_port}/rta/v2/sessions/{identity}/stream"
-    shares = [clients // args.client_processes + (1 if i < clients % args.client_processes else 0)
-              for i in range(min(clients, args.client_processes))]
-    workers = [ctx.Process(target=client_worker, name=f"bench-live-clients-{i}",
-                           args=(url, n, t0, period_ns, ticks, args.channels, sent, subscribed, received, done,
-                                 results))
-               for i, n in enumerate(shares)]
+    shares = [
+        clients // args.client_processes + (1 if i < clients % args.client_processes else 0)
+        for i in range(min(clients, args.client_processes))
+    ]
+    workers = [
+        ctx.Process(
+            target=client_worker,
+            name=f"bench-live-clients-{i}",
+            args=(url, n, t0, period_ns, ticks, args.channels, sent, subscribed, received, done, results),
+        )
+        for i, n in enumerate(shares)
+    ]
     common.console.print(f"{args.current}, {clients} client(s): {ticks} ticks x {args.channels} channels ...")
     for worker in workers:
         worker.start()
@@ -361,8 +399,10 @@ def run_phase(http_port, grpc_port, server_pid, ingest_pid, clients, args, write
     per_client = [c for g in gathered for c in g["clients"]]
     missing = sorted({t for c in per_client for t in c["missing_ticks"]})
     if missing:
-        common.console.print(f"[red]  ticks with items missing: {missing}; the buffer holds "
-                             f"{buffered_items(identity)} of {expected} items[/red]")
+        common.console.print(
+            f"[red]  ticks with items missing: {missing}; the buffer holds "
+            f"{buffered_items(identity)} of {expected} items[/red]"
+        )
     latencies, verified = array.array("d"), array.array("d")
     for c in per_client:
         latencies.frombytes(c["latencies"])
@@ -392,8 +432,12 @@ def run_phase(http_port, grpc_port, server_pid, ingest_pid, clients, args, write
 def _latency(values):
     if not values:
         return {"n": 0, "p50": None, "p99": None, "max": None}
-    return {"n": len(values), "p50": round(common.percentile(values, 50), 2),
-            "p99": round(common.percentile(values, 99), 2), "max": round(max(values), 2)}
+    return {
+        "n": len(values),
+        "p50": round(common.percentile(values, 50), 2),
+        "p99": round(common.percentile(values, 99), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def buffered_items(identity):
@@ -404,8 +448,10 @@ def buffered_items(identity):
 
     client = redis.Redis.from_url(os.environ["RTA_REDIS_URL"])
     try:
-        return sum(len(stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(f[b"data"])).data)
-                   for _, f in client.xrange(f"stream:{identity}"))
+        return sum(
+            len(stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(f[b"data"])).data)
+            for _, f in client.xrange(f"stream:{identity}")
+        )
     finally:
         client.close()
 
@@ -447,7 +493,8 @@ def main(argv=None):
                     latency = run["latency_ms"]
                     common.console.print(
                         f"  streaming server CPU {run['server_cpu_percent']}%, lost {run['items_lost']}, "
-                        f"p50 {latency['p50']} ms, p99 {latency['p99']} ms")
+                        f"p50 {latency['p50']} ms, p99 {latency['p99']} ms"
+                    )
     finally:
         cleanup_redis(redis_url, identities)
         Chunk.objects.filter(identity__startswith=PREFIX).delete()
@@ -464,26 +511,43 @@ def main(argv=None):
             if clients:
                 per = (run["server_cpu_seconds"] / run["seconds"] - base_rate) / clients
                 run["server_cpu_percent_per_client"] = round(100 * per, 2)
-                run["meets_target"] = (run["items_lost"] == 0 and run["items_duplicated"] == 0
-                                       and latency["p99"] is not None and latency["p99"] <= TARGET_P99_MS)
-            rows.append([
-                config,
-                clients,
-                f"{run['server_cpu_percent']}%",
-                f"{run['ingest_cpu_percent']}%" if run["ingest_cpu_percent"] is not None else "(same)",
-                f"{run['server_cpu_percent_per_client']}%" if clients else "-",
-                f"{run['client_processes_cpu_percent']}%",
-                latency["p50"] if clients else "-",
-                latency["p99"] if clients else "-",
-                latency["max"] if clients else "-",
-                f"{run['items_lost']}/{run['items_duplicated']}" if clients else "-",
-                ("yes" if run["meets_target"] else "[red]NO[/red]") if clients else "",
-            ])
+                run["meets_target"] = (
+                    run["items_lost"] == 0
+                    and run["items_duplicated"] == 0
+                    and latency["p99"] is not None
+                    and latency["p99"] <= TARGET_P99_MS
+                )
+            rows.append(
+                [
+                    config,
+                    clients,
+                    f"{run['server_cpu_percent']}%",
+                    f"{run['ingest_cpu_percent']}%" if run["ingest_cpu_percent"] is not None else "(same)",
+                    f"{run['server_cpu_percent_per_client']}%" if clients else "-",
+                    f"{run['client_processes_cpu_percent']}%",
+                    latency["p50"] if clients else "-",
+                    latency["p99"] if clients else "-",
+                    latency["max"] if clients else "-",
+                    f"{run['items_lost']}/{run['items_duplicated']}" if clients else "-",
+                    ("yes" if run["meets_target"] else "[red]NO[/red]") if clients else "",
+                ]
+            )
     common.print_table(
         f"Live stream: 1 writer, {args.channels} channels x 1 kHz (items of {args.period_ms} samples every "
         f"{args.period_ms} ms), clients subscribed to everything, {args.seconds:.0f} s per run",
-        ["configuration", "clients", "streaming CPU", "ingest CPU", "per client", "clients' CPU", "p50 ms",
-         "p99 ms", "max ms", "lost/dup", f"p99 ≤ {TARGET_P99_MS:.0f} ms, none lost"],
+        [
+            "configuration",
+            "clients",
+            "streaming CPU",
+            "ingest CPU",
+            "per client",
+            "clients' CPU",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "lost/dup",
+            f"p99 ≤ {TARGET_P99_MS:.0f} ms, none lost",
+        ],
         rows,
         caption="Latency: an item's write call -> the item decoded by a client. CPU in % of one core: streaming = "
         "the `serve` process the clients are connected to (per client: above the run without clients), "
@@ -491,7 +555,7 @@ def main(argv=None):
     )
     data = {
         "benchmark": NAME,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "redis": common.redact(redis_url),
         "environment": common.environment(),

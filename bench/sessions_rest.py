@@ -40,6 +40,7 @@ Usage: python -m bench sessions_rest [--reseed] [--sessions N] [--repeat N] [--w
                                      [--baseline-repeat N] [--baseline-warmup N] [--no-baseline]
                                      [--explain]
 """
+
 import argparse
 import http.client
 import json
@@ -48,7 +49,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from bench import common
@@ -58,24 +59,80 @@ SEED_VERSION = 2
 PAGE_SIZE = 50
 # p95 targets; sorting by a detail is a list request, so the list target applies to it.
 TARGETS_MS = {
-    "list": 50.0, "query": 50.0, "sort": 50.0, "sort_scan": None, "metamodel": 500.0, "metamodel_cold": 500.0,
+    "list": 50.0,
+    "query": 50.0,
+    "sort": 50.0,
+    "sort_scan": None,
+    "metamodel": 500.0,
+    "metamodel_cold": 500.0,
 }
 METAMODEL_PATH = "/rta/v2/session-metamodel"
 
 DRIVERS = [
-    "Albon", "Alonso", "Bearman", "Bortoleto", "Colapinto", "Gasly", "Hadjar", "Hamilton", "Hulkenberg",
-    "Lawson", "Leclerc", "Norris", "Ocon", "Piastri", "Russell", "Sainz", "Stroll", "Tsunoda",
-    "Verstappen", "Antonelli",
+    "Albon",
+    "Alonso",
+    "Bearman",
+    "Bortoleto",
+    "Colapinto",
+    "Gasly",
+    "Hadjar",
+    "Hamilton",
+    "Hulkenberg",
+    "Lawson",
+    "Leclerc",
+    "Norris",
+    "Ocon",
+    "Piastri",
+    "Russell",
+    "Sainz",
+    "Stroll",
+    "Tsunoda",
+    "Verstappen",
+    "Antonelli",
 ]
 TRACKS = [
-    "Melbourne", "Shanghai", "Suzuka", "Sakhir", "Jeddah", "Miami", "Imola", "Monaco", "Barcelona",
-    "Montreal", "Spielberg", "Silverstone", "Spa", "Budapest", "Zandvoort", "Monza", "Baku", "Singapore",
-    "Austin", "Mexico City", "Interlagos", "Las Vegas", "Lusail", "Yas Marina",
+    "Melbourne",
+    "Shanghai",
+    "Suzuka",
+    "Sakhir",
+    "Jeddah",
+    "Miami",
+    "Imola",
+    "Monaco",
+    "Barcelona",
+    "Montreal",
+    "Spielberg",
+    "Silverstone",
+    "Spa",
+    "Budapest",
+    "Zandvoort",
+    "Monza",
+    "Baku",
+    "Singapore",
+    "Austin",
+    "Mexico City",
+    "Interlagos",
+    "Las Vegas",
+    "Lusail",
+    "Yas Marina",
 ]
 KINDS = ["FP1", "FP2", "FP3", "Qualifying", "Race", "Test"]
 ENGINEERS = [
-    "Adams", "Baker", "Chen", "Dubois", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jensen",
-    "Kowalski", "Lopez", "Moreau", "Nakamura", "Okafor",
+    "Adams",
+    "Baker",
+    "Chen",
+    "Dubois",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
 ]
 CARS = [f"MCL-{n:02d}" for n in range(1, 11)]
 SEASONS = [2024, 2025]
@@ -166,8 +223,8 @@ def _session_rows(count, rng):
     from sessions_app.timeutil import format_ns
 
     setups = [f"SU-{n:04d}" for n in range(1, 2001)]
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    start = datetime(2024, 2, 20, tzinfo=timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    start = datetime(2024, 2, 20, tzinfo=UTC)
     span_s = int(timedelta(days=730).total_seconds())
     # Sessions arrive over time, so the table is (as in production) roughly in timestamp order.
     offsets = sorted(rng.randrange(span_s) for _ in range(count))
@@ -241,7 +298,9 @@ def seed(count, reseed=False, batch_size=2000):
             "--reseed to rebuild"
         )
         if others:
-            common.console.print(f"[yellow]{others} sessions created since (by other benchmarks?) are listed too[/yellow]")
+            common.console.print(
+                f"[yellow]{others} sessions created since (by other benchmarks?) are listed too[/yellow]"
+            )
         tidy()
         return {"sessions": count, "reused": True, "seconds": seed_seconds, "seeded_at": seeded_at.isoformat()}
 
@@ -256,8 +315,13 @@ def seed(count, reseed=False, batch_size=2000):
     now = dj_timezone.now()
     counts = {"sessions": 0, "folder_links": 0, "refs": 0, "markers": 0, "config_bindings": 0}
     progress = Progress(
-        TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TextColumn("sessions"), TimeElapsedColumn(),
-        console=common.console, transient=False,
+        TextColumn("seeding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sessions"),
+        TimeElapsedColumn(),
+        console=common.console,
+        transient=False,
     )
     rows = _session_rows(count, rng)
     with progress:
@@ -287,8 +351,12 @@ def seed(count, reseed=False, batch_size=2000):
                     for lap in range(3):
                         markers.append(
                             Marker(
-                                session=session, marker_id=f"lap-{lap + 1}", category="Lap", type="Lap",
-                                label=f"Lap {lap + 1}", start_time=fields["start_time"] + lap * 90_000_000_000,
+                                session=session,
+                                marker_id=f"lap-{lap + 1}",
+                                category="Lap",
+                                type="Lap",
+                                label=f"Lap {lap + 1}",
+                                start_time=fields["start_time"] + lap * 90_000_000_000,
                                 end_time=fields["start_time"] + (lap + 1) * 90_000_000_000,
                             )
                         )
@@ -314,7 +382,13 @@ def seed(count, reseed=False, batch_size=2000):
         f"{counts['markers']:,} markers, {counts['config_bindings']:,} config bindings in {seconds:.1f} s "
         f"(VACUUM ANALYZE {time.perf_counter() - analyze_started:.1f} s)"
     )
-    return {"sessions": count, "reused": False, "seconds": round(seconds, 1), "seeded_at": seeded_at.isoformat(), **counts}
+    return {
+        "sessions": count,
+        "reused": False,
+        "seconds": round(seconds, 1),
+        "seeded_at": seeded_at.isoformat(),
+        **counts,
+    }
 
 
 # --- the service over HTTP --------------------------------------------------------------------
@@ -486,8 +560,12 @@ def naive_metamodel():
         for name in core:
             if getattr(s, name) is not None:
                 core[name].add(getattr(s, name))
-        for name, value in (("timestamp", (s.timestamp_ns, s.timestamp_text)), ("start_time", s.start_time),
-                            ("end_time", s.end_time), ("quality", s.quality)):
+        for name, value in (
+            ("timestamp", (s.timestamp_ns, s.timestamp_text)),
+            ("start_time", s.start_time),
+            ("end_time", s.end_time),
+            ("quality", s.quality),
+        ):
             if value is not None:
                 b = bounds[name]
                 if not b:
@@ -524,9 +602,7 @@ BASELINES = {"list": naive_list, "query": naive_query, "sort": naive_sort, "meta
 def _agree(name, served, baseline):
     """Whether the server's answer and the baseline's agree (pages: same identities in order)."""
     if name == "metamodel":
-        got = {
-            k: (v.get("type"), v.get("constraints", {}).get("values")) for k, v in served.get("details", {}).items()
-        }
+        got = {k: (v.get("type"), v.get("constraints", {}).get("values")) for k, v in served.get("details", {}).items()}
         want = {k: (v["type"], v["constraints"]["values"]) for k, v in baseline["details"].items()}
         return got == want
     return [s["identity"] for s in served["sessions"]] == [s["identity"] for s in baseline]
@@ -561,8 +637,9 @@ def explain(top=2):
             ms = float(plan.rsplit("Execution Time:", 1)[1].split()[0])
             timed.append((ms, sql, plan))
         timed.sort(key=lambda t: -t[0])
-        common.console.rule(f"EXPLAIN ANALYZE: {name} ({len(timed)} statements, "
-                            f"{sum(t[0] for t in timed):.1f} ms executing in all)")
+        common.console.rule(
+            f"EXPLAIN ANALYZE: {name} ({len(timed)} statements, {sum(t[0] for t in timed):.1f} ms executing in all)"
+        )
         for ms, sql, plan in timed[:top]:
             common.console.print(f"{ms:.1f} ms: {_clip(sql, 600)}", markup=False, highlight=False)
             plan = "\n".join(_clip(line, 300) for line in plan.splitlines())
@@ -647,31 +724,43 @@ def main(argv=None):
     for name, r in results.items():
         s = r["server"]
         b = r.get("baseline")
-        rows.append([
-            name,
-            f"{s['p50_ms']:.1f}",
-            f"{s['p95_ms']:.1f}",
-            f"≤ {r['target_p95_ms']:.0f}" if r["target_p95_ms"] else "-",
-            ("yes" if r["meets_target"] else "[red]NO[/red]") if r["target_p95_ms"] else "-",
-            f"{b['p50_ms']:.0f}" if b else "-",
-            f"{b['p95_ms']:.0f}" if b else "-",
-            f"{r['speedup_p50']:.0f}×" if b else "-",
-            f"{r['speedup_p95']:.0f}×" if b else "-",
-            {True: "yes", False: "[red]NO[/red]", None: "n/a"}[r["agrees_with_baseline"]] if b else "-",
-        ])
+        rows.append(
+            [
+                name,
+                f"{s['p50_ms']:.1f}",
+                f"{s['p95_ms']:.1f}",
+                f"≤ {r['target_p95_ms']:.0f}" if r["target_p95_ms"] else "-",
+                ("yes" if r["meets_target"] else "[red]NO[/red]") if r["target_p95_ms"] else "-",
+                f"{b['p50_ms']:.0f}" if b else "-",
+                f"{b['p95_ms']:.0f}" if b else "-",
+                f"{r['speedup_p50']:.0f}×" if b else "-",
+                f"{r['speedup_p95']:.0f}×" if b else "-",
+                {True: "yes", False: "[red]NO[/red]", None: "n/a"}[r["agrees_with_baseline"]] if b else "-",
+            ]
+        )
     common.print_table(
         f"Session service over REST: {args.sessions:,} sessions × 10 details, page {PAGE_SIZE}, "
         f"{args.repeat} calls after {args.warmup} warm-up"
         + ("" if args.no_baseline else f" (baseline {args.baseline_repeat})"),
-        ["operation", "p50 ms", "p95 ms", "target p95", "met", "baseline p50", "baseline p95",
-         "ratio p50", "ratio p95", "same page"],
+        [
+            "operation",
+            "p50 ms",
+            "p95 ms",
+            "target p95",
+            "met",
+            "baseline p50",
+            "baseline p95",
+            "ratio p50",
+            "ratio p95",
+            "same page",
+        ],
         rows,
         caption="Baseline: hand-written ORM code, in-process, no HTTP: load every in-scope session and "
         "filter/sort/aggregate in Python. Ratio = baseline / server.",
     )
     data = {
         "benchmark": NAME,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": common.redact(url),
         "environment": {
             **common.environment(),

@@ -4,6 +4,7 @@
 Configs are immutable, so there is no change form; publishing and deleting go
 through ``config_app.services.store`` like every other caller.
 """
+
 from urllib.parse import quote as url_quote
 
 from django import forms

@@ -5,6 +5,7 @@ the row holds what is needed to find and serve them. Rows are never updated
 after publication (configs are immutable): every rule is in
 ``config_app.services``.
 """
+
 from django.db import models
 
 JSON_CONTENT_TYPE = "application/vnd.mat.config+json"

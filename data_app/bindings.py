@@ -36,6 +36,7 @@ served chunk holds depends on the stored chunks and the bindings only, so
 chunk boundaries stay stable whatever the request bounds. Chunks are ordered
 by session channel, then time.
 """
+
 from dataclasses import dataclass
 
 from django.db.models import Min
@@ -66,10 +67,10 @@ class ChannelMap:
 @dataclass(frozen=True)
 class Binding:
     identity: str
-    start: int | None   # session time, inclusive
+    start: int | None  # session time, inclusive
     end: int | None
-    offset: int         # session time = data time + offset
-    maps: tuple         # ChannelMaps, in first_session_channel order
+    offset: int  # session time = data time + offset
+    maps: tuple  # ChannelMaps, in first_session_channel order
 
     @classmethod
     def from_values(cls, identity, start, end, offset, channel_bindings):
@@ -120,9 +121,13 @@ def session_bindings(identity):
     rows = list(
         Session.objects.filter(identity=identity)
         .order_by("data_bindings__id")
-        .values_list("data_bindings__identity", "data_bindings__session_start_time",
-                     "data_bindings__session_end_time", "data_bindings__session_time_offset",
-                     "data_bindings__channel_bindings")
+        .values_list(
+            "data_bindings__identity",
+            "data_bindings__session_start_time",
+            "data_bindings__session_end_time",
+            "data_bindings__session_time_offset",
+            "data_bindings__channel_bindings",
+        )
     )
     if not rows:
         raise NotFound(f"session {identity!r} not found")
@@ -162,7 +167,8 @@ def _share_channels(kind, a, b):
         return True
     return any(
         ma.data_low + ma.delta <= mb.data_high + mb.delta and mb.data_low + mb.delta <= ma.data_high + ma.delta
-        for ma in a.maps for mb in b.maps
+        for ma in a.maps
+        for mb in b.maps
     )
 
 
@@ -187,7 +193,9 @@ def plan(bindings, kind, channels, start, end):
     """
     channels = _ALL_CHANNELS if channels is None else channels
     merging = {
-        i for i, a in enumerate(bindings) for j, b in enumerate(bindings)
+        i
+        for i, a in enumerate(bindings)
+        for j, b in enumerate(bindings)
         if i != j and _overlap(a, b) and _share_channels(kind, a, b)
     }
     span = _window_span(kind, [bindings[i] for i in merging]) if merging else None
@@ -226,8 +234,9 @@ def _selected(ref, binding, start, end):
     first, last = _intersect(start, end, binding.start, binding.end)
     if _empty(first, last):
         return False
-    return ((first is None or ref.end_time + binding.offset >= first)
-            and (last is None or ref.start_time + binding.offset <= last))
+    return (first is None or ref.end_time + binding.offset >= first) and (
+        last is None or ref.start_time + binding.offset <= last
+    )
 
 
 def _windows(kind, key, entries, bindings, span, start, end):
@@ -244,8 +253,9 @@ def _windows(kind, key, entries, bindings, span, start, end):
                 continue
             c_lo, c_hi = _intersect(w_start, w_end, binding.start, binding.end)
             remap = session_ids is not None and list(session_ids) != list(ref.channel_ids)
-            transform = ChunkTransform(binding.offset, c_lo - binding.offset, c_hi - binding.offset,
-                                       tuple(session_ids) if remap else None)
+            transform = ChunkTransform(
+                binding.offset, c_lo - binding.offset, c_hi - binding.offset, tuple(session_ids) if remap else None
+            )
             parts.setdefault(k, []).append(((i, ref.start_time), ref, transform))
     out = []
     for k, found in parts.items():

@@ -4,6 +4,7 @@
 open at either end (not both). Anything else (empty parts, non-hex digits, a
 range whose start is after its end, ids beyond uint32) is ``InvalidArgument``.
 """
+
 import re
 
 from django.db.models import Q

@@ -1,4 +1,5 @@
 """The chunk index: one row per stored chunk (the bytes live in segment files)."""
+
 from django.db import models
 
 
@@ -23,7 +24,9 @@ class Chunk(models.Model):
     identity = models.CharField(max_length=1024)
     kind = models.CharField(max_length=12, choices=ChunkKind.choices)
     channel = models.BigIntegerField(help_text="Channel id; for row data a key of the channel set; 0 for events.")
-    channel_ids = models.JSONField(default=list, help_text="Channels in the chunk (row data: the set, in buffer order).")
+    channel_ids = models.JSONField(
+        default=list, help_text="Channels in the chunk (row data: the set, in buffer order)."
+    )
     window_start = models.BigIntegerField()
     span = models.BigIntegerField()
     start_time = models.BigIntegerField()

@@ -19,13 +19,14 @@ conversion, in which case they are in its engineering unit. The sample type
 comes from the config (``s16``, ``f64``...) or, without one, from the sample
 width (1: u8, 2: s16, 4: f32, 8: f64).
 """
+
 import math
 import re
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 from django.conf import settings
@@ -39,22 +40,21 @@ from rta_site.errors import InvalidArgument
 
 DEFAULT_WIDTH = 960
 MIN_WIDTH, MAX_WIDTH = 480, 2400
-DEFAULT_CHANNELS = 12        # panels when the request names no channels
-MAX_CHANNELS = 32            # panels at most
+DEFAULT_CHANNELS = 12  # panels when the request names no channels
+MAX_CHANNELS = 32  # panels at most
 DEFAULT_MAX_SAMPLES = 4_000_000
 
-GUTTER, RIGHT = 178, 14      # label column, right margin
+GUTTER, RIGHT = 178, 14  # label column, right margin
 HEADER, LAP_BAND, AXIS = 26, 20, 34
 PANEL_H, PANEL_GAP = 60, 10
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#c9a227", "#b07aa1", "#ff9da7", "#9c755f",
-           "#6b6ecf"]
+PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#c9a227", "#b07aa1", "#ff9da7", "#9c755f", "#6b6ecf"]
 FONT = "system-ui,-apple-system,Segoe UI,Roboto,sans-serif"
 
 _CODES = {"u8": "B", "s8": "b", "u16": "H", "s16": "h", "u32": "I", "s32": "i", "f32": "f", "f64": "d"}
 _BY_WIDTH = {1: "u8", 2: "s16", 4: "f32", 8: "f64"}
 _SIZES = {name: array(code).itemsize for name, code in _CODES.items()}
 _SWAP = sys.byteorder == "big"  # stored samples are little-endian
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS = 1_000_000_000
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot hold
 
@@ -143,8 +143,17 @@ class Buckets:
             found = _extremes(values[i:j], is_float)
             if found is not None:
                 kf, vf, kl, vl, vmin, kmin, vmax, kmax = found
-                self._merge(b, start + (i + kf) * interval, vf, start + (i + kl) * interval, vl,
-                            start + (i + kmin) * interval, vmin, start + (i + kmax) * interval, vmax)
+                self._merge(
+                    b,
+                    start + (i + kf) * interval,
+                    vf,
+                    start + (i + kl) * interval,
+                    vl,
+                    start + (i + kmin) * interval,
+                    vmin,
+                    start + (i + kmax) * interval,
+                    vmax,
+                )
             self.samples += j - i
             i = j
 
@@ -167,11 +176,11 @@ class Buckets:
 
 @dataclass
 class Trace:
-    summary: object              # data_app.summary.ChannelSummary
+    summary: object  # data_app.summary.ChannelSummary
     buckets: Buckets
-    chunks: int = 0              # chunks in range
+    chunks: int = 0  # chunks in range
     chunks_read: int = 0
-    undecodable: int = 0         # items whose sample width fits no type
+    undecodable: int = 0  # items whose sample width fits no type
 
     @property
     def stride(self):
@@ -181,8 +190,9 @@ class Trace:
 def read_trace(identity, summary, lo, hi, columns, budget):
     """Decode ``summary``'s chunks overlapping ``[lo, hi]`` into buckets, reading at most about ``budget`` samples."""
     refs = list(
-        Chunk.objects.filter(identity=identity, kind=summary.kind, channel=summary.channel,
-                             end_time__gte=lo, start_time__lte=hi)
+        Chunk.objects.filter(
+            identity=identity, kind=summary.kind, channel=summary.channel, end_time__gte=lo, start_time__lte=hi
+        )
         .order_by("start_time")
         .values_list("file", "offset", "packed_length", "unpacked_length", "compression", "sample_count")
     )
@@ -217,9 +227,11 @@ def read_trace(identity, summary, lo, hi, columns, budget):
 
 # --- the picture -----------------------------------------------------------------------------
 
-_TICKS = ([n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)]
-          + [n * NS for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)]
-          + [n * 3600 * NS for n in (1, 2, 3, 6, 12, 24, 48, 168)])
+_TICKS = (
+    [n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)]
+    + [n * NS for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)]
+    + [n * 3600 * NS for n in (1, 2, 3, 6, 12, 24, 48, 168)]
+)
 
 
 def _tick_step(span, max_ticks):
@@ -269,8 +281,7 @@ def _xml(text):
 def _text(x, y, text, anchor="start", fill="#333", size=None, weight=None, extra=""):
     attrs = f' font-size="{size}"' if size else ""
     attrs += f' font-weight="{weight}"' if weight else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}"{attrs}{extra}>'
-            f"{_xml(text)}</text>")
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}"{attrs}{extra}>{_xml(text)}</text>'
 
 
 def _fit(text, width_px, size=11):
@@ -303,8 +314,7 @@ def parse_plot_options(params):
     return channels, start, end, width
 
 
-def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WIDTH, title="", markers=(),
-                events=()):
+def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WIDTH, title="", markers=(), events=()):
     """The SVG (text) of ``identity``'s periodic and timestamped channels over ``[start, end]`` (ns).
 
     ``channels`` is a ``ChannelSet`` (default: the first ``DEFAULT_CHANNELS``);
@@ -319,25 +329,32 @@ def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WID
     plot_w = width - GUTTER - RIGHT
     if not shown:
         return _empty(width, title, "No periodic or timestamped data" + (" in these channels." if channels else "."))
-    lo = max(start if start is not None else -(2 ** 63), min(c.start for c in shown))
-    hi = min(end if end is not None else 2 ** 63 - 1, max(c.end for c in shown))
+    lo = max(start if start is not None else -(2**63), min(c.start for c in shown))
+    hi = min(end if end is not None else 2**63 - 1, max(c.end for c in shown))
     if lo > hi:
         return _empty(width, title, "No data in this time range.")
     if lo == hi:
         lo, hi = lo - NS // 2, hi + NS // 2
     budget = max(max_samples() // len(shown), 1)
     traces = [read_trace(identity, c, lo, hi, plot_w, budget) for c in shown]
-    laps = [(label, max(s, lo), min(e, hi)) for label, s, e in markers if s is not None and e is not None
-            and e >= lo and s <= hi and e > s]
+    laps = [
+        (label, max(s, lo), min(e, hi))
+        for label, s, e in markers
+        if s is not None and e is not None and e >= lo and s <= hi and e > s
+    ]
     flags = [(t, label) for t, label in events if lo <= t <= hi]
     return _svg(width, plot_w, title, lo, hi, traces, hidden, laps, flags)
 
 
 def _empty(width, title, message):
     height = 64
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="{FONT}" font-size="12" role="img">'
-            + _text(12, 22, title, weight="600") + _text(12, 46, message, fill="#666") + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="{FONT}" font-size="12" role="img">'
+        + _text(12, 22, title, weight="600")
+        + _text(12, 46, message, fill="#666")
+        + "</svg>"
+    )
 
 
 def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
@@ -356,13 +373,16 @@ def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
         f'data-start="{lo}" data-end="{hi}" data-columns="{plot_w}">',
         f'<rect width="{width}" height="{height}" fill="#fff"/>',
         _text(8, 17, _fit(title, width * 0.55, 12), weight="600", size=12),
-        _text(width - RIGHT, 17, f"{_duration(span)} · {read:,} samples · min/max per pixel", anchor="end",
-              fill="#777"),
+        _text(
+            width - RIGHT, 17, f"{_duration(span)} · {read:,} samples · min/max per pixel", anchor="end", fill="#777"
+        ),
     ]
     panels_bottom = top + len(traces) * (PANEL_H + PANEL_GAP) - PANEL_GAP
     for index in range(len(traces)):  # panel backgrounds first: grid and lap lines go over them
-        out.append(f'<rect x="{x0}" y="{top + index * (PANEL_H + PANEL_GAP)}" width="{plot_w}" height="{PANEL_H}" '
-                   f'fill="#fbfbfb" stroke="#ddd"/>')
+        out.append(
+            f'<rect x="{x0}" y="{top + index * (PANEL_H + PANEL_GAP)}" width="{plot_w}" height="{PANEL_H}" '
+            f'fill="#fbfbfb" stroke="#ddd"/>'
+        )
 
     # Time grid across every panel, labelled under the last one.
     step = _tick_step(span, max(2, plot_w // 90))
@@ -378,26 +398,35 @@ def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
     for index, (label, s, e) in enumerate(laps):
         sx, ex = x_of(s), x_of(e)
         shade = "#dfe9f1" if index % 2 == 0 else "#c9dae7"
-        out.append(f'<g><title>{_xml(label)}</title><rect x="{sx:.1f}" y="{HEADER}" width="{max(ex - sx, 1):.1f}" '
-                   f'height="{LAP_BAND - 5}" fill="{shade}"/></g>')
+        out.append(
+            f'<g><title>{_xml(label)}</title><rect x="{sx:.1f}" y="{HEADER}" width="{max(ex - sx, 1):.1f}" '
+            f'height="{LAP_BAND - 5}" fill="{shade}"/></g>'
+        )
         if len(label) * 6.2 + 4 < ex - sx:
             out.append(_text((sx + ex) / 2, HEADER + LAP_BAND - 9, label, anchor="middle", fill="#335", size=10))
-        out.append(f'<line x1="{sx:.1f}" y1="{HEADER}" x2="{sx:.1f}" y2="{panels_bottom}" stroke="#9bb3c6" '
-                   f'stroke-dasharray="3 3" stroke-width="0.8"/>')
+        out.append(
+            f'<line x1="{sx:.1f}" y1="{HEADER}" x2="{sx:.1f}" y2="{panels_bottom}" stroke="#9bb3c6" '
+            f'stroke-dasharray="3 3" stroke-width="0.8"/>'
+        )
 
     # Events: a line through the panels under a small flag whose tooltip names the event.
     for t, label in events:
         ex = x_of(t)
-        out.append(f'<g class="rta-event"><title>{_xml(label)} at {_clock(t, 1, span)}</title>'
-                   f'<line x1="{ex:.1f}" y1="{top - 6}" x2="{ex:.1f}" y2="{panels_bottom}" stroke="#c9302c" '
-                   f'stroke-width="0.8" stroke-opacity="0.5"/>'
-                   f'<polygon points="{ex:.1f},{top - 10} {ex + 6:.1f},{top - 7.5} {ex:.1f},{top - 5}" fill="#c9302c"/></g>')
+        out.append(
+            f'<g class="rta-event"><title>{_xml(label)} at {_clock(t, 1, span)}</title>'
+            f'<line x1="{ex:.1f}" y1="{top - 6}" x2="{ex:.1f}" y2="{panels_bottom}" stroke="#c9302c" '
+            f'stroke-width="0.8" stroke-opacity="0.5"/>'
+            f'<polygon points="{ex:.1f},{top - 10} {ex + 6:.1f},{top - 7.5} {ex:.1f},{top - 5}" fill="#c9302c"/></g>'
+        )
 
     for index, trace in enumerate(traces):
         out.extend(_panel(trace, top + index * (PANEL_H + PANEL_GAP), x0, plot_w, span))
     if hidden:
-        out.append(_text(8, height - 6, f"{hidden} more channel(s) not shown: choose them with ?channels=",
-                         fill="#999", size=10))
+        out.append(
+            _text(
+                8, height - 6, f"{hidden} more channel(s) not shown: choose them with ?channels=", fill="#999", size=10
+            )
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -442,8 +471,9 @@ def _panel(trace, y0, x0, plot_w, span):
     out.append(_text(x0 - 5, row(vmin) + 1, _number(vmin), anchor="end", fill="#555", size=10))
     if ylo < 0 < yhi:
         zy = row(0.0)
-        out.append(f'<line x1="{x0}" y1="{zy:.1f}" x2="{x0 + plot_w}" y2="{zy:.1f}" stroke="#cfcfcf" '
-                   f'stroke-dasharray="2 2"/>')
+        out.append(
+            f'<line x1="{x0}" y1="{zy:.1f}" x2="{x0 + plot_w}" y2="{zy:.1f}" stroke="#cfcfcf" stroke-dasharray="2 2"/>'
+        )
 
     # Break the line over gaps much longer than the channel's own sample spacing.
     spacing = (c.end - c.start) / (c.samples - 1) if c.samples > 1 else span
@@ -477,14 +507,14 @@ def _panel(trace, y0, x0, plot_w, span):
     return out
 
 
-
 def lap_markers(identity, limit=500):
     """``(label, start, end)`` of the session's timed markers in the ``Laps`` category (any case)."""
     from sessions_app.models import Marker
 
     rows = (
-        Marker.objects.filter(session_id=identity, category__iexact="laps", start_time__isnull=False,
-                              end_time__isnull=False)
+        Marker.objects.filter(
+            session_id=identity, category__iexact="laps", start_time__isnull=False, end_time__isnull=False
+        )
         .order_by("start_time")
         .values_list("label", "marker_id", "start_time", "end_time")[:limit]
     )

@@ -6,6 +6,7 @@ while the session is live (waiting or open), publishes every item to the live
 buffer (``data_app.live``) for WebSocket clients, so every writer gets both
 without repeating the rule.
 """
+
 import numpy as np
 
 from data_app.live.publisher import LiveTap

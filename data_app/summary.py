@@ -3,6 +3,7 @@ plus the channel names, units and conversions its bound JSON configs give.
 
 Used by the admin's session page and the data plot; no chunk is read here.
 """
+
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Max, Min, Sum
@@ -21,9 +22,9 @@ class ChannelLabel:
     name: str
     description: str = ""
     unit: str = ""
-    type: str = ""                 # u8 s8 u16 s16 u32 s32 f32 f64 (blank: unknown)
+    type: str = ""  # u8 s8 u16 s16 u32 s32 f32 f64 (blank: unknown)
     source: str = ""
-    coeffs: tuple = ()             # rational conversion coefficients, when the parameter has one
+    coeffs: tuple = ()  # rational conversion coefficients, when the parameter has one
     config: str = ""
 
     def linear_conversion(self):
@@ -42,7 +43,7 @@ class ChannelLabel:
 @dataclass
 class ChannelSummary:
     kind: str
-    channel: int                   # channel id; a channel-set key for row data; 0 for events
+    channel: int  # channel id; a channel-set key for row data; 0 for events
     channel_ids: list
     chunks: int
     samples: int
@@ -63,7 +64,11 @@ class ChannelSummary:
         if self.label is not None:
             return self.label.name
         if self.kind == "row":
-            return "row set " + ",".join(f"{c:x}" for c in self.channel_ids[:6]) + ("…" if len(self.channel_ids) > 6 else "")
+            return (
+                "row set "
+                + ",".join(f"{c:x}" for c in self.channel_ids[:6])
+                + ("…" if len(self.channel_ids) > 6 else "")
+            )
         return f"channel {self.channel:x}"
 
     @property
@@ -250,8 +255,13 @@ def labels_from_document(document, identifier="", offset=0):
             unit = parameter.get("unit") if isinstance(parameter.get("unit"), str) else _text(conversion.get("unit"))
             rational = conversion.get("rational") if isinstance(conversion.get("rational"), dict) else {}
             coeffs = rational.get("coeffs")
-            coeffs = tuple(coeffs) if isinstance(coeffs, list) and len(coeffs) == 6 and all(
-                isinstance(c, (int, float)) and not isinstance(c, bool) for c in coeffs) else ()
+            coeffs = (
+                tuple(coeffs)
+                if isinstance(coeffs, list)
+                and len(coeffs) == 6
+                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coeffs)
+                else ()
+            )
             if not conversion:
                 coeffs = (0, 1, 0, 0, 0, 1)  # no conversion: the schema's default 1:1
             listed = parameter.get("channels") if isinstance(parameter.get("channels"), list) else []
@@ -273,7 +283,10 @@ def labels_from_document(document, identifier="", offset=0):
     for cid, channel in channels.items():
         if cid + offset not in labels and _text(channel.get("name")):
             labels[cid + offset] = ChannelLabel(
-                channel=cid + offset, name=channel["name"], type=_text(channel.get("type")),
-                source=_text(channel.get("source")), config=identifier,
+                channel=cid + offset,
+                name=channel["name"],
+                type=_text(channel.get("type")),
+                source=_text(channel.get("source")),
+                config=identifier,
             )
     return labels

@@ -12,6 +12,7 @@ item that straddles a clip bound: a time offset only moves each item's start
 (periodic, timestamped) or timestamp (row, events); re-mapping only rewrites
 channel ids; clipping a periodic item is arithmetic on its start and interval.
 """
+
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
@@ -151,8 +152,10 @@ def _periodic(message, tf):
         kept = [piece for piece in pieces if piece is not None]
         if not kept:
             return None, None
-        bounds = (min(p.start_timestamp for p in kept),
-                  max(p.start_timestamp + (p.samples - 1) * p.interval for p in kept))
+        bounds = (
+            min(p.start_timestamp for p in kept),
+            max(p.start_timestamp + (p.samples - 1) * p.interval for p in kept),
+        )
         message = _replaced(message, "periodic_data", kept)
     _shift(message.periodic_data, tf.offset, _channel(tf))
     return message, bounds
@@ -171,8 +174,13 @@ def _clip_periodic(item, low, high):
     if i0 > i1:
         return None
     width = len(item.buffer) // n
-    return type(item)(channel_id=item.channel_id, start_timestamp=first + i0 * interval, interval=interval,
-                      samples=i1 - i0 + 1, buffer=item.buffer[i0 * width:(i1 + 1) * width])
+    return type(item)(
+        channel_id=item.channel_id,
+        start_timestamp=first + i0 * interval,
+        interval=interval,
+        samples=i1 - i0 + 1,
+        buffer=item.buffer[i0 * width : (i1 + 1) * width],
+    )
 
 
 def _timestamped(message, tf):
@@ -210,9 +218,13 @@ def _clip_timestamped(item, low, high):
     if i0 >= i1:
         return None
     width = len(item.buffer) // len(deltas)
-    return type(item)(channel_id=item.channel_id, start_timestamp=times[i0],
-                      timestamp_deltas_scale=item.timestamp_deltas_scale,
-                      timestamp_deltas=[0, *deltas[i0 + 1:i1]], buffer=item.buffer[i0 * width:i1 * width])
+    return type(item)(
+        channel_id=item.channel_id,
+        start_timestamp=times[i0],
+        timestamp_deltas_scale=item.timestamp_deltas_scale,
+        timestamp_deltas=[0, *deltas[i0 + 1 : i1]],
+        buffer=item.buffer[i0 * width : i1 * width],
+    )
 
 
 def _stamped(field):

@@ -6,6 +6,7 @@ list, as a raw LZ4 block (no size prefix; the size is ``unpacked_length``) when
 compressed. Header times and the compression mode are deltas against the
 previous chunk of the same response (the first chunk against zero).
 """
+
 import struct
 from dataclasses import dataclass, field
 
@@ -126,15 +127,16 @@ def read_chunks(data):
         if length < 0 or pos + length > len(view):
             raise ChunkFormatError("truncated header")
         header = chunks_pb2.ChunkTransferHeader()
-        header.ParseFromString(bytes(view[pos:pos + length]))
+        header.ParseFromString(bytes(view[pos : pos + length]))
         pos += length
         if pos + header.packed_length > len(view):
             raise ChunkFormatError("truncated payload")
-        packed = bytes(view[pos:pos + header.packed_length])
+        packed = bytes(view[pos : pos + header.packed_length])
         pos += header.packed_length
         start += header.chunk_start_time_delta
         duration += header.chunk_duration_delta
         compression += header.compression_delta
-        chunks.append(DecodedChunk(start, start + duration, list(header.channel_ids), compression,
-                                   header.unpacked_length, packed))
+        chunks.append(
+            DecodedChunk(start, start + duration, list(header.channel_ids), compression, header.unpacked_length, packed)
+        )
     return chunks

@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP (Django, with static files for the admin) and WebSocket (Channels)."""
+
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rta_site.settings")

@@ -4,6 +4,7 @@ Service layers raise ``InvalidArgument`` / ``NotFound``; the REST exception
 handler turns them into 400 / 404 with a JSON ``{"error": ...}`` body and the
 gRPC adapters into INVALID_ARGUMENT / NOT_FOUND.
 """
+
 import logging
 
 from django.http import JsonResponse

@@ -1,4 +1,5 @@
 """One grpc.Server holding every app's servicers, the health service and server reflection."""
+
 import logging
 import threading
 from concurrent import futures
@@ -87,7 +88,8 @@ def _kept_connection(context):
         yield
     finally:
         if connection.connection is not None and (
-                connection.in_atomic_block or (connection.errors_occurred and not connection.is_usable())):
+            connection.in_atomic_block or (connection.errors_occurred and not connection.is_usable())
+        ):
             connection.close()
 
 

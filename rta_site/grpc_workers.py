@@ -7,6 +7,7 @@ counts as one): the kernel spreads client connections over them, and all of
 them share the database, as any scale-out of this server does. Workers die
 with their parent (PR_SET_PDEATHSIG), so a killed server leaves no orphans.
 """
+
 import ctypes
 import logging
 import signal
@@ -38,8 +39,18 @@ class GrpcWorkers:
         for _ in range(self.count):
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, str(MANAGE_PY), "rungrpc", "--bind", self.bind, "--port", str(self.port),
-                     "--reuse-port", "--processes", "1"],
+                    [
+                        sys.executable,
+                        str(MANAGE_PY),
+                        "rungrpc",
+                        "--bind",
+                        self.bind,
+                        "--port",
+                        str(self.port),
+                        "--reuse-port",
+                        "--processes",
+                        "1",
+                    ],
                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
                 )
             )

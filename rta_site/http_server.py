@@ -10,6 +10,7 @@ full. Memory per response stays about one block, and each block goes to the
 socket as it is (Twisted joins what is still pending with new data, a copy of
 every byte, when writes arrive faster than the socket drains).
 """
+
 import asyncio
 
 from daphne.server import Server
@@ -42,8 +43,12 @@ class FlowControlledServer(Server):
             del protocol._rta_drain
             protocol.unregisterProducer()
         await super().handle_reply(protocol, message)
-        if not streaming or not message.get("more_body", False) or getattr(protocol, "channel", None) is None \
-                or protocol.finished:
+        if (
+            not streaming
+            or not message.get("more_body", False)
+            or getattr(protocol, "channel", None) is None
+            or protocol.finished
+        ):
             return
         if drain is None:
             drain = protocol._rta_drain = _Drain()

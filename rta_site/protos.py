@@ -7,6 +7,7 @@ code imports itself as ``rta.model.data_pb2`` and so on. ``make protos`` runs
 the build; importing settings also rebuilds when a module is missing or older
 than its ``.proto``, so ``manage.py`` works straight from a clean checkout.
 """
+
 import sys
 import threading
 from pathlib import Path
@@ -40,8 +41,8 @@ def build(force=False):
     protos = proto_files() if force else stale_protos()
     if not protos:
         return []
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     include = str(Path(grpc_tools.__file__).resolve().parent / "_proto")
     args = [

@@ -1,4 +1,5 @@
 """WebSocket routes of every app; any other WebSocket path is refused with 404."""
+
 from django.urls import re_path
 
 from data_app.live.routing import websocket_urlpatterns as live_urlpatterns

@@ -3,6 +3,7 @@
 Every default runs on a fresh machine: SQLite under ./var, in-process live
 buffer and channel layer, data files under ./var/data.
 """
+
 import os
 from pathlib import Path
 
@@ -226,25 +227,25 @@ def env_float(name, default):
     return float(value) if value not in (None, "") else default
 
 
-RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)             # entries kept per stream
-RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)         # seconds between trims
-RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0)          # directory entry expiry (s)
+RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)  # entries kept per stream
+RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)  # seconds between trims
+RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0)  # directory entry expiry (s)
 RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1))  # <= 10 Hz
 # Session changes (JSON, time range) reach the directory at once after a quiet spell, then batched this
 # far apart: rendering every live session's JSON for every update would cost more than the updates.
 RTA_STREAM_SESSION_PUBLISH_INTERVAL = max(0.1, env_float("RTA_STREAM_SESSION_PUBLISH_INTERVAL", 1.0))
-RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)          # burst target before LZ4
-RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0)   # writer batching: at most ...
-RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0)        # ... or once the writer pauses
+RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)  # burst target before LZ4
+RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0)  # writer batching: at most ...
+RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0)  # ... or once the writer pauses
 RTA_STREAM_WRITER_MAX_PENDING_BYTES = env_int("RTA_STREAM_WRITER_MAX_PENDING_BYTES", 64 * 1024 * 1024)
-RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)        # WebSocket batching delay
+RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)  # WebSocket batching delay
 RTA_STREAM_MAX_SENDS_PER_SECOND = env_int("RTA_STREAM_MAX_SENDS_PER_SECOND", 5000)  # stretches it with many clients
 RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024)
 RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0)  # writers re-read session state
 # Longest a WebSocket may stay open, in seconds; -1 (default): as long as the session streams
 # (a 24-hour race is followed from start to finish).
 RTA_WEBSOCKET_MAX_SECONDS = env_int("RTA_WEBSOCKET_MAX_SECONDS", -1)
-RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)                      # `serve` runs the trimmer
+RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)  # `serve` runs the trimmer
 
 # --- Advanced Streams ingest (issue 7) ---
 # Seconds between flushes of ingested data; Kafka offsets are committed after each flush.

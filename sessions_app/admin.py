@@ -8,6 +8,7 @@ Every change goes through the service layer, never straight to the models:
 * folders are saved with ``folders.put_folder`` and deleted with ``folders.delete_folders``
   (which re-links orphaned sessions to the root). The root folder cannot be changed or deleted.
 """
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
@@ -288,27 +289,35 @@ class SessionAdmin(admin.ModelAdmin):
             for c in summary.channels[: self.DATA_ROWS_SHOWN]
         ]
         kinds = [{**k, "stored": _bytes(k["stored_bytes"])} for k in summary.kinds()]
-        return mark_safe(render_to_string("admin/sessions_app/session/_data.html", {
-            "summary": summary,
-            "rows": rows,
-            "more_rows": max(0, len(summary.channels) - self.DATA_ROWS_SHOWN),
-            "kinds": kinds,
-            "samples": f"{summary.samples:,}",
-            "chunks": f"{summary.chunks:,}",
-            "stored": _bytes(summary.stored_bytes),
-            "unpacked": _bytes(summary.unpacked_bytes),
-            "span": display.format_range(summary.start, summary.end) if not summary.empty else "",
-            "plot_url": plot_url,
-            "plotted": sum(1 for c in summary.channels if c.plottable),
-            "plot_limit": data_plot.DEFAULT_CHANNELS,
-        }))
+        return mark_safe(
+            render_to_string(
+                "admin/sessions_app/session/_data.html",
+                {
+                    "summary": summary,
+                    "rows": rows,
+                    "more_rows": max(0, len(summary.channels) - self.DATA_ROWS_SHOWN),
+                    "kinds": kinds,
+                    "samples": f"{summary.samples:,}",
+                    "chunks": f"{summary.chunks:,}",
+                    "stored": _bytes(summary.stored_bytes),
+                    "unpacked": _bytes(summary.unpacked_bytes),
+                    "span": display.format_range(summary.start, summary.end) if not summary.empty else "",
+                    "plot_url": plot_url,
+                    "plotted": sum(1 for c in summary.channels if c.plottable),
+                    "plot_limit": data_plot.DEFAULT_CHANNELS,
+                },
+            )
+        )
 
     def get_urls(self):
         # Before the default ``<path:object_id>/`` routes, which would swallow it.
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("<path:object_id>/data-plot.svg", self.admin_site.admin_view(self.data_plot_view),
-                 name="%s_%s_data_plot" % info),
+            path(
+                "<path:object_id>/data-plot.svg",
+                self.admin_site.admin_view(self.data_plot_view),
+                name="%s_%s_data_plot" % info,
+            ),
         ] + super().get_urls()
 
     def data_plot_view(self, request, object_id):
@@ -322,9 +331,16 @@ class SessionAdmin(admin.ModelAdmin):
             channels, start, end, width = data_plot.parse_plot_options(request.GET)
         except ServiceError as exc:
             return json_error(exc.message, exc.http_status)
-        svg = data_plot.render_plot(session.identity, channels, start, end, width, title=session.identifier,
-                                    markers=data_plot.lap_markers(session.identity),
-                                    events=data_plot.session_events(session.identity, start, end))
+        svg = data_plot.render_plot(
+            session.identity,
+            channels,
+            start,
+            end,
+            width,
+            title=session.identifier,
+            markers=data_plot.lap_markers(session.identity),
+            events=data_plot.session_events(session.identity, start, end),
+        )
         response = HttpResponse(svg, content_type="image/svg+xml; charset=utf-8")
         response["Cache-Control"] = "private, no-cache"
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"

@@ -3,7 +3,8 @@
 Everything here is pure (no database access) and returns text or safe HTML/SVG
 built server-side; the admin uses no JavaScript libraries.
 """
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -11,7 +12,7 @@ from django.utils.safestring import mark_safe
 from sessions_app.models import SessionState
 
 NS_PER_S = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 STATE_COLOURS = {
     SessionState.UNKNOWN: "#8a8a8a",
@@ -230,9 +231,7 @@ def timeline_svg(start, end, markers, width=820):
         name = category or "(none)"
         if _text_width(name) > gutter - 12:
             name = name[: int((gutter - 12) / 6.6) - 1] + "…"
-        parts.append(
-            f'<text x="{gutter - 8}" y="{y + bar_h - 4}" text-anchor="end" fill="#333">{escape(name)}</text>'
-        )
+        parts.append(f'<text x="{gutter - 8}" y="{y + bar_h - 4}" text-anchor="end" fill="#333">{escape(name)}</text>')
         row_items = sorted((i for i in items if i["category"] == category), key=lambda i: i["start"])
         for index, item in enumerate(row_items):
             sx = x(item["start"])

@@ -5,6 +5,7 @@ rolled-back dry run of the ops through ``create_or_update_session``) and turn
 what was edited into the ``(op, argument)`` list that the admin then applies in
 one ``create_or_update_session`` call. Inline formsets are never saved directly.
 """
+
 import json
 import uuid
 
@@ -104,7 +105,7 @@ class FolderChoiceField(forms.Field):
         value = str(value)
         if not value.startswith(self.PREFIX) or "\x00" in value:
             raise ValidationError("Select a valid folder.", code="invalid_choice")
-        return value[len(self.PREFIX):]
+        return value[len(self.PREFIX) :]
 
     def validate(self, value):
         if value is None and self.required:
@@ -325,9 +326,7 @@ class SessionForm(forms.ModelForm):
             for group in list(dict.fromkeys([*before, *after])):
                 if before.get(group) != after.get(group):
                     # An empty group removes it (set_details_json with "{}").
-                    ops.append(
-                        ("set_details_json", {"category": group, "json": json.dumps(after.get(group, {}))})
-                    )
+                    ops.append(("set_details_json", {"category": group, "json": json.dumps(after.get(group, {}))}))
         return ops, create
 
 
@@ -518,8 +517,9 @@ class ServiceInlineFormSet(BaseInlineFormSet):
 
     def ops(self):
         deletes, upserts = self.changes()
-        return ([(f"delete_{self.COLLECTION}", deletes)] if deletes else []) + \
-            ([(f"update_{self.COLLECTION}", upserts)] if upserts else [])
+        return ([(f"delete_{self.COLLECTION}", deletes)] if deletes else []) + (
+            [(f"update_{self.COLLECTION}", upserts)] if upserts else []
+        )
 
     def clean(self):
         super().clean()
@@ -565,8 +565,11 @@ class DataBindingFormSet(ServiceInlineFormSet):
 
     @staticmethod
     def key(values):
-        return {"source": values.get("source") or "", "identity": values.get("identity"),
-                "time_ref": values.get("time_ref") or 0}
+        return {
+            "source": values.get("source") or "",
+            "identity": values.get("identity"),
+            "time_ref": values.get("time_ref") or 0,
+        }
 
 
 class FolderLinkFormSet(ServiceInlineFormSet):

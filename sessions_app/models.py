@@ -2,6 +2,7 @@
 
 Models are thin; every rule lives in ``sessions_app.services``.
 """
+
 from django.db import models
 from django.db.models import Q
 
@@ -24,9 +25,7 @@ class Folder(models.Model):
     """A virtual folder; the root has identity "" and no parent."""
 
     identity = models.CharField(max_length=1024, primary_key=True, blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     label = models.CharField(max_length=1024, blank=True, default="")
     description = models.TextField(blank=True, default="")
 

@@ -1,6 +1,7 @@
 """ISO 8601 timestamps at nanosecond precision, keeping the zone offset."""
+
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rta_site.errors import InvalidArgument
 
@@ -8,7 +9,7 @@ _ISO = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2})?)"
     r"(?:[.,](?P<frac>\d{1,9}))?(?P<zone>Z|z|[+-]\d{2}(?::?\d{2})?)?$"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Timestamp:
@@ -47,7 +48,7 @@ def parse_timestamp(text, what="timestamp"):
             raise InvalidArgument(f"{what} {text!r} has an invalid zone offset")
         offset = sign * (hours * 60 + minutes)
     frac = (match["frac"] or "").ljust(9, "0")
-    local_ns = int((base.replace(tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 1_000_000_000 + int(frac)
+    local_ns = int((base.replace(tzinfo=UTC) - _EPOCH).total_seconds()) * 1_000_000_000 + int(frac)
     ns = local_ns - offset * 60_000_000_000
     return Timestamp(ns, offset, format_ns(ns, offset))
 
@@ -65,6 +66,6 @@ def format_ns(ns, offset_minutes=0):
 
 
 def now_timestamp():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ns = int((now - _EPOCH).total_seconds()) * 1_000_000_000 + now.microsecond * 1000
     return Timestamp(ns, 0, format_ns(ns, 0))

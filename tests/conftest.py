@@ -4,6 +4,7 @@ The suite runs against the database RTA_DATABASE_URL names (PostgreSQL under
 `make test` and CI) and the Redis RTA_TEST_REDIS_URL names. Under CI=true a
 missing service fails the run instead of skipping tests.
 """
+
 import os
 import socket
 

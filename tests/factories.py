@@ -1,4 +1,5 @@
 """Test data for the Session Service, created only through the service layer."""
+
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 from sessions_app.services.values import STATE_BY_NAME

@@ -11,6 +11,7 @@ visible to the server and the server's writes to the test). When the module
 ends the server stops and the connections its threads opened are closed, so
 the test database can be dropped.
 """
+
 from contextlib import contextmanager, nullcontext
 
 import grpc

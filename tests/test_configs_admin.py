@@ -1,4 +1,5 @@
 """Config admin: list, readable detail page, delete with bound-session warnings, publish form."""
+
 import json
 import re
 
@@ -23,7 +24,9 @@ def demo():
     store.put_config("demo/config ✓", JSON, DEMO)
     store.put_config("firmware.ffc", FFC, b"\x00" * 2048)
     make_session("session-a", identifier="Run A", config_bindings=[{"identifier": "demo/config ✓"}])
-    make_session("session-b", identifier="Run B", config_bindings=[{"identifier": "demo/config ✓", "channel_offset": 10}])
+    make_session(
+        "session-b", identifier="Run B", config_bindings=[{"identifier": "demo/config ✓", "channel_offset": 10}]
+    )
     make_session("session-c", identifier="Run C", config_bindings=[{"identifier": "other"}])
     return Config.objects.get(identifier="demo/config ✓")
 
@@ -55,14 +58,28 @@ def test_detail_renders_the_config_as_people_read_it(admin_client, demo):
     assert response.status_code == 200
     html = page_text(response)
     for text in (
-        "Application demo", "Demo application",
-        "Chassis", "Wheels", "nWheelFL:demo",  # the tree
-        "vCar", "Car speed", "km/h", "rpm", "400", "speed:demo",  # parameters: name, desc, unit (conversion), max
-        "3f32", "timestamped", "10 ms (100 Hz)",  # channels
-        "coefficients 0, 0.01, 0, 0, 0, 1", "1st",  # conversions
-        "0008:demo Example Event", "high",  # events
+        "Application demo",
+        "Demo application",
+        "Chassis",
+        "Wheels",
+        "nWheelFL:demo",  # the tree
+        "vCar",
+        "Car speed",
+        "km/h",
+        "rpm",
+        "400",
+        "speed:demo",  # parameters: name, desc, unit (conversion), max
+        "3f32",
+        "timestamped",
+        "10 ms (100 Hz)",  # channels
+        "coefficients 0, 0.01, 0, 0, 0, 1",
+        "1st",  # conversions
+        "0008:demo Example Event",
+        "high",  # events
         "E1 Sensor",  # error definitions
-        "Sessions bound to this config (2)", "Run A", "Run B",
+        "Sessions bound to this config (2)",
+        "Run A",
+        "Run B",
     ):
         assert text in html, text
     assert "Run C" not in html
@@ -70,7 +87,10 @@ def test_detail_renders_the_config_as_people_read_it(admin_client, demo):
     assert "/rta/v2/configs/demo%2Fconfig%20%E2%9C%93" in html  # download link
     parameters = response.context["applications"][0]["parameters"]["rows"]
     assert [(p["name"], p["unit"], p["min"], p["max"]) for p in parameters] == [
-        ("vCar", "km/h", 0, 400), ("nWheelFL", "rpm", 0, 3000), ("gLat", "", -6, 6)]
+        ("vCar", "km/h", 0, 400),
+        ("nWheelFL", "rpm", 0, 3000),
+        ("gLat", "", -6, 6),
+    ]
     # read-only: no save buttons, no add form; delete is offered
     assert 'name="_save"' not in html
     assert reverse("admin:config_app_config_delete", args=[demo.pk]) in html
@@ -123,7 +143,9 @@ def test_publish_form(admin_client):
     assert store.read_config("uploaded")[1] == DEMO
     # republishing is a no-op, reported as such
     response = admin_client.post(
-        publish, {"identifier": "uploaded", "content_type": JSON, "file": SimpleUploadedFile("x.json", b"{}")}, follow=True
+        publish,
+        {"identifier": "uploaded", "content_type": JSON, "file": SimpleUploadedFile("x.json", b"{}")},
+        follow=True,
     )
     assert "already published" in response.content.decode()
     assert store.read_config("uploaded")[1] == DEMO
@@ -131,7 +153,8 @@ def test_publish_form(admin_client):
     bad = demo_config()
     bad["demo"]["parameters"][0]["channels"] = [99]
     response = admin_client.post(
-        publish, {"identifier": "bad", "content_type": JSON, "file": SimpleUploadedFile("b.json", json.dumps(bad).encode())}
+        publish,
+        {"identifier": "bad", "content_type": JSON, "file": SimpleUploadedFile("b.json", json.dumps(bad).encode())},
     )
     assert response.status_code == 200
     assert "demo.parameters[0].channels[0]: channel 99 is not defined" in response.content.decode()

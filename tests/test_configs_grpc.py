@@ -1,4 +1,5 @@
 """ConfigStore over a real gRPC channel to an in-process server (spec §7)."""
+
 import hashlib
 import json
 import os
@@ -9,14 +10,13 @@ import grpc
 import pytest
 from django.conf import settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rta.toolkit.api import config_service_pb2 as pb  # noqa: E402  (importable once settings load)
+from rta.toolkit.api import config_service_pb2_grpc as pb_grpc  # noqa: E402
 
 from tests import grpc_helpers
 from tests.grpc_helpers import grpc_channel  # noqa: F401  (fixture)
 from tests.test_configs_store import HOSTILE_IDENTIFIERS, assert_all_files_under_store
 from tests.test_configs_validation import demo_config
-
-from rta.toolkit.api import config_service_pb2 as pb  # noqa: E402  (importable once settings load)
-from rta.toolkit.api import config_service_pb2_grpc as pb_grpc  # noqa: E402
 
 REGISTER = "config_app.grpc.register"
 SERVICE = "rta.toolkit.api.config_service.ConfigStore"
@@ -49,7 +49,9 @@ def status_of(call):
 
 
 def put(configs, identifier, data, content_type=FFC):
-    return configs.PutConfig(pb.PutConfigRequest(identifier=identifier, content_type=content_type, data=data), timeout=10)
+    return configs.PutConfig(
+        pb.PutConfigRequest(identifier=identifier, content_type=content_type, data=data), timeout=10
+    )
 
 
 def get(configs, identifier):
@@ -62,10 +64,12 @@ def has(configs, identifier):
 
 
 def stream_messages(identifier, content_type, data, piece_size=MiB):
-    yield pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier=identifier, content_type=content_type))
+    yield pb.ConfigStreamMessage(
+        info=pb.ConfigStreamMessage.ConfigInfo(identifier=identifier, content_type=content_type)
+    )
     view = memoryview(data)
     for start in range(0, len(data), piece_size):
-        yield pb.ConfigStreamMessage(piece=bytes(view[start:start + piece_size]))
+        yield pb.ConfigStreamMessage(piece=bytes(view[start : start + piece_size]))
 
 
 def put_stream(configs, identifier, data, content_type=FFC, piece_size=MiB):
@@ -107,7 +111,12 @@ def test_stream_round_trip_and_mixed_calls(configs):
     data = os.urandom(3 * MiB + 123)
     put_stream(configs, "ffc-stream", data, piece_size=MiB // 3)
     info, sha, size, _ = get_stream(configs, "ffc-stream")
-    assert (info.identifier, info.content_type, sha, size) == ("ffc-stream", FFC, hashlib.sha256(data).hexdigest(), len(data))
+    assert (info.identifier, info.content_type, sha, size) == (
+        "ffc-stream",
+        FFC,
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+    )
     assert get(configs, "ffc-stream") == (FFC, data)  # under the unary limit
     put(configs, "small", b"\x01\x02")
     info, sha, size, _ = get_stream(configs, "small")
@@ -154,8 +163,9 @@ def test_unary_get_serves_up_to_the_message_limit(configs):
     assert get(configs, "at-limit") == (FFC, data[:largest])
     code, details = status_of(lambda: get(configs, "over-limit"))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert details == (f"config 'over-limit' is {largest + 1} bytes, over the {largest}-byte message limit: "
-                       "use GetConfigStream")
+    assert details == (
+        f"config 'over-limit' is {largest + 1} bytes, over the {largest}-byte message limit: use GetConfigStream"
+    )
 
 
 @db
@@ -194,21 +204,43 @@ def _bad(document_change):
 
 
 @db
-@pytest.mark.parametrize("request_, expected", [
-    (pb.PutConfigRequest(identifier="j", content_type=JSON, data=b"{not json"), "invalid JSON at line 1 column 2"),
-    (pb.PutConfigRequest(identifier="j", content_type=JSON, data=_bad(lambda d: d["demo"]["parameters"][0].pop("conv"))),
-     "demo.parameters[0]: missing required field 'conv'"),
-    (pb.PutConfigRequest(identifier="j", content_type=JSON, data=_bad(lambda d: d["demo"]["channels"][0].update(type="f16"))),
-     "demo.channels[0].type: must be one of u8, s8, u16, s16, u32, s32, f32, 3f32, f64 (got 'f16')"),
-    (pb.PutConfigRequest(identifier="j", content_type=JSON,
-                         data=_bad(lambda d: d["demo"]["parameters"][2].update(channels=[4, 7]))),
-     "demo.parameters[2].channels[1]: channel 7 is not defined"),
-    (pb.PutConfigRequest(identifier="j", content_type="text/plain", data=b"x"), "unsupported content type 'text/plain'"),
-    (pb.PutConfigRequest(identifier="j", content_type="", data=b"x"), "unsupported content type ''"),
-    (pb.PutConfigRequest(identifier="", content_type=FFC, data=b"x"), "identifier must not be empty"),
-    (pb.PutConfigRequest(identifier="x" * 10_000, content_type=FFC, data=b"x"), "identifier is 10000 characters long; the limit is 4096"),
-    (pb.PutConfigRequest(identifier="j", content_type=FFC, data=b""), "config data is empty"),
-])
+@pytest.mark.parametrize(
+    "request_, expected",
+    [
+        (pb.PutConfigRequest(identifier="j", content_type=JSON, data=b"{not json"), "invalid JSON at line 1 column 2"),
+        (
+            pb.PutConfigRequest(
+                identifier="j", content_type=JSON, data=_bad(lambda d: d["demo"]["parameters"][0].pop("conv"))
+            ),
+            "demo.parameters[0]: missing required field 'conv'",
+        ),
+        (
+            pb.PutConfigRequest(
+                identifier="j", content_type=JSON, data=_bad(lambda d: d["demo"]["channels"][0].update(type="f16"))
+            ),
+            "demo.channels[0].type: must be one of u8, s8, u16, s16, u32, s32, f32, 3f32, f64 (got 'f16')",
+        ),
+        (
+            pb.PutConfigRequest(
+                identifier="j",
+                content_type=JSON,
+                data=_bad(lambda d: d["demo"]["parameters"][2].update(channels=[4, 7])),
+            ),
+            "demo.parameters[2].channels[1]: channel 7 is not defined",
+        ),
+        (
+            pb.PutConfigRequest(identifier="j", content_type="text/plain", data=b"x"),
+            "unsupported content type 'text/plain'",
+        ),
+        (pb.PutConfigRequest(identifier="j", content_type="", data=b"x"), "unsupported content type ''"),
+        (pb.PutConfigRequest(identifier="", content_type=FFC, data=b"x"), "identifier must not be empty"),
+        (
+            pb.PutConfigRequest(identifier="x" * 10_000, content_type=FFC, data=b"x"),
+            "identifier is 10000 characters long; the limit is 4096",
+        ),
+        (pb.PutConfigRequest(identifier="j", content_type=FFC, data=b""), "config data is empty"),
+    ],
+)
 def test_bad_puts_are_invalid_argument(configs, request_, expected):
     code, details = status_of(lambda: configs.PutConfig(request_, timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -225,13 +257,27 @@ def test_bad_streams_are_invalid_argument(configs):
         ([], "PutConfigStream got no messages"),
         ([info, piece, info, piece], "message 2: info may only be sent first"),
         ([info], "config data is empty"),
-        ([pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier="s", content_type="application/zip")), piece],
-         "unsupported content type"),
-        ([pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier="", content_type=FFC)), piece],
-         "identifier must not be empty"),
-        ([pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier="s", content_type=JSON)),
-          pb.ConfigStreamMessage(piece=b'{"a": ['), pb.ConfigStreamMessage(piece=b"1]}")],
-         "a: must be an object"),
+        (
+            [
+                pb.ConfigStreamMessage(
+                    info=pb.ConfigStreamMessage.ConfigInfo(identifier="s", content_type="application/zip")
+                ),
+                piece,
+            ],
+            "unsupported content type",
+        ),
+        (
+            [pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier="", content_type=FFC)), piece],
+            "identifier must not be empty",
+        ),
+        (
+            [
+                pb.ConfigStreamMessage(info=pb.ConfigStreamMessage.ConfigInfo(identifier="s", content_type=JSON)),
+                pb.ConfigStreamMessage(piece=b'{"a": ['),
+                pb.ConfigStreamMessage(piece=b"1]}"),
+            ],
+            "a: must be an object",
+        ),
     ]
     for messages, expected in cases:
         code, details = status_of(lambda: configs.PutConfigStream(iter(messages), timeout=10))

@@ -1,4 +1,5 @@
 """REST HEAD/GET /rta/v2/configs/{identifier}: negotiation, ETags, caching, streaming, errors."""
+
 import hashlib
 import json
 from urllib.parse import quote
@@ -68,21 +69,24 @@ def test_missing_is_404_json(api, published):
     assert response.json() == {"error": "config 'nope' not found"}
 
 
-@pytest.mark.parametrize("accept, status", [
-    (None, 200),
-    ("", 200),
-    (JSON, 200),
-    (f"{FFC}, {JSON}", 200),
-    ("application/*", 200),
-    ("*/*", 200),
-    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 200),
-    (f"{JSON};q=0.5, */*;q=0", 200),
-    (FFC, 406),
-    ("application/json", 406),
-    ("text/*", 406),
-    (f"{JSON};q=0", 406),
-    (f"*/*, {JSON};q=0", 406),
-])
+@pytest.mark.parametrize(
+    "accept, status",
+    [
+        (None, 200),
+        ("", 200),
+        (JSON, 200),
+        (f"{FFC}, {JSON}", 200),
+        ("application/*", 200),
+        ("*/*", 200),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 200),
+        (f"{JSON};q=0.5, */*;q=0", 200),
+        (FFC, 406),
+        ("application/json", 406),
+        ("text/*", 406),
+        (f"{JSON};q=0", 406),
+        (f"*/*, {JSON};q=0", 406),
+    ],
+)
 def test_accept_negotiation(api, published, accept, status):
     headers = {} if accept is None else {"HTTP_ACCEPT": accept}
     response = api.get(url("demo"), **headers)
@@ -142,7 +146,7 @@ def test_hostile_identifiers_are_served_back(api):
 
 def test_large_config_is_streamed(api):
     data = bytes(range(256)) * (4 * 4096 + 7)  # ~4 MiB
-    store.put_config_stream("large", FFC, (data[i:i + 65536] for i in range(0, len(data), 65536)))
+    store.put_config_stream("large", FFC, (data[i : i + 65536] for i in range(0, len(data), 65536)))
     response = api.get(url("large"))
     chunks = list(response.streaming_content)
     assert response["Content-Length"] == str(len(data))

@@ -1,4 +1,5 @@
 """The config store service layer: publication, immutability, storage layout, concurrency, deletion."""
+
 import hashlib
 import json
 import os
@@ -73,7 +74,12 @@ def test_put_and_read_back():
 def test_content_type_is_case_insensitive_and_checked():
     assert store.put_config("ffc", "Application/VND.mat.config+FFC ", b"\x00\x01binary")
     assert Config.objects.get().content_type == FFC_CONTENT_TYPE
-    for bad in ("application/json", "", "application/vnd.mat.config+xml", "application/vnd.mat.config+json; charset=utf-8"):
+    for bad in (
+        "application/json",
+        "",
+        "application/vnd.mat.config+xml",
+        "application/vnd.mat.config+json; charset=utf-8",
+    ):
         with pytest.raises(InvalidArgument, match="unsupported content type"):
             store.put_config("x", bad, DEMO)
 
@@ -104,7 +110,9 @@ def test_rejected_configs_leave_nothing_behind():
     bad = demo_config()
     bad["demo"]["channels"][0]["type"] = "u64"
     with pytest.raises(InvalidArgument, match=r"demo\.channels\[0\]\.type"):
-        store.put_config_stream("bad", JSON_CONTENT_TYPE, iter([json.dumps(bad).encode()[:10], json.dumps(bad).encode()[10:]]))
+        store.put_config_stream(
+            "bad", JSON_CONTENT_TYPE, iter([json.dumps(bad).encode()[:10], json.dumps(bad).encode()[10:]])
+        )
     with pytest.raises(InvalidArgument, match="config data is empty"):
         store.put_config("empty", FFC_CONTENT_TYPE, b"")
     with pytest.raises(InvalidArgument, match="invalid JSON"):
@@ -121,13 +129,16 @@ def test_rejected_configs_leave_nothing_behind():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("identifier, message", [
-    ("", "identifier must not be empty"),
-    ("x" * (store.MAX_IDENTIFIER_LENGTH + 1), "identifier is 4097 characters long; the limit is 4096"),
-    ("x" * 10_000, "the limit is 4096"),
-    ("nul\x00byte", "must not contain NUL"),
-    ("lone \udc80 surrogate", "not valid Unicode"),
-])
+@pytest.mark.parametrize(
+    "identifier, message",
+    [
+        ("", "identifier must not be empty"),
+        ("x" * (store.MAX_IDENTIFIER_LENGTH + 1), "identifier is 4097 characters long; the limit is 4096"),
+        ("x" * 10_000, "the limit is 4096"),
+        ("nul\x00byte", "must not contain NUL"),
+        ("lone \udc80 surrogate", "not valid Unicode"),
+    ],
+)
 def test_bad_identifiers(identifier, message):
     for call in (
         lambda: store.put_config(identifier, FFC_CONTENT_TYPE, b"x"),

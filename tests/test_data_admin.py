@@ -1,4 +1,5 @@
 """The Data section of the session admin: the per-channel summary and the downsampled SVG plot."""
+
 import json
 import math
 import re
@@ -53,8 +54,13 @@ def staff(client):
 
 
 def periodic(channel, start, values, interval=10_000_000):
-    return data_pb2.PeriodicData(channel_id=channel, start_timestamp=start, interval=interval, samples=len(values),
-                                 buffer=struct.pack(f"<{len(values)}h", *values))
+    return data_pb2.PeriodicData(
+        channel_id=channel,
+        start_timestamp=start,
+        interval=interval,
+        samples=len(values),
+        buffer=struct.pack(f"<{len(values)}h", *values),
+    )
 
 
 def write(identity, items):
@@ -68,24 +74,43 @@ def write(identity, items):
 def session():
     """A session with 2 min of 100 Hz int16 (0x10), timestamped f64 (0x20), row data and events, config bound."""
     config_store.put_config("admin-test", JSON_CONTENT_TYPE, json.dumps(CONFIG).encode())
-    laps = [{"id": f"lap-{n}", "category": "Laps", "label": f"Lap {n}", "start_time": T0 + n * 40 * S,
-             "end_time": T0 + (n + 1) * 40 * S} for n in range(3)]
-    create_or_update_session("s1", [("set_markers", laps),
-                                    ("set_config_bindings", [{"identifier": "admin-test", "channel_offset": 0}])],
-                             create={"timestamp": "2024-05-20T14:00:00Z"})
+    laps = [
+        {
+            "id": f"lap-{n}",
+            "category": "Laps",
+            "label": f"Lap {n}",
+            "start_time": T0 + n * 40 * S,
+            "end_time": T0 + (n + 1) * 40 * S,
+        }
+        for n in range(3)
+    ]
+    create_or_update_session(
+        "s1",
+        [("set_markers", laps), ("set_config_bindings", [{"identifier": "admin-test", "channel_offset": 0}])],
+        create={"timestamp": "2024-05-20T14:00:00Z"},
+    )
     wave = [int(1000 * math.sin(i / 50)) for i in range(12_000)]
     times = [T0 + i * 700_000_000 + (i % 3) * 1_000_000 for i in range(170)]
     values = [20.0 + i / 10 for i in range(170)]
     values[5], values[9] = float("nan"), float("inf")
-    write("s1", [
-        ("periodic", periodic(0x10, T0, wave)),
-        ("timestamped", data_pb2.TimestampedData(
-            channel_id=0x20, start_timestamp=times[0], timestamp_deltas_scale=1,
-            timestamp_deltas=[0] + [b - a for a, b in zip(times, times[1:])],
-            buffer=struct.pack(f"<{len(values)}d", *values))),
-        ("row", data_pb2.RowData(channel_ids=[0x30, 0x31], timestamp=T0 + S, buffer=b"\x01\x02")),
-        ("events", data_pb2.Event(event_definition_id=1, app_name="t", timestamp=T0 + 2 * S, status_text="e")),
-    ])
+    write(
+        "s1",
+        [
+            ("periodic", periodic(0x10, T0, wave)),
+            (
+                "timestamped",
+                data_pb2.TimestampedData(
+                    channel_id=0x20,
+                    start_timestamp=times[0],
+                    timestamp_deltas_scale=1,
+                    timestamp_deltas=[0] + [b - a for a, b in zip(times, times[1:])],
+                    buffer=struct.pack(f"<{len(values)}d", *values),
+                ),
+            ),
+            ("row", data_pb2.RowData(channel_ids=[0x30, 0x31], timestamp=T0 + S, buffer=b"\x01\x02")),
+            ("events", data_pb2.Event(event_definition_id=1, app_name="t", timestamp=T0 + 2 * S, status_text="e")),
+        ],
+    )
     return "s1"
 
 
@@ -137,7 +162,7 @@ def test_change_page_shows_the_data_summary_and_plot(staff, session):
     response = staff.get(change_url(session))
     assert response.status_code == 200
     html = response.content.decode()
-    section = html[html.index('class="rta-data"'):]
+    section = html[html.index('class="rta-data"') :]
     assert f"{12_000 + 170 + 1 + 1:,}</strong> samples in 4 channels" in section
     assert "vTest" in section and "(m/s)" in section and "TChan" in section and "30,31" in section
     assert "12,000" in section and "100 Hz" in section
@@ -189,8 +214,9 @@ def test_plot_time_range(staff, session):
     root, (wave, temps) = traces(staff.get(plot_url(session), {"start": start, "end": end}).content)
     assert (int(root.get("data-start")), int(root.get("data-end"))) == (start, end)
     assert int(wave.get("data-samples")) == 1001  # 100 Hz, both ends included
-    assert int(temps.get("data-samples")) == sum(1 for i in range(170)
-                                                 if start <= T0 + i * 700_000_000 + (i % 3) * 1_000_000 <= end)
+    assert int(temps.get("data-samples")) == sum(
+        1 for i in range(170) if start <= T0 + i * 700_000_000 + (i % 3) * 1_000_000 <= end
+    )
 
 
 def test_plot_downsamples_and_keeps_spikes(staff):
@@ -198,8 +224,13 @@ def test_plot_downsamples_and_keeps_spikes(staff):
     n = 300_000  # 5 minutes at 1 kHz
     values = [0] * n
     values[123_457], values[54_321] = 30_000, -20_000
-    write("long", [("periodic", periodic(0x40, T0 + i * 1_000_000, values[i:i + 10_000], interval=1_000_000))
-                   for i in range(0, n, 10_000)])
+    write(
+        "long",
+        [
+            ("periodic", periodic(0x40, T0 + i * 1_000_000, values[i : i + 10_000], interval=1_000_000))
+            for i in range(0, n, 10_000)
+        ],
+    )
     root, (path,) = traces(staff.get(plot_url("long"), {"width": 480}).content)
     columns = int(root.get("data-columns"))
     assert columns == 480 - plot.GUTTER - plot.RIGHT
@@ -220,8 +251,9 @@ def test_plot_sample_cap_reads_chunks_spread_over_the_range(staff, settings):
     create_or_update_session("capped")
     n = 200_000
     saw = [(k % 200) - 100 for k in range(10_000)]
-    write("capped", [("periodic", periodic(1, T0 + i * 1_000_000, saw, interval=1_000_000))
-                     for i in range(0, n, 10_000)])
+    write(
+        "capped", [("periodic", periodic(1, T0 + i * 1_000_000, saw, interval=1_000_000)) for i in range(0, n, 10_000)]
+    )
     chunks = Chunk.objects.filter(identity="capped").count()
     assert chunks > 4
     settings.RTA_ADMIN_PLOT_MAX_SAMPLES = n // 4
@@ -235,8 +267,12 @@ def test_plot_sample_cap_reads_chunks_spread_over_the_range(staff, settings):
 
 
 def test_plot_bad_requests(staff, session):
-    for params, message in (({"channels": "zz"}, "hexadecimal"), ({"start": "x"}, "start must be an integer"),
-                            ({"start": T0 + 5, "end": T0}, "is after end"), ({"width": 5}, "width must be between")):
+    for params, message in (
+        ({"channels": "zz"}, "hexadecimal"),
+        ({"start": "x"}, "start must be an integer"),
+        ({"start": T0 + 5, "end": T0}, "is after end"),
+        ({"width": 5}, "width must be between"),
+    ):
         response = staff.get(plot_url(session), params)
         assert response.status_code == 400, params
         assert message in response.json()["error"]
@@ -255,12 +291,16 @@ def test_plot_needs_staff_with_view_permission(client, session):
 
 
 def test_names_from_configs_are_escaped_and_odd_configs_tolerated(staff):
-    hostile = {"h": {"parameters": [{"id": "p:h", "name": "a\x01<b>&\"x", "desc": "d", "conv": "missing:h",
-                                     "channels": [7]}],
-                     "channels": [{"id": 7, "type": "s16"}]}}
+    hostile = {
+        "h": {
+            "parameters": [{"id": "p:h", "name": 'a\x01<b>&"x', "desc": "d", "conv": "missing:h", "channels": [7]}],
+            "channels": [{"id": 7, "type": "s16"}],
+        }
+    }
     config_store.put_config("hostile", JSON_CONTENT_TYPE, json.dumps(hostile).encode())
-    create_or_update_session("h1", [("set_config_bindings", [{"identifier": "hostile"},
-                                                             {"identifier": "never-published"}])])
+    create_or_update_session(
+        "h1", [("set_config_bindings", [{"identifier": "hostile"}, {"identifier": "never-published"}])]
+    )
     write("h1", [("periodic", periodic(7, T0, [1, 5, 3]))])
     root, (path,) = traces(staff.get(plot_url("h1")).content)  # parses as XML
     assert 'a<b>&"x' in "".join(root.itertext())
@@ -268,5 +308,6 @@ def test_names_from_configs_are_escaped_and_odd_configs_tolerated(staff):
     html = staff.get(change_url("h1")).content.decode()
     assert "a\x01&lt;b&gt;&amp;&quot;x" in html
     from data_app.summary import labels_from_document
+
     assert labels_from_document({"x": {"parameters": "nope", "channels": [{"id": "7"}, 5]}}) == {}
     assert labels_from_document([1, 2]) == {}

@@ -5,6 +5,7 @@ rules (see ``data_app.bindings``) applied to the samples written, for every
 kind, plus the chunk rules: header times are the data's, channels are session
 channels, chunk boundaries follow the stored chunks, time order per channel.
 """
+
 import struct
 from itertools import accumulate
 
@@ -45,32 +46,57 @@ def write_identity(identity, base=0, seconds=20):
     for ch, fmt in ((1, "h"), (2, "i"), (3, "q")):
         for second in range(seconds):
             values = [(base + ch * 1000 + second * 7 + i) % 30000 for i in range(1000)]
-            add("periodic", data_pb2.PeriodicData(channel_id=ch, start_timestamp=T0 + second * S, interval=S // 1000,
-                                                  samples=1000, buffer=struct.pack(f"<1000{fmt}", *values)))
+            add(
+                "periodic",
+                data_pb2.PeriodicData(
+                    channel_id=ch,
+                    start_timestamp=T0 + second * S,
+                    interval=S // 1000,
+                    samples=1000,
+                    buffer=struct.pack(f"<1000{fmt}", *values),
+                ),
+            )
     for ch in (5, 6):
         deltas = [0] + [(i * 37 + ch) % 900 + 1 for i in range(1, 3000)]  # scale 10 µs: ~13 s
-        add("timestamped", data_pb2.TimestampedData(
-            channel_id=ch, start_timestamp=T0 + 3 * S + ch, timestamp_deltas_scale=10_000, timestamp_deltas=deltas,
-            buffer=struct.pack(f"<{len(deltas)}d", *[base + ch + i / 4 for i in range(len(deltas))])))
+        add(
+            "timestamped",
+            data_pb2.TimestampedData(
+                channel_id=ch,
+                start_timestamp=T0 + 3 * S + ch,
+                timestamp_deltas_scale=10_000,
+                timestamp_deltas=deltas,
+                buffer=struct.pack(f"<{len(deltas)}d", *[base + ch + i / 4 for i in range(len(deltas))]),
+            ),
+        )
     for i in range(400):
         t = T0 + i * (S // 16)
         add("row", data_pb2.RowData(channel_ids=[1, 2], timestamp=t, buffer=struct.pack("<hd", i, base + i / 2)))
         if i % 3 == 0:
             add("row", data_pb2.RowData(channel_ids=[3], timestamp=t + 1, buffer=struct.pack("<i", base + i)))
     for i in range(300):
-        add("events", data_pb2.Event(event_definition_id=i % 5, app_name="app", timestamp=T0 + i * (S // 10) + 3,
-                                     status_text=f"{identity}-{i}", raw_data=[base, i]))
+        add(
+            "events",
+            data_pb2.Event(
+                event_definition_id=i % 5,
+                app_name="app",
+                timestamp=T0 + i * (S // 10) + 3,
+                status_text=f"{identity}-{i}",
+                raw_data=[base, i],
+            ),
+        )
     writer.flush()
     return written
 
 
 def binding(identity, offset=0, start=None, end=None, maps=(), time_ref=0):
     return {
-        "identity": identity, "time_ref": time_ref, "session_time_offset": offset,
-        "session_start_time": start, "session_end_time": end,
+        "identity": identity,
+        "time_ref": time_ref,
+        "session_time_offset": offset,
+        "session_start_time": start,
+        "session_end_time": end,
         "channel_bindings": [
-            {"first_data_channel": d, "first_session_channel": f, "last_session_channel": last}
-            for d, f, last in maps
+            {"first_data_channel": d, "first_session_channel": f, "last_session_channel": last} for d, f, last in maps
         ],
     }
 
@@ -88,13 +114,15 @@ def samples_of(kind, items):
     for item in items:
         if kind == "periodic":
             width = len(item.buffer) // item.samples
-            out += [(item.channel_id, item.start_timestamp + i * item.interval, item.buffer[i * width:(i + 1) * width])
-                    for i in range(item.samples)]
+            out += [
+                (item.channel_id, item.start_timestamp + i * item.interval, item.buffer[i * width : (i + 1) * width])
+                for i in range(item.samples)
+            ]
         elif kind == "timestamped":
             width = len(item.buffer) // len(item.timestamp_deltas)
             scale = item.timestamp_deltas_scale or 1
             times = [item.start_timestamp + scale * d for d in accumulate(item.timestamp_deltas)]
-            out += [(item.channel_id, t, item.buffer[i * width:(i + 1) * width]) for i, t in enumerate(times)]
+            out += [(item.channel_id, t, item.buffer[i * width : (i + 1) * width]) for i, t in enumerate(times)]
         elif kind == "row":
             out.append((tuple(item.channel_ids), item.timestamp, item.buffer))
         else:
@@ -103,8 +131,14 @@ def samples_of(kind, items):
 
 
 def items_of(kind, message):
-    return list(getattr(message, {"periodic": "periodic_data", "timestamped": "timestamped_data",
-                                  "row": "row_data", "events": "events"}[kind]))
+    return list(
+        getattr(
+            message,
+            {"periodic": "periodic_data", "timestamped": "timestamped_data", "row": "row_data", "events": "events"}[
+                kind
+            ],
+        )
+    )
 
 
 def expected(kind, written, bindings, channels=None):
@@ -115,8 +149,11 @@ def expected(kind, written, bindings, channels=None):
         maps = sorted(b["channel_bindings"], key=lambda c: c["first_session_channel"])
 
         def session_channels(d):
-            return [d - c["first_data_channel"] + c["first_session_channel"] for c in maps
-                    if 0 <= d - c["first_data_channel"] <= c["last_session_channel"] - c["first_session_channel"]]
+            return [
+                d - c["first_data_channel"] + c["first_session_channel"]
+                for c in maps
+                if 0 <= d - c["first_data_channel"] <= c["last_session_channel"] - c["first_session_channel"]
+            ]
 
         for key, t, value in samples_of(kind, written[b["identity"]][kind]):
             t += off
@@ -220,9 +257,11 @@ CASES = {
     "clip-open-start": [binding("car-a", end=T0 + 9 * S + S // 3, maps=[(0, 0, 0xFFFFFFFF)])],
     "remap": [binding("car-a", maps=[(1, 0x101, 0x102), (5, 0x205, 0x205), (3, 0x10, 0x10)])],
     "remap-data-channels-twice": [
-        binding("car-a", maps=[(1, 0x41, 0x42), (1, 0x51, 0x52), (5, 0x45, 0x45), (5, 0x55, 0x55)])],
-    "offset-clip-remap": [binding("car-a", offset=-2 * S, start=T0 + 3 * S, end=T0 + 15 * S + 7,
-                                  maps=[(1, 0x11, 0x13), (5, 0x15, 0x16)])],
+        binding("car-a", maps=[(1, 0x41, 0x42), (1, 0x51, 0x52), (5, 0x45, 0x45), (5, 0x55, 0x55)])
+    ],
+    "offset-clip-remap": [
+        binding("car-a", offset=-2 * S, start=T0 + 3 * S, end=T0 + 15 * S + 7, maps=[(1, 0x11, 0x13), (5, 0x15, 0x16)])
+    ],
     "two-identities-one-after-the-other": [
         # car-a's first 10 s, then car-b's data shifted to follow it, on the same session channels.
         binding("car-a", end=T0 + 10 * S - 1, maps=[(0, 0, 0xFFFF)], time_ref=1),
@@ -292,7 +331,8 @@ def test_a_binding_without_channel_bindings_serves_only_events(api, cars):
     for kind in ("periodic", "timestamped", "row"):
         assert fetch(api, "events-only", kind) == []
     assert served("events", fetch(api, "events-only", "events")) == expected(
-        "events", cars, [binding("car-a", offset=S)])
+        "events", cars, [binding("car-a", offset=S)]
+    )
 
 
 def test_bindings_are_read_when_the_request_comes(api, cars):

@@ -19,8 +19,9 @@ def test_merges_and_case():
     assert parse_channels("FF,ff").ranges == [(0xFF, 0xFF)]
 
 
-@pytest.mark.parametrize("text", ["", " ", ",", "1,", ",1", "1,,2", "-", "1-2-3", "x", "0x10", "5-3", "1 ,2",
-                                  "123456789", "--1", "1--"])
+@pytest.mark.parametrize(
+    "text", ["", " ", ",", "1,", ",1", "1,,2", "-", "1-2-3", "x", "0x10", "5-3", "1 ,2", "123456789", "--1", "1--"]
+)
 def test_malformed(text):
     with pytest.raises(InvalidArgument):
         parse_channels(text)
@@ -31,7 +32,19 @@ def test_q_filters_rows():
     from data_app.models import Chunk
 
     for ch in (1, 5, 7, 0x20):
-        Chunk.objects.create(identity="q", kind="periodic", channel=ch, window_start=0, span=1, start_time=0,
-                             end_time=0, file="f", offset=0, packed_length=0, unpacked_length=0, sample_count=0)
+        Chunk.objects.create(
+            identity="q",
+            kind="periodic",
+            channel=ch,
+            window_start=0,
+            span=1,
+            start_time=0,
+            end_time=0,
+            file="f",
+            offset=0,
+            packed_length=0,
+            unpacked_length=0,
+            sample_count=0,
+        )
     got = sorted(Chunk.objects.filter(parse_channels("-5,1F-").q()).values_list("channel", flat=True))
     assert got == [1, 5, 0x20]

@@ -1,4 +1,5 @@
 """Compaction of chunk segment files: garbage reclaimed, data identical, safe beside readers and writers."""
+
 import io
 import os
 import struct
@@ -23,8 +24,13 @@ pytestmark = pytest.mark.django_db
 
 
 def periodic(ch, start, n, base=0):
-    return data_pb2.PeriodicData(channel_id=ch, start_timestamp=start, interval=S // 1000, samples=n,
-                                 buffer=struct.pack(f"<{n}i", *[(base + i) % 100_000 for i in range(n)]))
+    return data_pb2.PeriodicData(
+        channel_id=ch,
+        start_timestamp=start,
+        interval=S // 1000,
+        samples=n,
+        buffer=struct.pack(f"<{n}i", *[(base + i) % 100_000 for i in range(n)]),
+    )
 
 
 def write_with_garbage(identity, seconds=12):
@@ -35,13 +41,28 @@ def write_with_garbage(identity, seconds=12):
             for ch in (1, 2):
                 writer.add("periodic", periodic(ch, T0 + second * S + half * S // 2, 500, base=second + ch))
             deltas = [0] + [1000 + i % 7 for i in range(1, 400)]
-            writer.add("timestamped", data_pb2.TimestampedData(
-                channel_id=5, start_timestamp=T0 + second * S + half * S // 2, timestamp_deltas_scale=1000,
-                timestamp_deltas=deltas, buffer=struct.pack(f"<{len(deltas)}d", *range(len(deltas)))))
-            writer.add("row", data_pb2.RowData(channel_ids=[1, 2], timestamp=T0 + second * S + half,
-                                               buffer=struct.pack("<hd", second, half)))
-            writer.add("events", data_pb2.Event(event_definition_id=second, timestamp=T0 + second * S + half,
-                                                status_text=f"e{second}.{half}"))
+            writer.add(
+                "timestamped",
+                data_pb2.TimestampedData(
+                    channel_id=5,
+                    start_timestamp=T0 + second * S + half * S // 2,
+                    timestamp_deltas_scale=1000,
+                    timestamp_deltas=deltas,
+                    buffer=struct.pack(f"<{len(deltas)}d", *range(len(deltas))),
+                ),
+            )
+            writer.add(
+                "row",
+                data_pb2.RowData(
+                    channel_ids=[1, 2], timestamp=T0 + second * S + half, buffer=struct.pack("<hd", second, half)
+                ),
+            )
+            writer.add(
+                "events",
+                data_pb2.Event(
+                    event_definition_id=second, timestamp=T0 + second * S + half, status_text=f"e{second}.{half}"
+                ),
+            )
         writer.flush()
 
 
@@ -51,8 +72,10 @@ def read_all(api, identity):
         url = f"/rta/v2/sessions/{identity}/data/{kind}" + ("" if kind == "events" else "/0-")
         response = api.get(url)
         assert response.status_code == 200
-        out[kind] = [(c.start, c.end, c.channel_ids, c.unpacked_length, c.packed)
-                     for c in wire.read_chunks(b"".join(response.streaming_content))]
+        out[kind] = [
+            (c.start, c.end, c.channel_ids, c.unpacked_length, c.packed)
+            for c in wire.read_chunks(b"".join(response.streaming_content))
+        ]
     return out
 
 
@@ -62,8 +85,9 @@ def files_on_disk():
 
 
 def live_bytes():
-    return {name: sum(Chunk.objects.filter(file=name).values_list("packed_length", flat=True))
-            for name in files_on_disk()}
+    return {
+        name: sum(Chunk.objects.filter(file=name).values_list("packed_length", flat=True)) for name in files_on_disk()
+    }
 
 
 def run_command(*args):
@@ -107,8 +131,11 @@ def test_writes_after_compaction_merge_into_compacted_chunks_and_compact_again(a
     files = files_on_disk()
     assert compacted in files and segments.segment_name("car") in files  # a fresh append segment
     expected = read_all(api, "car")
-    samples = [struct.unpack(f"<{i.samples}i", i.buffer) for c in expected["periodic"]
-               for i in wire.LIST_TYPES["periodic"].FromString(wire.unpack(c[4], c[3], 1)).periodic_data]
+    samples = [
+        struct.unpack(f"<{i.samples}i", i.buffer)
+        for c in expected["periodic"]
+        for i in wire.LIST_TYPES["periodic"].FromString(wire.unpack(c[4], c[3], 1)).periodic_data
+    ]
     assert sum(len(s) for s in samples) == 2 * 12 * 1000 + 10  # the late 10 replace samples at their times
     run_command("--min-garbage-ratio", "0")
     assert read_all(api, "car") == expected

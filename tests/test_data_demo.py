@@ -1,9 +1,10 @@
 """``manage.py load_demo``: demo sessions whose data reads back through REST, loaded idempotently."""
+
 import io
 import json
 import struct
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,7 +19,7 @@ from data_app.summary import labels_from_document
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 
-NOW = datetime(2024, 5, 20, 16, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 20, 16, 0, tzinfo=UTC)
 
 
 def run_command(*args, **options):
@@ -108,18 +109,22 @@ def test_load_again_skips_replace_reloads_remove_deletes(api, monkeypatch):
     first = run_command("--sessions", "1", "--minutes", "3")
     identity = demo.session_identity(0)
     assert "1 loaded" in first and "published." in first
-    chunks = sorted(Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start",
-                                                                         "sample_count"))
+    chunks = sorted(
+        Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start", "sample_count")
+    )
 
     again = run_command("--sessions", "1", "--minutes", "3")
     assert "already loaded: nothing to do" in again and "already published" in again
-    assert sorted(Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start",
-                                                                       "sample_count")) == chunks
+    assert (
+        sorted(Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start", "sample_count"))
+        == chunks
+    )
 
     replaced = run_command("--sessions", "1", "--minutes", "3", "--replace")
     assert "1 replaced" in replaced
-    counts = sorted(Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start",
-                                                                         "sample_count"))
+    counts = sorted(
+        Chunk.objects.filter(identity=identity).values_list("kind", "channel", "window_start", "sample_count")
+    )
     assert counts == chunks  # reloaded, never merged into the old data
     assert len(periodic_values(rest_items(api, identity, "periodic", "0"), 0)) == 3 * 60 * 100
 

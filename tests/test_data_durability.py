@@ -8,6 +8,7 @@ restart every acknowledged sample is served (DataReader from the restarted
 server, REST in this process), late data merges into chunks written before the
 crash, and all of it is served again.
 """
+
 import os
 import queue
 import select
@@ -47,13 +48,22 @@ class Server:
     """``manage.py rungrpc`` on a free port, against the test database and this test's data path."""
 
     def __init__(self):
-        env = {**os.environ, "RTA_DATABASE_URL": _database_url(), "RTA_DATA_PATH": str(settings.RTA_DATA_PATH),
-               "RTA_LOG_LEVEL": "WARNING", "RTA_GRPC_PROCESSES": "1", "RTA_REDIS_URL": "",
-               # Only flush markers flush: an unacknowledged batch really is only in memory at the kill.
-               "RTA_DATA_FLUSH_AGE": "0"}
+        env = {
+            **os.environ,
+            "RTA_DATABASE_URL": _database_url(),
+            "RTA_DATA_PATH": str(settings.RTA_DATA_PATH),
+            "RTA_LOG_LEVEL": "WARNING",
+            "RTA_GRPC_PROCESSES": "1",
+            "RTA_REDIS_URL": "",
+            # Only flush markers flush: an unacknowledged batch really is only in memory at the kill.
+            "RTA_DATA_FLUSH_AGE": "0",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, str(MANAGE_PY), "rungrpc", "--bind", "127.0.0.1", "--port", "0"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.port = self._wait_for_port(timeout=60)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
@@ -118,10 +128,18 @@ def batch(second, late=False):
     for ch in (1, 2):
         values = [(second * 31 + ch * 7 + i) % 20000 for i in range(n)]
         if not late:
-            values[n // 2:] = [0] * (n - n // 2)  # placeholder the late write replaces
-        messages.append(pb.WriteDataStreamMessage(periodic_data=data_pb2.PeriodicData(
-            channel_id=ch, start_timestamp=start, interval=S // 1000, samples=n,
-            buffer=struct.pack(f"<{n}h", *values))))
+            values[n // 2 :] = [0] * (n - n // 2)  # placeholder the late write replaces
+        messages.append(
+            pb.WriteDataStreamMessage(
+                periodic_data=data_pb2.PeriodicData(
+                    channel_id=ch,
+                    start_timestamp=start,
+                    interval=S // 1000,
+                    samples=n,
+                    buffer=struct.pack(f"<{n}h", *values),
+                )
+            )
+        )
         samples += [(ch, start + i * (S // 1000), v) for i, v in enumerate(values)]
     event = data_pb2.Event(event_definition_id=second, timestamp=start + 1, status_text="late" if late else "on time")
     messages.append(pb.WriteDataStreamMessage(event=event))
@@ -139,10 +157,14 @@ def served_samples(lists):
 
 def read_back(channel):
     stub = pb_grpc.DataReaderStub(channel)
-    periodic = served_samples(stub.ReadPeriodicDataStream(pb.ReadChannelDataStreamRequest(data_identity="dur",
-                                                                                        channels="1-2")))
-    events = {(e.timestamp, e.event_definition_id, e.status_text)
-              for lst in stub.ReadEventsStream(pb.ReadDataStreamRequest(data_identity="dur")) for e in lst.events}
+    periodic = served_samples(
+        stub.ReadPeriodicDataStream(pb.ReadChannelDataStreamRequest(data_identity="dur", channels="1-2"))
+    )
+    events = {
+        (e.timestamp, e.event_definition_id, e.status_text)
+        for lst in stub.ReadEventsStream(pb.ReadDataStreamRequest(data_identity="dur"))
+        for e in lst.events
+    }
     return periodic, events
 
 

@@ -1,4 +1,5 @@
 """Data Service round trips: write via gRPC (in-process server), read via REST and DataReader."""
+
 import struct
 
 import grpc
@@ -40,20 +41,33 @@ def write(channel, messages):
 
 
 def periodic(ch, start, values, interval=10_000_000):
-    return pb.WriteDataStreamMessage(periodic_data=data_pb2.PeriodicData(
-        channel_id=ch, start_timestamp=start, interval=interval, samples=len(values),
-        buffer=struct.pack(f"<{len(values)}h", *values)))
+    return pb.WriteDataStreamMessage(
+        periodic_data=data_pb2.PeriodicData(
+            channel_id=ch,
+            start_timestamp=start,
+            interval=interval,
+            samples=len(values),
+            buffer=struct.pack(f"<{len(values)}h", *values),
+        )
+    )
 
 
 def timestamped(ch, start, deltas, values, scale=1000):
-    return pb.WriteDataStreamMessage(timestamped_data=data_pb2.TimestampedData(
-        channel_id=ch, start_timestamp=start, timestamp_deltas_scale=scale, timestamp_deltas=deltas,
-        buffer=struct.pack(f"<{len(values)}d", *values)))
+    return pb.WriteDataStreamMessage(
+        timestamped_data=data_pb2.TimestampedData(
+            channel_id=ch,
+            start_timestamp=start,
+            timestamp_deltas_scale=scale,
+            timestamp_deltas=deltas,
+            buffer=struct.pack(f"<{len(values)}d", *values),
+        )
+    )
 
 
 def event(t, n):
-    return pb.WriteDataStreamMessage(event=data_pb2.Event(event_definition_id=n, app_name="app", timestamp=t,
-                                                          status_text=f"e{n}", raw_data=[n, 2.5]))
+    return pb.WriteDataStreamMessage(
+        event=data_pb2.Event(event_definition_id=n, app_name="app", timestamp=t, status_text=f"e{n}", raw_data=[n, 2.5])
+    )
 
 
 def ident(name):
@@ -81,8 +95,15 @@ def rest_chunks(api, identity, kind, channels=None, **params):
 def test_periodic_int16_round_trip(grpc_channel, api):
     create_or_update_session("s1")
     values = list(range(-1500, 1500))  # 3000 samples at 100 Hz = 30 s
-    markers = write(grpc_channel, [ident("s1"), periodic(0x10, T0 + 5 * S, values), periodic(0x11, T0, [7, 8, 9]),
-                                   pb.WriteDataStreamMessage(flush_marker="m1")])
+    markers = write(
+        grpc_channel,
+        [
+            ident("s1"),
+            periodic(0x10, T0 + 5 * S, values),
+            periodic(0x11, T0, [7, 8, 9]),
+            pb.WriteDataStreamMessage(flush_marker="m1"),
+        ],
+    )
     assert markers == ["m1"]
     # Stored items hold at most 128 samples and every chunk sits in one aligned window.
     for row in Chunk.objects.filter(identity="s1"):
@@ -126,8 +147,17 @@ def test_timestamped_f64_and_events_round_trip(grpc_channel, api):
     create_or_update_session("s3")
     deltas = [0, 5, 5, 1000, 3]  # ×1000 ns
     vals = [1.5, -2.25, 3e300, 0.0, float("inf")]
-    write(grpc_channel, [ident("s3"), timestamped(0xABC, T0 + 123, deltas, vals), event(T0 + 7, 1), event(T0 + 3, 2),
-                         pb.WriteDataStreamMessage(flush_marker="a"), timestamped(0xABC, T0 + 9 * S, [0, 1], [9.0, 10.0])])
+    write(
+        grpc_channel,
+        [
+            ident("s3"),
+            timestamped(0xABC, T0 + 123, deltas, vals),
+            event(T0 + 7, 1),
+            event(T0 + 3, 2),
+            pb.WriteDataStreamMessage(flush_marker="a"),
+            timestamped(0xABC, T0 + 9 * S, [0, 1], [9.0, 10.0]),
+        ],
+    )
     chunks = rest_chunks(api, "s3", "timestamped", "ABC")
     items = [i for c in chunks for i in c.decode("timestamped").timestamped_data]
     samples = []
@@ -136,14 +166,30 @@ def test_timestamped_f64_and_events_round_trip(grpc_channel, api):
         for d, v in zip(i.timestamp_deltas, struct.unpack(f"<{len(i.timestamp_deltas)}d", i.buffer)):
             t += d * (i.timestamp_deltas_scale or 1)
             samples.append((t, v))
-    assert samples == [(T0 + 123, 1.5), (T0 + 5123, -2.25), (T0 + 10123, 3e300), (T0 + 1_010_123, 0.0),
-                       (T0 + 1_013_123, float("inf")), (T0 + 9 * S, 9.0), (T0 + 9 * S + 1000, 10.0)]
+    assert samples == [
+        (T0 + 123, 1.5),
+        (T0 + 5123, -2.25),
+        (T0 + 10123, 3e300),
+        (T0 + 1_010_123, 0.0),
+        (T0 + 1_013_123, float("inf")),
+        (T0 + 9 * S, 9.0),
+        (T0 + 9 * S + 1000, 10.0),
+    ]
     reader = pb_grpc.DataReaderStub(grpc_channel)
-    ev_lists = list(reader.ReadEventsStream(pb.ReadDataStreamRequest(
-        data_identity="s3", start_time=wrappers_pb2.Int64Value(value=T0), end_time=wrappers_pb2.Int64Value(value=T0 + 5))))
+    ev_lists = list(
+        reader.ReadEventsStream(
+            pb.ReadDataStreamRequest(
+                data_identity="s3",
+                start_time=wrappers_pb2.Int64Value(value=T0),
+                end_time=wrappers_pb2.Int64Value(value=T0 + 5),
+            )
+        )
+    )
     events = [e for lst in ev_lists for e in lst.events]
     assert [(e.timestamp, e.event_definition_id, e.status_text, list(e.raw_data)) for e in events] == [
-        (T0 + 3, 2, "e2", [2.0, 2.5]), (T0 + 7, 1, "e1", [1.0, 2.5])]
+        (T0 + 3, 2, "e2", [2.0, 2.5]),
+        (T0 + 7, 1, "e1", [1.0, 2.5]),
+    ]
     ev_chunks = rest_chunks(api, "s3", "events")
     assert [e.timestamp for c in ev_chunks for e in c.decode("events").events] == [T0 + 3, T0 + 7]
 
@@ -168,13 +214,22 @@ def _status(fn):
 def test_write_errors(grpc_channel, api):
     create_or_update_session("s5")
     assert _status(lambda: write(grpc_channel, [periodic(1, T0, [1])])) == grpc.StatusCode.INVALID_ARGUMENT
-    bad = pb.WriteDataStreamMessage(periodic_data=data_pb2.PeriodicData(
-        channel_id=1, start_timestamp=T0, interval=1, samples=2, buffer=b"\0\0\0"))
-    msgs = [ident("s5"), periodic(1, T0, [5, 6]), pb.WriteDataStreamMessage(flush_marker="ok"),
-            periodic(1, T0 + 50 * S, [7]), bad]
+    bad = pb.WriteDataStreamMessage(
+        periodic_data=data_pb2.PeriodicData(channel_id=1, start_timestamp=T0, interval=1, samples=2, buffer=b"\0\0\0")
+    )
+    msgs = [
+        ident("s5"),
+        periodic(1, T0, [5, 6]),
+        pb.WriteDataStreamMessage(flush_marker="ok"),
+        periodic(1, T0 + 50 * S, [7]),
+        bad,
+    ]
     assert _status(lambda: write(grpc_channel, msgs)) == grpc.StatusCode.INVALID_ARGUMENT
-    bad_ts = pb.WriteDataStreamMessage(timestamped_data=data_pb2.TimestampedData(
-        channel_id=1, start_timestamp=T0, timestamp_deltas=[0, 1, 2], buffer=b"\0" * 8))
+    bad_ts = pb.WriteDataStreamMessage(
+        timestamped_data=data_pb2.TimestampedData(
+            channel_id=1, start_timestamp=T0, timestamp_deltas=[0, 1, 2], buffer=b"\0" * 8
+        )
+    )
     assert _status(lambda: write(grpc_channel, [ident("s5"), bad_ts])) == grpc.StatusCode.INVALID_ARGUMENT
     # Truncated protobuf bytes on the stream.
     raw = grpc_channel.stream_stream(WRITE, request_serializer=None, response_deserializer=None)
@@ -190,8 +245,12 @@ def test_rest_errors(api):
     create_or_update_session("s6")
     assert api.get("/rta/v2/sessions/nope/data/periodic/1").status_code == 404
     assert api.get("/rta/v2/sessions/nope/data/events").json()["error"]
-    for url in ("/rta/v2/sessions/s6/data/periodic/1,,2", "/rta/v2/sessions/s6/data/periodic/zz",
-                "/rta/v2/sessions/s6/data/timestamped/1?start=5&end=4", "/rta/v2/sessions/s6/data/events?start=x"):
+    for url in (
+        "/rta/v2/sessions/s6/data/periodic/1,,2",
+        "/rta/v2/sessions/s6/data/periodic/zz",
+        "/rta/v2/sessions/s6/data/timestamped/1?start=5&end=4",
+        "/rta/v2/sessions/s6/data/events?start=x",
+    ):
         response = api.get(url)
         assert response.status_code == 400, url
         assert "error" in response.json()
@@ -202,8 +261,12 @@ def test_reader_errors(grpc_channel):
     reader = pb_grpc.DataReaderStub(grpc_channel)
     bad = pb.ReadChannelDataStreamRequest(data_identity="x", channels="1,,2")
     assert _status(lambda: list(reader.ReadPeriodicDataStream(bad))) == grpc.StatusCode.INVALID_ARGUMENT
-    reversed_ = pb.ReadChannelDataStreamRequest(data_identity="x", channels="1", start_time=wrappers_pb2.Int64Value(value=5),
-                                                end_time=wrappers_pb2.Int64Value(value=4))
+    reversed_ = pb.ReadChannelDataStreamRequest(
+        data_identity="x",
+        channels="1",
+        start_time=wrappers_pb2.Int64Value(value=5),
+        end_time=wrappers_pb2.Int64Value(value=4),
+    )
     assert _status(lambda: list(reader.ReadTimestampedDataStream(reversed_))) == grpc.StatusCode.INVALID_ARGUMENT
     assert list(reader.ReadRowDataStream(pb.ReadChannelDataStreamRequest(data_identity="x", channels="1"))) == []
 
@@ -211,8 +274,12 @@ def test_reader_errors(grpc_channel):
 def test_head_answers_like_get_without_a_body(grpc_channel, api):
     create_or_update_session("h1")
     write(grpc_channel, [ident("h1"), periodic(1, T0, [1, 2, 3]), event(T0, 1)])
-    for url in ("/rta/v2/sessions/h1/data/periodic/1", "/rta/v2/sessions/h1/data/events",
-                "/rta/v2/sessions/h1/data/row/5-", "/rta/v2/sessions/h1/data/timestamped/1?start=1&end=2"):
+    for url in (
+        "/rta/v2/sessions/h1/data/periodic/1",
+        "/rta/v2/sessions/h1/data/events",
+        "/rta/v2/sessions/h1/data/row/5-",
+        "/rta/v2/sessions/h1/data/timestamped/1?start=1&end=2",
+    ):
         get, head = api.get(url), api.head(url)
         assert (head.status_code, get.status_code) == (200, 200), url
         assert head["Content-Type"] == get["Content-Type"] == wire.MEDIA_TYPE
@@ -228,11 +295,10 @@ def test_under_asgi_data_is_sent_block_by_block(grpc_channel):
     """Django collects a synchronous streaming body into one list under ASGI; ours is asynchronous."""
     import asyncio
 
+    from django.db import connection
     from django.test import AsyncClient
 
     from data_app.store import reader
-    from django.db import connection
-
     from tests.grpc_helpers import _close_server_connections
 
     create_or_update_session("a1")

@@ -8,6 +8,7 @@ ever rounded outwards to whole chunks. Checked for a session's own data (the
 fast path), for a session whose binding shifts, clips and re-maps (decoded
 chunks), and for bindings that overlap on the same channels (merged windows).
 """
+
 import struct
 
 import pytest
@@ -18,7 +19,7 @@ from rta.model import data_pb2
 from data_app import wire
 from data_app.store.writer import ChunkWriter
 from sessions_app.services.updates import create_or_update_session
-from tests.test_data_bindings import KINDS, S, T0, bind, binding, write_identity
+from tests.test_data_bindings import KINDS, T0, S, bind, binding, write_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +31,24 @@ def write_dense(identity):
     """Timestamped data, rows and events dense enough for several chunks each (spans of a few seconds)."""
     writer = ChunkWriter(identity)
     deltas = [0] + [700 + (i * 13) % 150 for i in range(1, 26_000)]  # µs: ~20 s
-    writer.add("timestamped", data_pb2.TimestampedData(
-        channel_id=9, start_timestamp=T0 + 11, timestamp_deltas_scale=1000, timestamp_deltas=deltas,
-        buffer=struct.pack(f"<{len(deltas)}d", *range(len(deltas)))))
+    writer.add(
+        "timestamped",
+        data_pb2.TimestampedData(
+            channel_id=9,
+            start_timestamp=T0 + 11,
+            timestamp_deltas_scale=1000,
+            timestamp_deltas=deltas,
+            buffer=struct.pack(f"<{len(deltas)}d", *range(len(deltas))),
+        ),
+    )
     for i in range(2000):
         t = T0 + i * (S // 100) + 7
         writer.add("row", data_pb2.RowData(channel_ids=[7, 8], timestamp=t, buffer=struct.pack("<25d", *range(25))))
         if i % 2 == 0:
-            writer.add("events", data_pb2.Event(event_definition_id=i, timestamp=t, status_text="x" * 20,
-                                                raw_data=[float(i)] * 50))
+            writer.add(
+                "events",
+                data_pb2.Event(event_definition_id=i, timestamp=t, status_text="x" * 20, raw_data=[float(i)] * 50),
+            )
     writer.flush()
 
 
@@ -48,10 +58,15 @@ def sessions():
         write_dense(identity)  # first: a channel's span is chosen from its first flush
         write_identity(identity)
     create_or_update_session("own")
-    bind("shifted", binding("own", offset=-3 * S - 12_345, start=T0 + 2 * S + 1, end=T0 + 14 * S,
-                            maps=[(0, 0x100, 0x10F)]))
-    bind("overlapping", binding("own", maps=[(0, 0, 0xF)], time_ref=1),
-         binding("car-b", offset=S // 3, start=T0 + 4 * S, maps=[(1, 1, 3), (7, 7, 9)], time_ref=2))
+    bind(
+        "shifted",
+        binding("own", offset=-3 * S - 12_345, start=T0 + 2 * S + 1, end=T0 + 14 * S, maps=[(0, 0x100, 0x10F)]),
+    )
+    bind(
+        "overlapping",
+        binding("own", maps=[(0, 0, 0xF)], time_ref=1),
+        binding("car-b", offset=S // 3, start=T0 + 4 * S, maps=[(1, 1, 3), (7, 7, 9)], time_ref=2),
+    )
 
 
 def fetch(api, session, kind, channels, start=None, end=None):
@@ -72,8 +87,13 @@ times = st.one_of(st.none(), st.integers(min_value=T0 - 5 * S, max_value=T0 + 25
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(session=st.sampled_from(SESSIONS), kind=st.sampled_from(KINDS), start=times, end=times,
-       picks=st.lists(st.integers(min_value=0, max_value=15), min_size=1, max_size=4))
+@given(
+    session=st.sampled_from(SESSIONS),
+    kind=st.sampled_from(KINDS),
+    start=times,
+    end=times,
+    picks=st.lists(st.integers(min_value=0, max_value=15), min_size=1, max_size=4),
+)
 def test_chunks_are_the_same_whatever_the_request_bounds(api, sessions, session, kind, start, end, picks):
     if start is not None and end is not None and start > end:
         start, end = end, start

@@ -1,4 +1,5 @@
 """The chunk writer/index directly (no gRPC)."""
+
 import struct
 import time
 
@@ -17,20 +18,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_choose_span():
-    assert choose_span(64 * 1024, 100 * S) == 100 * S       # 655 B/s
+    assert choose_span(64 * 1024, 100 * S) == 100 * S  # 655 B/s
     assert choose_span(64 * 1024, 10 * S) == 10 * S
     assert choose_span(64 * 1024, 3 * S) == 2 * S
-    assert choose_span(200 * 1024, S) == S                  # over 64 KiB even at 1 s: 1 s
-    assert choose_span(3 * 1024 * 1024, S) == S // 5        # a 1 s list would pass 1 MiB: below 1 s
+    assert choose_span(200 * 1024, S) == S  # over 64 KiB even at 1 s: 1 s
+    assert choose_span(3 * 1024 * 1024, S) == S // 5  # a 1 s list would pass 1 MiB: below 1 s
     assert choose_span(10 * 1024 * 1024, S) == S // 10
-    assert choose_span(100 * 1024 * 1024, S) == S // 10     # too fast for any class: the smallest
-    assert choose_span(100, 0) == 10 * S                    # nothing to measure
+    assert choose_span(100 * 1024 * 1024, S) == S // 10  # too fast for any class: the smallest
+    assert choose_span(100, 0) == 10 * S  # nothing to measure
 
 
 def test_timestamped_split_keeps_times_and_windows():
     deltas = [0] + [7] * 299  # scale 1 ms, 300 samples over 2.093 s
-    item = data_pb2.TimestampedData(channel_id=4, start_timestamp=T0 - 500_000_000, timestamp_deltas_scale=1_000_000,
-                                    timestamp_deltas=deltas, buffer=struct.pack("<300f", *range(300)))
+    item = data_pb2.TimestampedData(
+        channel_id=4,
+        start_timestamp=T0 - 500_000_000,
+        timestamp_deltas_scale=1_000_000,
+        timestamp_deltas=deltas,
+        buffer=struct.pack("<300f", *range(300)),
+    )
     pieces = items.split("timestamped", item, S)
     assert all(len(p.timestamp_deltas) <= 128 and p.timestamp_deltas[0] == 0 for p in pieces)
     assert [t for p in pieces for t in items.times("timestamped", p)] == items.times("timestamped", item)
@@ -51,8 +57,12 @@ def test_validation():
 def test_budget_flush_keeps_newest_window_and_files_are_hashed(settings):
     writer = ChunkWriter("odd/../identity", budget_bytes=20_000)
     for second in range(40):  # one 2 KiB item per second: 10 s span at ~2 KiB/s, budget hit every ~10 s
-        writer.add("periodic", data_pb2.PeriodicData(channel_id=1, start_timestamp=T0 + second * S, interval=S // 1024,
-                                                     samples=1024, buffer=b"\1\0" * 1024))
+        writer.add(
+            "periodic",
+            data_pb2.PeriodicData(
+                channel_id=1, start_timestamp=T0 + second * S, interval=S // 1024, samples=1024, buffer=b"\1\0" * 1024
+            ),
+        )
     writer.wait()  # budget flushes run in the background
     assert Chunk.objects.count() >= 1
     assert writer.buffered_bytes > 0  # the newest window is still buffered
@@ -71,7 +81,9 @@ def test_budget_flush_keeps_newest_window_and_files_are_hashed(settings):
 def test_row_data_by_channel_set():
     writer = ChunkWriter("rows")
     for i in range(5):
-        writer.add("row", data_pb2.RowData(channel_ids=[1, 0x20], timestamp=T0 + i, buffer=struct.pack("<hd", i, i / 2)))
+        writer.add(
+            "row", data_pb2.RowData(channel_ids=[1, 0x20], timestamp=T0 + i, buffer=struct.pack("<hd", i, i / 2))
+        )
         writer.add("row", data_pb2.RowData(channel_ids=[3], timestamp=T0 + i, buffer=struct.pack("<h", i)))
     writer.flush()
     refs = reader.find_chunks("rows", "row", parse_channels("20"))
@@ -85,33 +97,51 @@ def test_row_data_by_channel_set():
 
 
 def _periodic(ch, start, values, interval=S // 1000, fmt="h"):
-    return data_pb2.PeriodicData(channel_id=ch, start_timestamp=start, interval=interval, samples=len(values),
-                                 buffer=struct.pack(f"<{len(values)}{fmt}", *values))
+    return data_pb2.PeriodicData(
+        channel_id=ch,
+        start_timestamp=start,
+        interval=interval,
+        samples=len(values),
+        buffer=struct.pack(f"<{len(values)}{fmt}", *values),
+    )
 
 
 def _timestamped(ch, start, deltas, values, scale=1000):
-    return data_pb2.TimestampedData(channel_id=ch, start_timestamp=start, timestamp_deltas_scale=scale,
-                                    timestamp_deltas=deltas, buffer=struct.pack(f"<{len(values)}d", *values))
+    return data_pb2.TimestampedData(
+        channel_id=ch,
+        start_timestamp=start,
+        timestamp_deltas_scale=scale,
+        timestamp_deltas=deltas,
+        buffer=struct.pack(f"<{len(values)}d", *values),
+    )
 
 
-@pytest.mark.parametrize("channel, start, interval, samples, width", [
-    (0x10, T0, 1_000_000, 10_000, 2),
-    (0, T0 + 7, 3, 129, 8),                    # channel 0 and a 1-sample tail
-    (5, -128 * 1000 * 3, 1000, 1000, 4),       # an item starts at exactly 0 (a field left out)
-    (1, -5 * S, 7, 300, 1),                    # negative times
-    (2**32 - 1, 2**62, 2**40, 256, 2),         # large varints
-    (3, T0, -1, 1, 2),                         # one sample, negative (meaningless) interval
-    (4, 0, 0, 1, 8),                           # every field that can be left out
-])
+@pytest.mark.parametrize(
+    "channel, start, interval, samples, width",
+    [
+        (0x10, T0, 1_000_000, 10_000, 2),
+        (0, T0 + 7, 3, 129, 8),  # channel 0 and a 1-sample tail
+        (5, -128 * 1000 * 3, 1000, 1000, 4),  # an item starts at exactly 0 (a field left out)
+        (1, -5 * S, 7, 300, 1),  # negative times
+        (2**32 - 1, 2**62, 2**40, 256, 2),  # large varints
+        (3, T0, -1, 1, 2),  # one sample, negative (meaningless) interval
+        (4, 0, 0, 1, 8),  # every field that can be left out
+    ],
+)
 def test_periodic_items_are_encoded_as_protobuf_does(channel, start, interval, samples, width):
     data = bytes(range(256)) * (samples * width // 256 + 1)
-    run = items.PeriodicRun(start, interval, width, data[:samples * width], samples)
+    run = items.PeriodicRun(start, interval, width, data[: samples * width], samples)
     encoded = items._periodic_entries(channel, run, 128)
     expected = data_pb2.PeriodicDataList()
     for i in range(0, samples, 128):
         n = min(128, samples - i)
-        expected.periodic_data.add(channel_id=channel, start_timestamp=start + i * interval, interval=interval,
-                                   samples=n, buffer=data[i * width:(i + n) * width])
+        expected.periodic_data.add(
+            channel_id=channel,
+            start_timestamp=start + i * interval,
+            interval=interval,
+            samples=n,
+            buffer=data[i * width : (i + n) * width],
+        )
     assert bytes(encoded) == expected.SerializeToString()
 
 
@@ -153,15 +183,14 @@ def test_items_hold_up_to_128_samples_and_bursts_are_joined():
             assert row.window_start <= row.start_time <= row.end_time < row.window_start + row.span
             assert row.unpacked_length <= 80 * 1024  # ~64 KiB lists (the span is chosen for them)
             assert (items.start_time(kind, lst[0]), items.end_time(kind, lst[-1])) == (ref.start_time, ref.end_time)
-    assert _periodic_samples(_stored_items("sizes", "periodic", 1)) == [
-        (T0 + i * ms, i // 100) for i in range(3000)]
+    assert _periodic_samples(_stored_items("sizes", "periodic", 1)) == [(T0 + i * ms, i // 100) for i in range(3000)]
 
 
 def test_rejected_items_leave_nothing_buffered():
     writer = ChunkWriter("bad")
     writer.add("periodic", _periodic(1, T0, [1, 2]))
     with pytest.raises(InvalidArgument, match="width"):
-        writer.add("periodic", _periodic(1, T0 + S, [1.5], fmt="d"))   # the channel's samples are 2 bytes
+        writer.add("periodic", _periodic(1, T0 + S, [1.5], fmt="d"))  # the channel's samples are 2 bytes
     with pytest.raises(InvalidArgument, match="overflow"):
         writer.add("periodic", _periodic(2, 2**63 - 10, [1, 2, 3], interval=S))
     with pytest.raises(InvalidArgument, match="negative"):
@@ -237,13 +266,18 @@ def test_a_flush_encoding_beside_the_one_before_it_merges_into_what_that_one_wri
     writer.flush()
     assert calls["encode"] >= 1  # the second flush did encode beside the first
     stored = _assert_no_overlap("overlapped-flushes", "timestamped", 3)
-    samples = [(t, v) for _ref, lst in stored for item in lst
-               for t, v in zip(items.times("timestamped", item), struct.unpack(f"<{len(item.buffer) // 8}d",
-                                                                                item.buffer))]
+    samples = [
+        (t, v)
+        for _ref, lst in stored
+        for item in lst
+        for t, v in zip(items.times("timestamped", item), struct.unpack(f"<{len(item.buffer) // 8}d", item.buffer))
+    ]
     expected = sorted([(T0 + i * ms, 1.0) for i in range(2000)] + [(T0 + ms // 2 + i * ms, 2.0) for i in range(2000)])
     assert samples == expected
-    assert sorted(Chunk.objects.filter(identity="overlapped-flushes").values_list("window_start", "sample_count")) \
-        == [(T0, 2000), (T0 + S, 2000)]
+    assert sorted(Chunk.objects.filter(identity="overlapped-flushes").values_list("window_start", "sample_count")) == [
+        (T0, 2000),
+        (T0 + S, 2000),
+    ]
 
 
 # --- non-overlap --------------------------------------------------------------------------------
@@ -275,8 +309,8 @@ def test_no_items_or_chunks_overlap_after_rewrites_and_close():
     # Stream 2 re-sends part of it with other values (a client retrying), overlaps it on another
     # phase of the same interval, and re-sends the row and the event.
     two = ChunkWriter("overlaps")
-    two.add("periodic", _periodic(1, T0 + 500 * ms, [-1] * 1000))             # rewrite 500..999, extend
-    two.add("periodic", _periodic(1, T0 + 3 * S + ms // 2, [7] * 10))          # interleaved, half a step off
+    two.add("periodic", _periodic(1, T0 + 500 * ms, [-1] * 1000))  # rewrite 500..999, extend
+    two.add("periodic", _periodic(1, T0 + 3 * S + ms // 2, [7] * 10))  # interleaved, half a step off
     two.add("timestamped", _timestamped(2, T0 + 250 * ms, [0] + [500] * 99, [2.0] * 100, scale=1000))
     two.add("row", data_pb2.RowData(channel_ids=[7], timestamp=T0 + 5, buffer=b"\2"))
     two.add("events", data_pb2.Event(event_definition_id=1, timestamp=T0 + 5, status_text="a"))
@@ -286,7 +320,7 @@ def test_no_items_or_chunks_overlap_after_rewrites_and_close():
 
     samples = _periodic_samples(_assert_no_overlap("overlaps", "periodic", 1))
     expected = {T0 + i * ms: i for i in range(500)}
-    expected.update({T0 + (500 + i) * ms: -1 for i in range(1000)})           # the later write wins
+    expected.update({T0 + (500 + i) * ms: -1 for i in range(1000)})  # the later write wins
     expected.update({T0 + 3 * S + ms // 2 + i * ms: 7 for i in range(10)})
     assert samples == sorted(expected.items())
     stored = _assert_no_overlap("overlaps", "timestamped", 2)
@@ -362,7 +396,7 @@ def test_appender_holds_the_lock_and_follows_a_removed_segment():
         thread.start()
         waiting.wait()
         time.sleep(0.1)  # let it reach the lock (the test passes either way; this makes it meaningful)
-        path.unlink()    # e.g. compaction removing a segment no row points at
+        path.unlink()  # e.g. compaction removing a segment no row points at
     thread.join()
     assert offsets == [0] and path.read_bytes() == b"new"
 

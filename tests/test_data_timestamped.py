@@ -1,4 +1,5 @@
 """Timestamped runs as numpy arrays: wire encoding byte for byte, cutting, merging, validation (no database)."""
+
 import random
 import struct
 
@@ -23,22 +24,32 @@ def protobuf_list(channel_id, run, max_samples):
     times, deltas, w = run.sample_times(), run.deltas.tolist(), run.width
     for i in range(0, run.samples, max_samples):
         j = min(run.samples, i + max_samples)
-        piece = [0] + deltas[i + 1:j]
-        message.timestamped_data.add(channel_id=channel_id, start_timestamp=times[i],
-                                     timestamp_deltas_scale=run.scale, timestamp_deltas=piece,
-                                     buffer=run.data[i * w:j * w])
+        piece = [0] + deltas[i + 1 : j]
+        message.timestamped_data.add(
+            channel_id=channel_id,
+            start_timestamp=times[i],
+            timestamp_deltas_scale=run.scale,
+            timestamp_deltas=piece,
+            buffer=run.data[i * w : j * w],
+        )
     return message.SerializeToString()
 
 
 def run_of(start, scale, deltas, width=8, channel_id=7):
-    item = data_pb2.TimestampedData(channel_id=channel_id, start_timestamp=start, timestamp_deltas_scale=scale,
-                                    timestamp_deltas=deltas, buffer=bytes(len(deltas) * width))
+    item = data_pb2.TimestampedData(
+        channel_id=channel_id,
+        start_timestamp=start,
+        timestamp_deltas_scale=scale,
+        timestamp_deltas=deltas,
+        buffer=bytes(len(deltas) * width),
+    )
     return timestamped_run(item)
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.lists(st.one_of(st.integers(0, 300), st.integers(0, INT64_MAX), st.integers(-(1 << 63), -1)),
-                       max_size=60))
+@given(
+    values=st.lists(st.one_of(st.integers(0, 300), st.integers(0, INT64_MAX), st.integers(-(1 << 63), -1)), max_size=60)
+)
 def test_varints_match_protobuf(values):
     array = np.array(values, dtype=np.int64)
     expected = data_pb2.TimestampedData(timestamp_deltas=values).SerializeToString()
@@ -60,8 +71,13 @@ def test_item_encoding_is_protobufs(channel_id, start, scale, deltas, max_sample
     deltas = [0] + deltas[1:]
     rng = random.Random(len(deltas))
     buffer = bytes(rng.randrange(256) for _ in range(len(deltas) * width))
-    item = data_pb2.TimestampedData(channel_id=channel_id, start_timestamp=start, timestamp_deltas_scale=scale,
-                                    timestamp_deltas=deltas, buffer=buffer)
+    item = data_pb2.TimestampedData(
+        channel_id=channel_id,
+        start_timestamp=start,
+        timestamp_deltas_scale=scale,
+        timestamp_deltas=deltas,
+        buffer=buffer,
+    )
     run = timestamped_run(item)
     encoded = run.list_entries(channel_id, max_samples)
     assert encoded == protobuf_list(channel_id, run, max_samples)
@@ -69,7 +85,8 @@ def test_item_encoding_is_protobufs(channel_id, start, scale, deltas, max_sample
     assert [t for it in decoded for t in items.times("timestamped", it)] == items.times("timestamped", item)
     bodies = run.item_bodies(channel_id, max_samples)
     assert [(first, last) for _body, first, last in bodies] == [
-        (items.start_time("timestamped", it), items.end_time("timestamped", it)) for it in decoded]
+        (items.start_time("timestamped", it), items.end_time("timestamped", it)) for it in decoded
+    ]
 
 
 # Delta varints of one length (1, 2, 3 and 6 bytes): the items are encoded as one table.
@@ -86,15 +103,21 @@ BANDS = [(0, 127), (128, 16383), (16384, (1 << 21) - 1), (1 << 35, (1 << 42) - 1
     max_samples=st.sampled_from([2, 3, 128]),
     width=st.sampled_from([1, 2, 4, 8]),
 )
-def test_items_of_equal_length_are_encoded_as_one_table_like_protobuf(channel_id, start, scale, band, data,
-                                                                       max_samples, width):
+def test_items_of_equal_length_are_encoded_as_one_table_like_protobuf(
+    channel_id, start, scale, band, data, max_samples, width
+):
     n = data.draw(st.integers(2 * max_samples, 3 * max_samples + 5))
     first_deltas = data.draw(st.lists(st.integers(0, 1 << 20), min_size=n, max_size=n))  # items' first deltas: any
     deltas = [d if i % max_samples == 0 else data.draw(st.integers(*band)) for i, d in enumerate(first_deltas)]
     deltas[0] = 0
     buffer = bytes(random.Random(n).randrange(256) for _ in range(n * width))
-    item = data_pb2.TimestampedData(channel_id=channel_id, start_timestamp=start, timestamp_deltas_scale=scale,
-                                    timestamp_deltas=deltas, buffer=buffer)
+    item = data_pb2.TimestampedData(
+        channel_id=channel_id,
+        start_timestamp=start,
+        timestamp_deltas_scale=scale,
+        timestamp_deltas=deltas,
+        buffer=buffer,
+    )
     run = timestamped_run(item)
     assert run._equal_entries(channel_id, max_samples) is not None  # the table path, not the loop
     assert run.list_entries(channel_id, max_samples) == protobuf_list(channel_id, run, max_samples)
@@ -122,7 +145,7 @@ def test_cut_matches_sample_by_sample_windows(span):
 
 
 def test_absorb_joins_on_the_grid_only():
-    a = run_of(0, 10, [0, 1, 1])            # 0, 10, 20
+    a = run_of(0, 10, [0, 1, 1])  # 0, 10, 20
     assert a.absorb(run_of(50, 10, [0, 2]))  # 50, 70
     assert a.sample_times() == [0, 10, 20, 50, 70] and a.samples == 5
     assert not a.absorb(run_of(75, 10, [0]))  # off the 10 ns grid
@@ -152,14 +175,17 @@ def test_overlapping_runs_merge_with_the_later_write_winning():
     assert (times, values, lo, hi, count) == ([10, 20, 25, 30], (1, 9, 8, 3), 10, 30, 4)
 
 
-@pytest.mark.parametrize("start, scale, deltas, message", [
-    (0, 1, [0, -1], "must not be negative"),
-    (0, -1, [0, 1], "must not be negative"),
-    (INT64_MAX - 5, 1, [0, 10], "overflow"),
-    (0, 1 << 62, [0, 4], "overflow"),
-    (-(1 << 63), 1, [0, INT64_MAX, 1], "2\\^63"),
-    (0, 1, [0, INT64_MAX, INT64_MAX], "overflow"),
-])
+@pytest.mark.parametrize(
+    "start, scale, deltas, message",
+    [
+        (0, 1, [0, -1], "must not be negative"),
+        (0, -1, [0, 1], "must not be negative"),
+        (INT64_MAX - 5, 1, [0, 10], "overflow"),
+        (0, 1 << 62, [0, 4], "overflow"),
+        (-(1 << 63), 1, [0, INT64_MAX, 1], "2\\^63"),
+        (0, 1, [0, INT64_MAX, INT64_MAX], "overflow"),
+    ],
+)
 def test_invalid_items_are_rejected(start, scale, deltas, message):
     with pytest.raises(InvalidArgument, match=message):
         run_of(start, scale, deltas)

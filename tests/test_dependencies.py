@@ -1,4 +1,5 @@
 """Advanced Streams dependencies: the service rules, REST /api/dependencies and load_dependencies."""
+
 import io
 import json
 
@@ -57,20 +58,33 @@ def test_post_names_the_document_by_its_content_hash(api):
     assert api.get(f"/api/dependencies/atlasConfiguration/{ident}").json() == ATLAS
 
 
-@pytest.mark.parametrize("kind, body, fragment", [
-    ("dataFormat", b"{not json", "not valid JSON"),
-    ("dataFormat", b"[1, 2]", "must be a JSON object"),
-    ("dataFormat", {"feeds": {}}, "dataFormat.feeds: must be a non-empty object"),
-    ("dataFormat", {"feeds": {"": {"parameters": [{"identifier": ""}]}}}, "parameters[0].identifier"),
-    ("dataFormat", {"feeds": {"": {"parameters": [{"identifier": "a", "aggregates": "avg,median"}]}}},
-     "unknown aggregate 'median'"),
-    ("dataFormat", {"feeds": {"": {"parameters": ["a", "a"]}}}, "appears twice"),
-    ("dataFormat", {"feeds": {"": {"parameters": [], "frequency": -1}}}, "frequency"),
-    ("atlasConfiguration", {"appGroups": {"A": {"groups": {"G": {"parameters": {"p": {"units": 3}}}}}}},
-     "parameters['p'].units: must be a string"),
-    ("atlasConfiguration", {"events": {"E1": {"priority": "urgent"}}}, "priority"),
-    ("atlasConfiguration", {"conversions": {"c": {"rational": {"coeffs": [1, 2]}}}}, "atlasConfiguration.conversions"),
-])
+@pytest.mark.parametrize(
+    "kind, body, fragment",
+    [
+        ("dataFormat", b"{not json", "not valid JSON"),
+        ("dataFormat", b"[1, 2]", "must be a JSON object"),
+        ("dataFormat", {"feeds": {}}, "dataFormat.feeds: must be a non-empty object"),
+        ("dataFormat", {"feeds": {"": {"parameters": [{"identifier": ""}]}}}, "parameters[0].identifier"),
+        (
+            "dataFormat",
+            {"feeds": {"": {"parameters": [{"identifier": "a", "aggregates": "avg,median"}]}}},
+            "unknown aggregate 'median'",
+        ),
+        ("dataFormat", {"feeds": {"": {"parameters": ["a", "a"]}}}, "appears twice"),
+        ("dataFormat", {"feeds": {"": {"parameters": [], "frequency": -1}}}, "frequency"),
+        (
+            "atlasConfiguration",
+            {"appGroups": {"A": {"groups": {"G": {"parameters": {"p": {"units": 3}}}}}}},
+            "parameters['p'].units: must be a string",
+        ),
+        ("atlasConfiguration", {"events": {"E1": {"priority": "urgent"}}}, "priority"),
+        (
+            "atlasConfiguration",
+            {"conversions": {"c": {"rational": {"coeffs": [1, 2]}}}},
+            "atlasConfiguration.conversions",
+        ),
+    ],
+)
 def test_invalid_documents_are_400_and_store_nothing(api, kind, body, fragment):
     response = put(api, kind, "x1", body)
     assert response.status_code == 400
@@ -99,10 +113,14 @@ def test_other_types_are_stored_unvalidated():
 
 def test_load_dependencies_command(tmp_path):
     envelopes = tmp_path / "deps.json"
-    envelopes.write_text(json.dumps([
-        {"type": "dataFormat", "id": "fmt", "document": FORMAT},
-        {"type": "atlasConfiguration", "document": ATLAS},
-    ]))
+    envelopes.write_text(
+        json.dumps(
+            [
+                {"type": "dataFormat", "id": "fmt", "document": FORMAT},
+                {"type": "atlasConfiguration", "document": ATLAS},
+            ]
+        )
+    )
     bare = tmp_path / "format.json"
     bare.write_text(json.dumps({"feeds": {"x": {"parameters": ["p:A"]}}}))
     out = io.StringIO()

@@ -1,4 +1,5 @@
 """SessionStore over a real gRPC channel to an in-process server (spec §5, §7)."""
+
 import itertools
 import json
 import time
@@ -8,11 +9,10 @@ import pytest
 from google.protobuf import empty_pb2, wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-from tests.grpc_helpers import grpc_channel, grpc_server  # noqa: F401  (fixtures)
-
 from rta.toolkit.api import session_service_pb2 as pb  # noqa: E402  (importable once settings load)
 from rta.toolkit.api import session_service_pb2_grpc as pb_grpc  # noqa: E402
+
+from tests.grpc_helpers import grpc_channel, grpc_server  # noqa: F401  (fixtures)
 
 SERVICE = "rta.toolkit.api.session_service.SessionStore"
 EMPTY = empty_pb2.Empty()
@@ -38,7 +38,9 @@ def upsert(store, identity, *updates, create=None, sequence=None):
 
 
 def get(store, identity, **elements):
-    return store.GetSession(pb.GetSessionRequest(identity=identity, elements=pb.SessionElements(**elements)), timeout=10)
+    return store.GetSession(
+        pb.GetSessionRequest(identity=identity, elements=pb.SessionElements(**elements)), timeout=10
+    )
 
 
 def doc(store, identity, props=()):
@@ -150,18 +152,30 @@ def test_create_if_not_exists_values_apply_only_on_creation(store):
 
 SCALAR_CASES = {
     "set_state": ([U(set_state=1)], {"state": "waiting"}),
-    "set_timestamp": ([U(set_timestamp="2024-05-01T12:00:00.123456789-05:30")],
-                      {"timestamp": "2024-05-01T12:00:00.123456789-05:30"}),
-    "set_time_range": ([U(set_time_range=pb.TimeRange(start_time=10, end_time=20))],
-                       {"timeRange": {"startTime": 10, "endTime": 20}}),
-    "extend_time_range": ([U(set_time_range=pb.TimeRange(start_time=10, end_time=20)),
-                           U(extend_time_range=pb.TimeRange(start_time=15, end_time=30)),
-                           U(extend_time_range=pb.TimeRange(start_time=5, end_time=8))],
-                          {"timeRange": {"startTime": 5, "endTime": 30}}),
-    "extend_time_range_from_none": ([U(extend_time_range=pb.TimeRange(start_time=7, end_time=9))],
-                                    {"timeRange": {"startTime": 7, "endTime": 9}}),
-    "clear_time_range": ([U(set_time_range=pb.TimeRange(start_time=10, end_time=20)), U(clear_time_range=EMPTY)],
-                         {"timeRange": None, "startTimestamp": None, "endTimestamp": None}),
+    "set_timestamp": (
+        [U(set_timestamp="2024-05-01T12:00:00.123456789-05:30")],
+        {"timestamp": "2024-05-01T12:00:00.123456789-05:30"},
+    ),
+    "set_time_range": (
+        [U(set_time_range=pb.TimeRange(start_time=10, end_time=20))],
+        {"timeRange": {"startTime": 10, "endTime": 20}},
+    ),
+    "extend_time_range": (
+        [
+            U(set_time_range=pb.TimeRange(start_time=10, end_time=20)),
+            U(extend_time_range=pb.TimeRange(start_time=15, end_time=30)),
+            U(extend_time_range=pb.TimeRange(start_time=5, end_time=8)),
+        ],
+        {"timeRange": {"startTime": 5, "endTime": 30}},
+    ),
+    "extend_time_range_from_none": (
+        [U(extend_time_range=pb.TimeRange(start_time=7, end_time=9))],
+        {"timeRange": {"startTime": 7, "endTime": 9}},
+    ),
+    "clear_time_range": (
+        [U(set_time_range=pb.TimeRange(start_time=10, end_time=20)), U(clear_time_range=EMPTY)],
+        {"timeRange": None, "startTimestamp": None, "endTimestamp": None},
+    ),
     "set_identifier": ([U(set_identifier="Renamed")], {"identifier": "Renamed"}),
     "set_type": ([U(set_type=wrappers_pb2.StringValue(value="Race"))], {"type": "Race"}),
     "clear_type": ([U(set_type=wrappers_pb2.StringValue(value="Race")), U(clear_type=EMPTY)], {"type": None}),
@@ -188,8 +202,12 @@ def test_scalar_operation(store, case):
 
 @db
 def test_time_range_adds_iso_bounds_in_the_session_zone(store):
-    upsert(store, "s1", U(set_time_range=pb.TimeRange(start_time=1_000_000_001, end_time=2_000_000_000)),
-           create={"timestamp": "2024-05-01T10:00:00+02:00"})
+    upsert(
+        store,
+        "s1",
+        U(set_time_range=pb.TimeRange(start_time=1_000_000_001, end_time=2_000_000_000)),
+        create={"timestamp": "2024-05-01T10:00:00+02:00"},
+    )
     body = doc(store, "s1")
     assert body["startTimestamp"] == "1970-01-01T02:00:01.000000001+02:00"
     assert body["endTimestamp"] == "1970-01-01T02:00:02+02:00"
@@ -218,8 +236,12 @@ def test_set_update_delete_details(store):
     assert doc(store, "s1")["details"] == {"Driver": "A", "Track": "C", "Run": "1"}
     upsert(store, "s1", U(set_details=details(Only="x")))
     assert doc(store, "s1")["details"] == {"Only": "x"}
-    upsert(store, "s1", U(update_details=details(Run="2")),
-           U(delete_details=pb.SessionUpdate.DetailKeysList(keys=["Only", "missing"])))
+    upsert(
+        store,
+        "s1",
+        U(update_details=details(Run="2")),
+        U(delete_details=pb.SessionUpdate.DetailKeysList(keys=["Only", "missing"])),
+    )
     assert doc(store, "s1")["details"] == {"Run": "2"}
 
 
@@ -236,7 +258,8 @@ def test_details_json_keeps_value_types(store):
 @db
 def test_details_categories_are_ext_details_groups(store):
     upsert(
-        store, "s1",
+        store,
+        "s1",
         U(set_details=details("CarSetup", RideHeight="30")),
         U(update_details_json=details_json({"Wing": 2}, category="CarSetup")),
         U(set_details_json=details_json({"Temp": 21.5}, category="Weather")),
@@ -244,11 +267,16 @@ def test_details_categories_are_ext_details_groups(store):
     body = doc(store, "s1")
     assert "extDetails" not in body and "details" not in body
     assert doc(store, "s1", ["extDetails"])["extDetails"] == {
-        "CarSetup": {"RideHeight": "30", "Wing": 2}, "Weather": {"Temp": 21.5}
+        "CarSetup": {"RideHeight": "30", "Wing": 2},
+        "Weather": {"Temp": 21.5},
     }
     assert doc(store, "s1", ["extDetails.CarSetup.Wing"])["extDetails"] == {"CarSetup": {"Wing": 2}}
-    upsert(store, "s1", U(update_details=details("CarSetup", RideHeight="31")),
-           U(delete_details=pb.SessionUpdate.DetailKeysList(category="Weather", keys=["Temp"])))
+    upsert(
+        store,
+        "s1",
+        U(update_details=details("CarSetup", RideHeight="31")),
+        U(delete_details=pb.SessionUpdate.DetailKeysList(category="Weather", keys=["Temp"])),
+    )
     assert doc(store, "s1", ["extDetails"])["extDetails"] == {"CarSetup": {"RideHeight": "31", "Wing": 2}}
     upsert(store, "s1", U(set_details=details("CarSetup")))
     assert "extDetails" not in doc(store, "s1", ["extDetails"])
@@ -268,13 +296,26 @@ def lap(marker_id, start=None, end=None, **fields):
 
 @db
 def test_set_update_delete_markers(store):
-    upsert(store, "s1", U(set_markers=markers_map(
-        Laps=[lap("L1", 0, 10, type="lap", label="Lap 1", details_json='{"n": 1}'), lap("L2", 10, 20)],
-        Events=[lap("E1", 5, description=wrappers_pb2.StringValue(value="Yellow flag"))],
-    )))
+    upsert(
+        store,
+        "s1",
+        U(
+            set_markers=markers_map(
+                Laps=[lap("L1", 0, 10, type="lap", label="Lap 1", details_json='{"n": 1}'), lap("L2", 10, 20)],
+                Events=[lap("E1", 5, description=wrappers_pb2.StringValue(value="Yellow flag"))],
+            )
+        ),
+    )
     by_id = {m["id"]: m for m in doc(store, "s1")["markers"]}
-    assert by_id["L1"] == {"id": "L1", "category": "Laps", "type": "lap", "label": "Lap 1",
-                           "startTime": 0, "endTime": 10, "details": {"n": 1}}
+    assert by_id["L1"] == {
+        "id": "L1",
+        "category": "Laps",
+        "type": "lap",
+        "label": "Lap 1",
+        "startTime": 0,
+        "endTime": 10,
+        "details": {"n": 1},
+    }
     assert by_id["E1"] == {"id": "E1", "category": "Events", "description": "Yellow flag", "startTime": 5}
     assert set(by_id) == {"L1", "L2", "E1"}
 
@@ -311,11 +352,14 @@ def config_bindings(**offsets):
 def test_set_update_delete_config_bindings(store):
     upsert(store, "s1", U(set_config_bindings=config_bindings(cfgA=0, cfgB=100)))
     assert doc(store, "s1")["configBindings"] == [
-        {"identifier": "cfgA", "channelOffset": 0}, {"identifier": "cfgB", "channelOffset": 100}
+        {"identifier": "cfgA", "channelOffset": 0},
+        {"identifier": "cfgB", "channelOffset": 100},
     ]
     upsert(store, "s1", U(update_config_bindings=config_bindings(cfgB=200, cfgC=300)))
     assert {b["identifier"]: b["channelOffset"] for b in doc(store, "s1")["configBindings"]} == {
-        "cfgA": 0, "cfgB": 200, "cfgC": 300
+        "cfgA": 0,
+        "cfgB": 200,
+        "cfgC": 300,
     }
     upsert(store, "s1", U(delete_config_bindings=pb.SessionUpdate.ConfigIdentifiersList(identifiers=["cfgA", "x"])))
     assert {b["identifier"] for b in doc(store, "s1")["configBindings"]} == {"cfgB", "cfgC"}
@@ -349,30 +393,48 @@ def bindings(*items):
 
 
 def binding_keys(store, identity):
-    return {(b.key.source, b.key.identity, b.key.time_ref) for b in get(store, identity, data_bindings=True).data_bindings}
+    return {
+        (b.key.source, b.key.identity, b.key.time_ref) for b in get(store, identity, data_bindings=True).data_bindings
+    }
 
 
 @db
 def test_set_update_delete_data_bindings(store):
-    upsert(store, "s1", U(set_data_bindings=bindings(
-        binding("d1", source="car", start=100, end=200, offset=-50, channels=[(0, 10, 19), (20, 40, 41)]),
-        binding("d2", time_ref=7),
-    )))
+    upsert(
+        store,
+        "s1",
+        U(
+            set_data_bindings=bindings(
+                binding("d1", source="car", start=100, end=200, offset=-50, channels=[(0, 10, 19), (20, 40, 41)]),
+                binding("d2", time_ref=7),
+            )
+        ),
+    )
     got = {b.key.identity: b for b in get(store, "s1", data_bindings=True).data_bindings}
     d1, d2 = got["d1"], got["d2"]
     assert (d1.key.source, d1.key.time_ref, d1.session_time_offset) == ("car", 0, -50)
     assert d1.HasField("session_start_time") and (d1.session_start_time.value, d1.session_end_time.value) == (100, 200)
-    assert [(c.first_data_channel, c.first_session_channel, c.last_session_channel)
-            for c in d1.data_channel_bindings] == [(0, 10, 19), (20, 40, 41)]
+    assert [
+        (c.first_data_channel, c.first_session_channel, c.last_session_channel) for c in d1.data_channel_bindings
+    ] == [(0, 10, 19), (20, 40, 41)]
     assert not d2.HasField("session_start_time") and not d2.HasField("session_end_time") and d2.key.time_ref == 7
 
     upsert(store, "s1", U(update_data_bindings=bindings(binding("d2", time_ref=7, offset=5), binding("d3"))))
     got = {b.key.identity: b for b in get(store, "s1", data_bindings=True).data_bindings}
     assert set(got) == {"d1", "d2", "d3"} and got["d2"].session_time_offset == 5
 
-    upsert(store, "s1", U(delete_data_bindings=pb.SessionUpdate.DataBindingKeysList(keys=[
-        pb.DataBindingKey(source="car", identity="d1"), pb.DataBindingKey(identity="d2", time_ref=8),
-    ])))
+    upsert(
+        store,
+        "s1",
+        U(
+            delete_data_bindings=pb.SessionUpdate.DataBindingKeysList(
+                keys=[
+                    pb.DataBindingKey(source="car", identity="d1"),
+                    pb.DataBindingKey(identity="d2", time_ref=8),
+                ]
+            )
+        ),
+    )
     assert binding_keys(store, "s1") == {("", "d2", 7), ("", "d3", 0)}
 
     upsert(store, "s1", U(set_data_bindings=bindings(binding("d4", source="x"))))
@@ -438,8 +500,9 @@ def test_folders_walk_through(store):
     assert child_folders(store) == {}
     assert listed(store) == ["other", "race"]  # deleting folders never deletes sessions
 
-    code, _ = status_of(lambda: store.DeleteSessionFolders(
-        pb.DeleteSessionFoldersRequest(folder_identities=[""]), timeout=10))
+    code, _ = status_of(
+        lambda: store.DeleteSessionFolders(pb.DeleteSessionFoldersRequest(folder_identities=[""]), timeout=10)
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code, _ = status_of(lambda: put_folder(store, "", label="root"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -514,14 +577,17 @@ def test_sub_session_of_an_unknown_anchor_is_top_level(store):
 def test_failing_op_leaves_session_untouched(store):
     upsert(store, "s1", U(set_details=details(Driver="A")), U(set_folders=folders("f1")), create={"timestamp": ts(1)})
     before = get(store, "s1", json=True, folders=True, refs=True, data_bindings=True)
-    code, message = status_of(lambda: upsert(
-        store, "s1",
-        U(update_details=details(Driver="B")),
-        U(set_folders=folders("f2")),
-        U(set_ref_anchors=refs("a")),
-        U(set_quality=1.5),
-        U(set_state=2),
-    ))
+    code, message = status_of(
+        lambda: upsert(
+            store,
+            "s1",
+            U(update_details=details(Driver="B")),
+            U(set_folders=folders("f2")),
+            U(set_ref_anchors=refs("a")),
+            U(set_quality=1.5),
+            U(set_state=2),
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert message.startswith("updates[3] set_quality")
     assert get(store, "s1", json=True, folders=True, refs=True, data_bindings=True) == before
@@ -578,16 +644,32 @@ INVALID = {
     "empty_identifier": ("s1", [U(set_identifier="")], None, "identifier"),
     "no_op": ("s1", [U()], None, "updates[0]"),
     "marker_without_id": ("s1", [U(set_markers=markers_map(Laps=[lap("")]))], None, "marker id"),
-    "marker_bad_details_json": ("s1", [U(update_markers=markers_map(Laps=[lap("L", details_json="{")]))], None,
-                                "updates[0] update_markers"),
-    "marker_details_not_object": ("s1", [U(set_markers=markers_map(Laps=[lap("L", details_json="3")]))], None,
-                                  "object"),
+    "marker_bad_details_json": (
+        "s1",
+        [U(update_markers=markers_map(Laps=[lap("L", details_json="{")]))],
+        None,
+        "updates[0] update_markers",
+    ),
+    "marker_details_not_object": (
+        "s1",
+        [U(set_markers=markers_map(Laps=[lap("L", details_json="3")]))],
+        None,
+        "object",
+    ),
     "marker_reversed": ("s1", [U(set_markers=markers_map(Laps=[lap("L", 9, 1)]))], None, "after"),
-    "config_binding_without_identifier": ("s1", [U(set_config_bindings=config_bindings(**{"": 1}))], None,
-                                          "identifier"),
+    "config_binding_without_identifier": (
+        "s1",
+        [U(set_config_bindings=config_bindings(**{"": 1}))],
+        None,
+        "identifier",
+    ),
     "data_binding_without_identity": ("s1", [U(set_data_bindings=bindings(binding("")))], None, "identity"),
-    "data_binding_channels_reversed": ("s1", [U(set_data_bindings=bindings(binding("d", channels=[(0, 5, 4)])))],
-                                       None, "last_session_channel"),
+    "data_binding_channels_reversed": (
+        "s1",
+        [U(set_data_bindings=bindings(binding("d", channels=[(0, 5, 4)])))],
+        None,
+        "last_session_channel",
+    ),
     "data_binding_reversed": ("s1", [U(update_data_bindings=bindings(binding("d", start=5, end=4)))], None, "after"),
     "empty_ref_uri": ("s1", [U(set_ref_anchors=refs(""))], None, "URI"),
     "type_too_long": ("s1", [U(set_type=wrappers_pb2.StringValue(value="t" * 300))], None, ""),
@@ -616,7 +698,8 @@ def test_client_mistakes_are_invalid_argument(store):
 @db
 def test_get_session_elements(store):
     upsert(
-        store, "s1",
+        store,
+        "s1",
         U(set_details=details(Driver="A")),
         U(set_details_json=details_json({"Wing": 2}, "CarSetup")),
         U(set_data_bindings=bindings(binding("d1", channels=[(0, 0, 3)]))),
@@ -630,8 +713,13 @@ def test_get_session_elements(store):
     assert bare == pb.Session(identity="s1")
 
     body = json.loads(get(store, "s1", json=True).json)
-    assert body == {"identity": "s1", "state": "open", "timestamp": ts(1), "identifier": "s1",
-                    "details": {"Driver": "A"}}
+    assert body == {
+        "identity": "s1",
+        "state": "open",
+        "timestamp": ts(1),
+        "identifier": "s1",
+        "details": {"Driver": "A"},
+    }
     assert json.loads(get(store, "s1", json=True, json_properties=["extDetails.CarSetup"]).json)["extDetails"] == {
         "CarSetup": {"Wing": 2}
     }
@@ -648,7 +736,9 @@ def test_get_session_elements(store):
 
     linked = get(store, "s1", refs=True)
     assert (list(linked.ref_anchors), list(linked.child_of_refs), list(linked.alternate_of_refs)) == (
-        ["guid:1"], ["guid:other"], ["guid:alt"]
+        ["guid:1"],
+        ["guid:other"],
+        ["guid:alt"],
     )
     assert not linked.data_bindings and not linked.folders and not linked.json
 
@@ -684,7 +774,8 @@ def five(store):
     """Five sessions s1..s5 (timestamps ascending) with typed details and qualities."""
     for n in range(1, 6):
         upsert(
-            store, f"s{n}",
+            store,
+            f"s{n}",
             U(set_details_json=details_json({"Lap": n * 10 % 7, "Driver": "AB"[n % 2]})),
             U(set_quality=n / 10),
             U(set_state=2 if n % 2 else 4),
@@ -733,13 +824,22 @@ def test_bad_paging_is_invalid_argument(store):
 @db
 def test_list_sessions_elements(store):
     upsert(store, "s1", U(set_folders=folders("f")), U(set_ref_anchors=refs("a")), create={"timestamp": ts(1)})
-    upsert(store, "s2", U(set_data_bindings=bindings(binding("d"))), U(set_child_of_refs=refs("a")),
-           create={"timestamp": ts(2)})
-    response = store.ListSessions(pb.ListSessionsRequest(
-        include_sub_sessions=True,
-        session_elements=pb.SessionElements(json=True, heartbeat_utc=True, data_bindings=True, folders=True,
-                                            refs=True),
-    ), timeout=10)
+    upsert(
+        store,
+        "s2",
+        U(set_data_bindings=bindings(binding("d"))),
+        U(set_child_of_refs=refs("a")),
+        create={"timestamp": ts(2)},
+    )
+    response = store.ListSessions(
+        pb.ListSessionsRequest(
+            include_sub_sessions=True,
+            session_elements=pb.SessionElements(
+                json=True, heartbeat_utc=True, data_bindings=True, folders=True, refs=True
+            ),
+        ),
+        timeout=10,
+    )
     s2, s1 = response.sessions
     assert json.loads(s1.json)["children"] == ["s2"]
     assert list(s1.folders) == ["f"] and list(s1.ref_anchors) == ["a"] and not s1.data_bindings
@@ -762,9 +862,11 @@ def test_session_metamodel(store, five):
     assert model["quality"]["constraints"] == {"minimum": 0.1, "maximum": 0.5}
     assert model["extDetails"] == {"CarSetup": {"label": "CarSetup", "properties": {}}}
 
-    scoped = json.loads(store.GetSessionMetamodel(
-        pb.GetSessionMetamodelRequest(folder_subtree="f", json_properties=["extDetails.CarSetup"]), timeout=10
-    ).metamodel_json)
+    scoped = json.loads(
+        store.GetSessionMetamodel(
+            pb.GetSessionMetamodelRequest(folder_subtree="f", json_properties=["extDetails.CarSetup"]), timeout=10
+        ).metamodel_json
+    )
     assert scoped["quality"]["constraints"] == {"minimum": 0.1, "maximum": 0.1}
     assert scoped["extDetails"]["CarSetup"]["properties"]["Wing"]["constraints"]["values"] == ["2"]
 
@@ -791,6 +893,9 @@ def test_metamodel_of_missing_folder_is_empty(store, five):
         pb.QuerySessionMetamodelRequest(partial_match="details.", folder_subtree="missing-folder"), timeout=10
     )
     assert list(scoped.property_summaries) == []
-    model = json.loads(store.GetSessionMetamodel(
-        pb.GetSessionMetamodelRequest(folder_subtree="missing-folder"), timeout=10).metamodel_json)
+    model = json.loads(
+        store.GetSessionMetamodel(
+            pb.GetSessionMetamodelRequest(folder_subtree="missing-folder"), timeout=10
+        ).metamodel_json
+    )
     assert model["details"] == {}

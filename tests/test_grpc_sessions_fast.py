@@ -1,11 +1,12 @@
 """The hot path of CreateOrUpdateSession (live ingest updates): few statements, same results, no lost updates."""
+
 import threading
 
 import pytest
 from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
-
 from rta.toolkit.api import session_service_pb2 as pb  # noqa: E402  (importable once settings load)
+
 from sessions_app.grpc.servicer import SessionStoreServicer
 from sessions_app.models import Marker, Session
 from sessions_app.services import session_rows, updates
@@ -18,8 +19,20 @@ def live_update(n):
         ("update_heartbeat", None),
         ("update_details", {"category": "", "details": {"Lap": str(n % 50 + 1), "Fuel": f"{100 - n}"}}),
         ("extend_time_range", (0, (n + 1) * 1_000_000_000)),
-        ("update_markers", [{"id": f"lap-{n % 3}", "category": "Laps", "type": "Lap", "label": f"Lap {n}",
-                             "start_time": n, "end_time": n + 1, "details": {"valid": True}}]),
+        (
+            "update_markers",
+            [
+                {
+                    "id": f"lap-{n % 3}",
+                    "category": "Laps",
+                    "type": "Lap",
+                    "label": f"Lap {n}",
+                    "start_time": n,
+                    "end_time": n + 1,
+                    "details": {"valid": True},
+                }
+            ],
+        ),
         ("set_state", 2),
     ]
 
@@ -93,10 +106,13 @@ def test_a_refused_write_leaves_the_callers_transaction_usable(postgres):
 def test_ops_beyond_the_row_and_one_marker_batch_take_the_locked_path(postgres):
     create_or_update_session("mixed", [], create={"state": 2})
     with CaptureQueriesContext(connection) as queries:
-        create_or_update_session("mixed", [
-            ("update_markers", [{"id": "m", "label": "first"}]),
-            ("update_markers", [{"id": "m", "label": "second"}]),
-        ])
+        create_or_update_session(
+            "mixed",
+            [
+                ("update_markers", [{"id": "m", "label": "first"}]),
+                ("update_markers", [{"id": "m", "label": "second"}]),
+            ],
+        )
     statements = [q["sql"] for q in queries.captured_queries]
     assert not any(sql.startswith("WITH row_write") for sql in statements)
     assert any(sql.endswith("FOR UPDATE") for sql in statements)
@@ -117,13 +133,24 @@ def test_a_value_the_database_cannot_store_changes_nothing(postgres):
     create_or_update_session("full", live_update(0), create={"state": 2})
     before = snapshot("full")
     with pytest.raises(DataError):
-        create_or_update_session("full", [("update_details", {"details": {"x": 1}}),
-                                          ("update_markers", [{"id": "long", "label": "x" * 2000}])])
+        create_or_update_session(
+            "full",
+            [("update_details", {"details": {"x": 1}}), ("update_markers", [{"id": "long", "label": "x" * 2000}])],
+        )
     assert snapshot("full") == before
     # Through the gRPC adapter it is the client's error.
-    request = pb.CreateOrUpdateSessionRequest(identity="full", updates=[
-        pb.SessionUpdate(update_markers=pb.SessionUpdate.MarkersMap(markers_by_category={
-            "Laps": pb.SessionUpdate.MarkersList(markers=[pb.Marker(id="long", label="x" * 2000)])}))])
+    request = pb.CreateOrUpdateSessionRequest(
+        identity="full",
+        updates=[
+            pb.SessionUpdate(
+                update_markers=pb.SessionUpdate.MarkersMap(
+                    markers_by_category={
+                        "Laps": pb.SessionUpdate.MarkersList(markers=[pb.Marker(id="long", label="x" * 2000)])
+                    }
+                )
+            )
+        ],
+    )
     with pytest.raises(_Aborted) as aborted:
         SessionStoreServicer().CreateOrUpdateSession(request, _Context())
     code, message = aborted.value.args
@@ -170,8 +197,9 @@ def test_a_row_another_writer_changed_since_is_read_again(postgres, recent_rows)
     # Another process (or the locked path) writes a new version of the row.
     Session.objects.filter(identity="shared").update(details={"mine": 2, "theirs": 1}, end_time=5)
     with CaptureQueriesContext(connection) as queries:
-        create_or_update_session("shared", [("update_details", {"details": {"mine": 3}}),
-                                            ("extend_time_range", (1, 4))])
+        create_or_update_session(
+            "shared", [("update_details", {"details": {"mine": 3}}), ("extend_time_range", (1, 4))]
+        )
     # The remembered version no longer matched: nothing written by it, then read and written.
     assert len(queries.captured_queries) == 3
     s = Session.objects.get(identity="shared")
@@ -206,11 +234,14 @@ def test_concurrent_unlocked_updates_from_several_connections_lose_nothing(postg
         try:
             barrier.wait()
             for i in range(40):
-                create_or_update_session("contended", [
-                    ("update_details", {"details": {f"w{n}-{i}": i}}),
-                    ("extend_time_range", (n, 100 * n + i)),
-                    ("update_markers", [{"id": f"w{n}-{i}", "start_time": i}]),
-                ])
+                create_or_update_session(
+                    "contended",
+                    [
+                        ("update_details", {"details": {f"w{n}-{i}": i}}),
+                        ("extend_time_range", (n, 100 * n + i)),
+                        ("update_markers", [{"id": f"w{n}-{i}", "start_time": i}]),
+                    ],
+                )
         except Exception as exc:  # reported by the test
             errors.append(exc)
         finally:

@@ -1,4 +1,5 @@
 """Unary calls run on the server's few unary threads, streams on its larger pool; both keep working."""
+
 import threading
 
 import grpc
@@ -12,6 +13,7 @@ SEEN = []
 
 def register(server):
     """A test service recording the thread each call runs on (raw bytes, no protos)."""
+
     def unary(request, context):
         SEEN.append(("unary", threading.current_thread().name))
         return request
@@ -21,10 +23,17 @@ def register(server):
             SEEN.append(("stream", threading.current_thread().name))
             yield request
 
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Threads", {
-        "Unary": grpc.unary_unary_rpc_method_handler(unary),
-        "Stream": grpc.stream_stream_rpc_method_handler(stream),
-    })])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Threads",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(unary),
+                    "Stream": grpc.stream_stream_rpc_method_handler(stream),
+                },
+            )
+        ]
+    )
     return []
 
 

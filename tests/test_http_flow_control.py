@@ -4,6 +4,7 @@ A real ``manage.py serve`` on the embedded defaults serves ~96 MB of stored
 chunks to a client that reads 1 MB and then stops: the server must not take
 the rest into memory (daphne alone writes every block to Twisted at once).
 """
+
 import subprocess
 import sys
 import time
@@ -42,23 +43,31 @@ def rss_bytes(pid):
 def test_a_client_that_stops_reading_holds_the_response_back(embedded_env):
     subprocess.run([sys.executable, "manage.py", "shell", "-c", WRITE], cwd=ROOT, env=embedded_env, check=True)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(port),
-                               "--no-grpc"], cwd=ROOT, env=embedded_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1", "--http-port", str(port), "--no-grpc"],
+        cwd=ROOT,
+        env=embedded_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", server)
         import socket
 
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
-            sock.sendall(f"GET /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n"
-                         "Connection: close\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
             received = b""
             while b"\r\n\r\n" not in received:
                 received += sock.recv(65536)
             head, _, body = received.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             assert length > 90_000_000
             got = len(body)
             while got < 1_000_000:
@@ -77,8 +86,10 @@ def test_a_client_that_stops_reading_holds_the_response_back(embedded_env):
         status, body = wait_for_http(f"http://127.0.0.1:{port}/health", server)
         assert (status, body) == (200, b"Healthy")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(f"HEAD /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n"
-                         "Connection: close\r\n\r\n".encode())
+            sock.sendall(
+                f"HEAD /rta/v2/sessions/{IDENTITY}/data/periodic/1 HTTP/1.1\r\nHost: x\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     finally:
         server.kill()

@@ -4,6 +4,7 @@ Two sessions on interleaved streams (one JSON, one protobuf codec) with malforme
 read back through REST; replays that must change nothing; and the real command killed mid-stream
 and restarted.
 """
+
 import os
 import re
 import signal
@@ -51,8 +52,11 @@ def snapshot(api, streams):
     for stream in streams:
         session = session_json(api, stream.session_id)
         session.pop("details", None)  # "Beat" differs by design only if metadata rolled back; checked separately
-        out[stream.session_id] = (session, read_data(api, stream.session_id),
-                                  Chunk.objects.filter(identity=stream.session_id).count())
+        out[stream.session_id] = (
+            session,
+            read_data(api, stream.session_id),
+            Chunk.objects.filter(identity=stream.session_id).count(),
+        )
     return out
 
 
@@ -104,7 +108,8 @@ def test_replaying_the_topic_changes_nothing(kafka, api, tmp_path):
         again = ingest_topic(kafka, topic, group, count)
         assert again.stats.samples == 0 and again.stats.events == 0
         assert again.stats.duplicates == sum(len(v) for s in streams for v in s.expected.values()) + sum(
-            len(s.expected_events) for s in streams)
+            len(s.expected_events) for s in streams
+        )
         assert snapshot(api, streams) == first
     assert dict(Session.objects.values_list("identity", "last_sequence")) == sequences
     for stream in streams:
@@ -136,11 +141,32 @@ def _command(kafka, topic, group, *extra):
         "RTA_DATABASE_POOL_SIZE": "0",
     }
     return subprocess.Popen(
-        [sys.executable, "manage.py", "ingest_streams", "--bootstrap", kafka.bootstrap, "--topic", topic,
-         "--group", group, "--from-beginning", "--flush-seconds", "0.2", "-X", "log_level=3",
-         # A killed member blocks the group until its session times out: keep that short.
-         "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", *extra],
-        cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "manage.py",
+            "ingest_streams",
+            "--bootstrap",
+            kafka.bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--flush-seconds",
+            "0.2",
+            "-X",
+            "log_level=3",
+            # A killed member blocks the group until its session times out: keep that short.
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+            *extra,
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -157,16 +183,19 @@ def _wait_for(condition, timeout, what, process=None):
 def test_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(kafka, api, postgres):
     publish_dependencies()
     topic = kafka.create_topic(f"aas-{uuid.uuid4().hex[:8]}")
-    streams = [SessionStream("k1", seed=7, messages_per_part=12), SessionStream("k2", codec="protobuf", seed=8,
-                                                                                 messages_per_part=12)]
+    streams = [
+        SessionStream("k1", seed=7, messages_per_part=12),
+        SessionStream("k2", codec="protobuf", seed=8, messages_per_part=12),
+    ]
     for partition, stream in enumerate(streams):
         kafka.produce(topic, stream.parts[0], partition)
 
     first = _command(kafka, topic, "g-kill")
     try:
         # Wait until the first part is stored and committed, then send more and kill it while it reads them.
-        _wait_for(lambda: all(kafka.committed(topic, "g-kill").get(p, -1) > 0 for p in (0, 1)), 60,
-                  "the first commit", first)
+        _wait_for(
+            lambda: all(kafka.committed(topic, "g-kill").get(p, -1) > 0 for p in (0, 1)), 60, "the first commit", first
+        )
         for partition, stream in enumerate(streams):
             kafka.produce(topic, stream.parts[1], partition)
         _wait_for(lambda: Chunk.objects.filter(identity=streams[0].session_id).count() > 0, 30, "stored data", first)

@@ -1,4 +1,5 @@
 """Advanced Streams decoding (JSON vs protobuf codec), channel layouts and generated configs (no database)."""
+
 import numpy as np
 import orjson
 import pytest
@@ -33,12 +34,20 @@ def _samples_codec():
 
 
 def test_json_and_protobuf_tsamples_decode_to_the_same_arrays():
-    from_json = m.parse_data(m.TSAMPLES, orjson.dumps(
-        {"feed": "raw", "format": "f", "data": {"p:A": {"values": [0.5, 1.5, 2.5], "epoch": 1000, "time": [1, 2, 3]}}}))
+    from_json = m.parse_data(
+        m.TSAMPLES,
+        orjson.dumps(
+            {
+                "feed": "raw",
+                "format": "f",
+                "data": {"p:A": {"values": [0.5, 1.5, 2.5], "epoch": 1000, "time": [1, 2, 3]}},
+            }
+        ),
+    )
     from_codec = m.parse_data(m.TSAMPLES, _samples_codec())
     for decoded, key in ((from_json, "p:A"), (from_codec, 1)):
         assert (decoded.format_id, decoded.feed) == ("f", "raw")
-        (k, epoch, times, values), = decoded.parameters
+        ((k, epoch, times, values),) = decoded.parameters
         assert k == key and epoch == 1000
         assert times.dtype == np.int64 and times.tolist() == [1, 2, 3]
         assert values.dtype == np.float64 and values.tolist() == [0.5, 1.5, 2.5]
@@ -63,26 +72,44 @@ def test_tdata_protobuf_statuses_and_aggregates():
     assert sorted(decoded.parameters[0]) == ["avg", "max", "status"]
 
 
-@pytest.mark.parametrize("kind, value, reason", [
-    (m.TSAMPLES, b"{", "bad json"),
-    (m.TSAMPLES, b"[]", "bad json"),
-    (m.TSAMPLES, b"hello world", "bad protobuf"),
-    (m.TSAMPLES, b"\x0a\x01f\x78\x01", "bad protobuf"),  # a field the message does not have
-    (m.TSAMPLES, b"", "empty value"),
-    (m.TSAMPLES, orjson.dumps({"feed": "", "data": {}}), "wrong types"),  # no format
-    (m.TSAMPLES, orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 0, "time": [1, 2]}}}),
-     "wrong types"),
-    (m.TSAMPLES, orjson.dumps({"format": "f", "data": {"p": {"values": ["x"], "epoch": 0, "time": [1]}}}),
-     "wrong types"),
-    (m.TSAMPLES, orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 0, "time": [1.5]}}}),
-     "wrong types"),
-    (m.TSAMPLES, orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 2**63 - 1, "time": [5]}}}),
-     "wrong types"),
-    (m.TDATA, orjson.dumps({"format": "f", "time": [1, 2], "data": [{"status": [1], "avg": [1, 2]}]}),
-     "wrong types"),
-    (m.TDATA, orjson.dumps({"format": "f", "time": [1], "data": [{"avg": [1]}]}), "wrong types"),
-    (m.EVENTS, orjson.dumps({"epoch": True, "time": 1, "id": "e", "values": []}), "wrong types"),
-])
+@pytest.mark.parametrize(
+    "kind, value, reason",
+    [
+        (m.TSAMPLES, b"{", "bad json"),
+        (m.TSAMPLES, b"[]", "bad json"),
+        (m.TSAMPLES, b"hello world", "bad protobuf"),
+        (m.TSAMPLES, b"\x0a\x01f\x78\x01", "bad protobuf"),  # a field the message does not have
+        (m.TSAMPLES, b"", "empty value"),
+        (m.TSAMPLES, orjson.dumps({"feed": "", "data": {}}), "wrong types"),  # no format
+        (
+            m.TSAMPLES,
+            orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 0, "time": [1, 2]}}}),
+            "wrong types",
+        ),
+        (
+            m.TSAMPLES,
+            orjson.dumps({"format": "f", "data": {"p": {"values": ["x"], "epoch": 0, "time": [1]}}}),
+            "wrong types",
+        ),
+        (
+            m.TSAMPLES,
+            orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 0, "time": [1.5]}}}),
+            "wrong types",
+        ),
+        (
+            m.TSAMPLES,
+            orjson.dumps({"format": "f", "data": {"p": {"values": [1], "epoch": 2**63 - 1, "time": [5]}}}),
+            "wrong types",
+        ),
+        (
+            m.TDATA,
+            orjson.dumps({"format": "f", "time": [1, 2], "data": [{"status": [1], "avg": [1, 2]}]}),
+            "wrong types",
+        ),
+        (m.TDATA, orjson.dumps({"format": "f", "time": [1], "data": [{"avg": [1]}]}), "wrong types"),
+        (m.EVENTS, orjson.dumps({"epoch": True, "time": 1, "id": "e", "values": []}), "wrong types"),
+    ],
+)
 def test_malformed_values(kind, value, reason):
     with pytest.raises(m.MalformedMessage) as exc:
         m.parse_data(kind, value)
@@ -90,21 +117,34 @@ def test_malformed_values(kind, value, reason):
 
 
 def test_null_values_are_nan():
-    decoded = m.parse_data(m.TSAMPLES, orjson.dumps(
-        {"format": "f", "data": {"p": {"values": [1.0, None], "epoch": 0, "time": [1, 2]}}}))
+    decoded = m.parse_data(
+        m.TSAMPLES, orjson.dumps({"format": "f", "data": {"p": {"values": [1.0, None], "epoch": 0, "time": [1, 2]}}})
+    )
     values = decoded.parameters[0][3]
     assert values[0] == 1.0 and np.isnan(values[1])
 
 
 def test_session_messages():
-    session = m.parse_session(orjson.dumps({
-        "id": "abc", "state": "open", "details": {"Driver": "X"}, "model": {"group": "g", "version": 2},
-        "dependencies": {"dataFormat": ["f"]}, "activity": {"start": "2020-01-01T00:00:00Z", "durationNanos": 5},
-    }))
+    session = m.parse_session(
+        orjson.dumps(
+            {
+                "id": "abc",
+                "state": "open",
+                "details": {"Driver": "X"},
+                "model": {"group": "g", "version": 2},
+                "dependencies": {"dataFormat": ["f"]},
+                "activity": {"start": "2020-01-01T00:00:00Z", "durationNanos": 5},
+            }
+        )
+    )
     assert (session.id, session.state, session.version, session.duration) == ("abc", "open", "2", 5)
-    for bad in ({"state": "open"}, {"id": "a", "state": "running"}, {"id": "a", "state": "open", "details": []},
-                {"id": "a", "state": "open", "dependencies": {"dataFormat": "f"}},
-                {"id": "a", "state": "open", "activity": {"durationNanos": -1}}):
+    for bad in (
+        {"state": "open"},
+        {"id": "a", "state": "running"},
+        {"id": "a", "state": "open", "details": []},
+        {"id": "a", "state": "open", "dependencies": {"dataFormat": "f"}},
+        {"id": "a", "state": "open", "activity": {"durationNanos": -1}},
+    ):
         with pytest.raises(m.MalformedMessage):
             m.parse_session(orjson.dumps(bad))
 
@@ -128,8 +168,14 @@ def test_generated_config_is_a_valid_rta_config():
     document = configs.generate(formats.layout("A", FORMAT_A), [ATLAS])
     validate_config(document)
     parameters = {p["id"]: p for app in document.values() for p in app.get("parameters", [])}
-    assert set(parameters) == {"vCar:Chassis", "vCar_min:Chassis", "vCar_max:Chassis", "nEngine:Engine",
-                               "gLat:Chassis", "gLat_first:Chassis"}
+    assert set(parameters) == {
+        "vCar:Chassis",
+        "vCar_min:Chassis",
+        "vCar_max:Chassis",
+        "nEngine:Engine",
+        "gLat:Chassis",
+        "gLat_first:Chassis",
+    }
     assert parameters["vCar:Chassis"]["unit"] == "kph" and parameters["vCar:Chassis"]["conv"] == "kph"
     assert parameters["vCar:Chassis"]["channels"] == [0]
     chassis = document["Chassis"]
@@ -139,12 +185,19 @@ def test_generated_config_is_a_valid_rta_config():
     assert {c["source"] for c in channels.values()} == {"timestamped"}
     assert channels[3]["interval"] == 10_000_000
     events = document["TAG320BIOS"]["events"]
-    assert events == [{"id": configs.event_definition_id("IO2-2B02:TAG320BIOS"), "code": "IO2-2B02:TAG320BIOS",
-                       "desc": "Door open", "pri": "high"}]
+    assert events == [
+        {
+            "id": configs.event_definition_id("IO2-2B02:TAG320BIOS"),
+            "code": "IO2-2B02:TAG320BIOS",
+            "desc": "Door open",
+            "pri": "high",
+        }
+    ]
     # Format B without any ATLAS description, and a parameter repeated in two feeds.
     validate_config(configs.generate(formats.layout("B", FORMAT_B), []))
-    repeated = configs.generate(formats.layout("R", {"feeds": {"": {"parameters": ["p:A"]},
-                                                               "fast": {"parameters": ["p:A"]}}}), [])
+    repeated = configs.generate(
+        formats.layout("R", {"feeds": {"": {"parameters": ["p:A"]}, "fast": {"parameters": ["p:A"]}}}), []
+    )
     assert [p["id"] for p in repeated["A"]["parameters"]] == ["p:A", "p_fast:A"]
 
 
@@ -162,8 +215,13 @@ def test_live_items_of_an_array_write_keep_every_sample_and_time():
 
 
 def test_recorded_file_lines_round_trip():
-    for key, value in ((b"$start:s", b""), (b"tdata:s", b'{"a":1}'), (b"tdata:s", _samples_codec()),
-                       (b"tdata:s", b"a\tb"), (b"x:s", b"base64:looks encoded")):
+    for key, value in (
+        (b"$start:s", b""),
+        (b"tdata:s", b'{"a":1}'),
+        (b"tdata:s", _samples_codec()),
+        (b"tdata:s", b"a\tb"),
+        (b"x:s", b"base64:looks encoded"),
+    ):
         line = encode_line(key, value)
         assert line.endswith(b"\n") and line.count(b"\n") == 1
         assert decode_line(line) == (key, value)

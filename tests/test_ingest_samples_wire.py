@@ -1,4 +1,5 @@
 """The codec ``tsamples`` wire reader reads every message exactly as protobuf does, or leaves it to protobuf."""
+
 import numpy as np
 import pytest
 from advanced_streams import codec_pb2
@@ -25,10 +26,14 @@ def _message(format_id, feed, parameters):
 
 def _as_protobuf_reads(value):
     message = codec_pb2.ParameterSamplesMessage.FromString(value)
-    return message.dataFormatId, message.feed, {
-        key: (entry.epoch_nanos, list(entry.timestamps_nanos), np.array(entry.values, dtype=np.float64).tobytes())
-        for key, entry in message.parameters.items()
-    }
+    return (
+        message.dataFormatId,
+        message.feed,
+        {
+            key: (entry.epoch_nanos, list(entry.timestamps_nanos), np.array(entry.values, dtype=np.float64).tobytes())
+            for key, entry in message.parameters.items()
+        },
+    )
 
 
 def _as_read(read):  # values as bytes: a corrupted double may be a NaN
@@ -61,7 +66,7 @@ def test_reads_what_protobuf_reads(format_id, feed, parameters):
 def test_truncated_or_corrupted_bytes_are_left_to_protobuf_or_read_as_protobuf_reads_them(parameters, data):
     value = bytearray(_message("f", "", parameters).SerializeToString())
     if value and data.draw(st.booleans()):
-        del value[data.draw(st.integers(0, len(value) - 1)):]
+        del value[data.draw(st.integers(0, len(value) - 1)) :]
     elif value:
         value[data.draw(st.integers(0, len(value) - 1))] = data.draw(st.integers(0, 255))
     read = samples_wire.read_samples(bytes(value))
@@ -94,28 +99,43 @@ def _entry(key, entry_body):
 
 
 # Valid protobuf that is not in the layout the reader takes: protobuf reads it instead.
-UNPACKED_TIMES = _entry(1, _field(2, 0, encode_varint(7)) + _field(2, 0, encode_varint(8))
-                        + _length_delimited(3, np.array([1.0, 2.0]).tobytes()))
-TWICE_PACKED = _entry(1, _length_delimited(2, b"\x07") + _length_delimited(2, b"\x08")
-                      + _length_delimited(3, np.array([1.0, 2.0]).tobytes()))
-VALUE_TWICE = _length_delimited(3, _field(1, 0, b"\x01") + _length_delimited(2, _length_delimited(2, b"\x07\x08"))
-                                + _length_delimited(2, _length_delimited(3, np.array([1.0, 2.0]).tobytes())))
+UNPACKED_TIMES = _entry(
+    1,
+    _field(2, 0, encode_varint(7))
+    + _field(2, 0, encode_varint(8))
+    + _length_delimited(3, np.array([1.0, 2.0]).tobytes()),
+)
+TWICE_PACKED = _entry(
+    1,
+    _length_delimited(2, b"\x07")
+    + _length_delimited(2, b"\x08")
+    + _length_delimited(3, np.array([1.0, 2.0]).tobytes()),
+)
+VALUE_TWICE = _length_delimited(
+    3,
+    _field(1, 0, b"\x01")
+    + _length_delimited(2, _length_delimited(2, b"\x07\x08"))
+    + _length_delimited(2, _length_delimited(3, np.array([1.0, 2.0]).tobytes())),
+)
 
 
 @pytest.mark.parametrize("value", [UNPACKED_TIMES, TWICE_PACKED, VALUE_TWICE])
 def test_other_valid_layouts_are_left_to_protobuf_and_decode_the_same(value):
     assert samples_wire.read_samples(value) is None
-    (key, epoch, times, values), = m.parse_data(m.TSAMPLES, value).parameters
+    ((key, epoch, times, values),) = m.parse_data(m.TSAMPLES, value).parameters
     assert (key, epoch, times.tolist(), values.tolist()) == (1, 0, [7, 8], [1.0, 2.0])
 
 
-@pytest.mark.parametrize("value", [
-    _length_delimited(1, b"\xff\xfe"),  # format id not UTF-8
-    _length_delimited(1, b"abc")[:-1],  # truncated
-    _length_delimited(9, b"x"),  # unknown field
-    _entry(1, _length_delimited(3, b"\x00" * 7)),  # doubles of 7 bytes
-    _entry(1, _length_delimited(2, b"\x80")),  # truncated varint
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        _length_delimited(1, b"\xff\xfe"),  # format id not UTF-8
+        _length_delimited(1, b"abc")[:-1],  # truncated
+        _length_delimited(9, b"x"),  # unknown field
+        _entry(1, _length_delimited(3, b"\x00" * 7)),  # doubles of 7 bytes
+        _entry(1, _length_delimited(2, b"\x80")),  # truncated varint
+    ],
+)
 def test_malformed_bytes_are_refused(value):
     assert samples_wire.read_samples(value) is None
     with pytest.raises(m.MalformedMessage) as exc:

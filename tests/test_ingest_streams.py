@@ -1,4 +1,5 @@
 """The Advanced Streams mapping and stream state machine, fed message by message (no broker)."""
+
 import io
 import uuid
 
@@ -50,8 +51,10 @@ class Feed:
         self.send("session", {"id": self.session_id, "state": "open", "dependencies": DEPENDENCIES, **fields}, offset)
 
     def samples(self, times, values, parameter="pBrake:Chassis", fmt=FORMAT_B_ID):
-        self.send("tsamples", {"feed": "raw", "format": fmt,
-                               "data": {parameter: {"values": values, "epoch": EPOCH, "time": times}}})
+        self.send(
+            "tsamples",
+            {"feed": "raw", "format": fmt, "data": {parameter: {"values": values, "epoch": EPOCH, "time": times}}},
+        )
 
     @property
     def stats(self):
@@ -114,13 +117,25 @@ def test_unknown_format_feed_or_parameter_is_malformed_and_writes_nothing(api):
     feed.samples([1 * MS], [1.0], fmt=FORMAT_A_ID)  # published, but not a dependency of this session
     feed.send("tsamples", {"feed": "nope", "format": FORMAT_B_ID, "data": {}})
     # One good parameter and one unknown: the whole message is refused.
-    feed.send("tsamples", {"feed": "raw", "format": FORMAT_B_ID, "data": {
-        "pBrake:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]},
-        "nope:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]}}})
+    feed.send(
+        "tsamples",
+        {
+            "feed": "raw",
+            "format": FORMAT_B_ID,
+            "data": {
+                "pBrake:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]},
+                "nope:Chassis": {"values": [1.0], "epoch": EPOCH, "time": [1 * MS]},
+            },
+        },
+    )
     feed.send("tdata", {"feed": "raw", "format": FORMAT_B_ID, "time": [1], "data": [{"status": [1], "avg": [1]}]})
     feed.send("$end")
-    assert dict(feed.stats.malformed) == {"unknown format": 2, "unknown feed": 1, "unknown parameter": 1,
-                                          "wrong types": 1}
+    assert dict(feed.stats.malformed) == {
+        "unknown format": 2,
+        "unknown feed": 1,
+        "unknown parameter": 1,
+        "wrong types": 1,
+    }
     assert stored(api, feed.session_id) == []
     assert session_json(api, feed.session_id)["state"] == "closed"
 
@@ -137,7 +152,8 @@ def test_data_waits_for_dependencies_then_records(api):
     feed.samples([2 * MS], [2.0])  # dependencies are looked up again (retry_seconds=0) and bound
     feed.send("$end")
     assert session_json(api, feed.session_id)["configBindings"] == [
-        {"identifier": f"advanced-streams/v1/{FORMAT_B_ID}/{ATLAS_ID}", "channelOffset": 0}]
+        {"identifier": f"advanced-streams/v1/{FORMAT_B_ID}/{ATLAS_ID}", "channelOffset": 0}
+    ]
     assert stored(api, feed.session_id) == [(2 * MS, 2.0)]
 
 
@@ -154,18 +170,33 @@ def test_a_session_without_an_atlas_configuration_records_no_data(api):
 def test_session_mapping_defaults_merges_and_never_rolls_back(api):
     publish_dependencies()
     feed = Feed()
-    feed.session(offset=10, identifier="first", details={"A": "1"},
-                 activity={"start": "2023-11-14T22:13:20.5+01:00", "durationNanos": 2_000_000_000})
+    feed.session(
+        offset=10,
+        identifier="first",
+        details={"A": "1"},
+        activity={"start": "2023-11-14T22:13:20.5+01:00", "durationNanos": 2_000_000_000},
+    )
     session = session_json(api, feed.session_id)
     assert session["type"] == "StreamSession" and session["quality"] == 0.9
     assert session["timestamp"] == "2023-11-14T22:13:20.5+01:00"
     start = EPOCH + 500 * MS - 3600 * 10**9
     assert session["timeRange"] == {"startTime": start, "endTime": start + 2_000_000_000}
-    feed.session(offset=20, identifier="second", state="closed", type="Test", quality=0.5, details={"B": "2"},
-                 model={"group": "grp", "version": 7})
+    feed.session(
+        offset=20,
+        identifier="second",
+        state="closed",
+        type="Test",
+        quality=0.5,
+        details={"B": "2"},
+        model={"group": "grp", "version": 7},
+    )
     session = session_json(api, feed.session_id)
-    assert (session["identifier"], session["state"], session["type"], session["quality"]) == ("second", "closed",
-                                                                                            "Test", 0.5)
+    assert (session["identifier"], session["state"], session["type"], session["quality"]) == (
+        "second",
+        "closed",
+        "Test",
+        0.5,
+    )
     assert session["details"] == {"A": "1", "B": "2"} and (session["group"], session["version"]) == ("grp", "7")
     # An older message (a replay from an earlier offset) changes nothing.
     feed.session(offset=15, identifier="old", details={"A": "old"})
@@ -187,8 +218,14 @@ def test_duplicates_are_dropped_and_late_data_kept(api):
     feed.samples([30 * MS, 40 * MS], [9.0, 4.0])  # overlaps the stored data by one sample: first stored wins
     feed.samples([5 * MS, 15 * MS], [0.5, 1.5])  # late, never stored: kept
     feed.ingestor.flush()
-    assert stored(api, feed.session_id) == [(5 * MS, 0.5), (10 * MS, 1.0), (15 * MS, 1.5), (20 * MS, 2.0),
-                                            (30 * MS, 3.0), (40 * MS, 4.0)]
+    assert stored(api, feed.session_id) == [
+        (5 * MS, 0.5),
+        (10 * MS, 1.0),
+        (15 * MS, 1.5),
+        (20 * MS, 2.0),
+        (30 * MS, 3.0),
+        (40 * MS, 4.0),
+    ]
     assert feed.stats.duplicates == 4
     # Unsorted times within a message are sorted with their values.
     feed.samples([70 * MS, 50 * MS, 60 * MS], [7.0, 5.0, 6.0])
@@ -214,10 +251,22 @@ def test_codec_parameters_sharing_unsorted_timestamps_each_keep_their_own_values
     feed.send("tsamples", message.SerializeToString())
     feed.ingestor.flush()
     assert feed.stats.samples == 12 and not feed.stats.malformed
-    assert stored(api, feed.session_id, 0) == [(50 * MS, 5.0), (60 * MS, 6.0), (70 * MS, 7.0),
-                                               (150 * MS, 5.0), (160 * MS, 6.0), (170 * MS, 7.0)]
-    assert stored(api, feed.session_id, 1) == [(50 * MS, 50.0), (60 * MS, 60.0), (70 * MS, 70.0),
-                                               (250 * MS, 50.0), (260 * MS, 60.0), (270 * MS, 70.0)]
+    assert stored(api, feed.session_id, 0) == [
+        (50 * MS, 5.0),
+        (60 * MS, 6.0),
+        (70 * MS, 7.0),
+        (150 * MS, 5.0),
+        (160 * MS, 6.0),
+        (170 * MS, 7.0),
+    ]
+    assert stored(api, feed.session_id, 1) == [
+        (50 * MS, 50.0),
+        (60 * MS, 60.0),
+        (70 * MS, 70.0),
+        (250 * MS, 50.0),
+        (260 * MS, 60.0),
+        (270 * MS, 70.0),
+    ]
 
 
 def test_events_are_deduplicated_by_time_and_definition(api):
@@ -244,7 +293,9 @@ def test_laps_span_from_trigger_to_trigger_and_the_last_ends_with_the_session(ap
     feed.samples([150 * MS, 250 * MS], [1.0, 2.0])
     laps = session_json(api, feed.session_id)["markers"]
     assert [(m["label"], m["startTime"] - EPOCH, m.get("endTime")) for m in laps] == [
-        ("Lap 0", 0, EPOCH + 100 * MS), ("Lap 1", 100 * MS, None)]
+        ("Lap 0", 0, EPOCH + 100 * MS),
+        ("Lap 1", 100 * MS, None),
+    ]
     feed.send("$end")
     laps = session_json(api, feed.session_id)["markers"]
     assert laps[1]["endTime"] == EPOCH + 250 * MS  # the session's end (its data)
@@ -301,8 +352,9 @@ def test_a_background_flush_reports_its_offsets_only_once_its_data_is_stored():
     reported = []
 
     def on_flushed(offsets, _lag_mark):
-        stored_times = sorted(t for c in Chunk.objects.filter(identity=feed.session_id)
-                              for t in (c.start_time, c.end_time))
+        stored_times = sorted(
+            t for c in Chunk.objects.filter(identity=feed.session_id) for t in (c.start_time, c.end_time)
+        )
         reported.append((offsets, Chunk.objects.filter(identity=feed.session_id).count(), stored_times))
 
     flusher = Flusher(feed.ingestor, flush_seconds=0, on_flushed=on_flushed)
@@ -313,7 +365,7 @@ def test_a_background_flush_reports_its_offsets_only_once_its_data_is_stored():
     assert reported == []
     feed.samples([2 * MS, 3 * MS], [3.0, 4.0])  # processed while that flush runs
     flusher.settle()
-    (offsets, chunks, times), = reported
+    ((offsets, chunks, times),) = reported
     # Durable when reported: the first batch; the second, processed meanwhile, is not in that flush.
     assert offsets == covered and chunks >= 1 and (times[0], times[-1]) == (EPOCH, EPOCH + 1 * MS)
     flusher.maybe(force=True)  # the end: everything, synchronously

@@ -1,5 +1,6 @@
 """Shared by the ingest tests (no tests here): dependencies, whole recorded sessions, a Kafka mock
 cluster, and reading sessions and data back through REST."""
+
 import struct
 import time
 import uuid
@@ -16,19 +17,40 @@ EPOCH = 1_700_000_000_000_000_000
 MS = 1_000_000
 
 # Format A (tdata, 100 Hz): channels vCar avg 0, min 1, max 2; nEngine avg 3; gLat avg 4, first 5.
-FORMAT_A = {"feeds": {"": {"frequency": 100.0, "parameters": [
-    {"identifier": "vCar:Chassis", "aggregates": "avg,min,max"},
-    {"identifier": "nEngine:Engine", "aggregates": "avg"},
-    {"identifier": "gLat:Chassis", "aggregates": ["first", "avg"]},
-]}}}
+FORMAT_A = {
+    "feeds": {
+        "": {
+            "frequency": 100.0,
+            "parameters": [
+                {"identifier": "vCar:Chassis", "aggregates": "avg,min,max"},
+                {"identifier": "nEngine:Engine", "aggregates": "avg"},
+                {"identifier": "gLat:Chassis", "aggregates": ["first", "avg"]},
+            ],
+        }
+    }
+}
 # Format B (tsamples, raw): channels pBrake 0, TOil 1 (bound at offset 6 after format A).
 FORMAT_B = {"feeds": {"raw": {"frequency": 1000.0, "parameters": ["pBrake:Chassis", "TOil:Engine"]}}}
 ATLAS = {
-    "appGroups": {"Chassis": {"groups": {"Dynamics": {
-        "parameters": {"vCar:Chassis": {"name": "vCar", "description": "Car speed", "units": "kph",
-                                        "minimumValue": 0, "maximumValue": 400, "conversion": "kph"}},
-        "groups": {"Brakes": {"parameters": {"pBrake:Chassis": {"name": "pBrake", "units": "bar"}}}},
-    }}}},
+    "appGroups": {
+        "Chassis": {
+            "groups": {
+                "Dynamics": {
+                    "parameters": {
+                        "vCar:Chassis": {
+                            "name": "vCar",
+                            "description": "Car speed",
+                            "units": "kph",
+                            "minimumValue": 0,
+                            "maximumValue": 400,
+                            "conversion": "kph",
+                        }
+                    },
+                    "groups": {"Brakes": {"parameters": {"pBrake:Chassis": {"name": "pBrake", "units": "bar"}}}},
+                }
+            }
+        }
+    },
     "conversions": {"kph": {"unit": "kph", "format": "%5.1f", "rational": {"coeffs": [0, 1, 0, 0, 1, 0]}}},
     "events": {"IO2-2B02:TAG320BIOS": {"description": "Door open", "priority": "high"}},
 }
@@ -74,13 +96,20 @@ class SessionStream:
 
     def session(self, state="open", duration=None):
         self._heartbeats += 1
-        return self.key("session"), dumps({
-            "id": self.session_id, "state": state, "identifier": f"run {self.stream_id}",
-            "details": {"Driver": "Test", "Beat": str(self._heartbeats)},
-            "model": {"group": "tests", "version": 3},
-            "dependencies": {"dataFormat": [FORMAT_A_ID, FORMAT_B_ID], "atlasConfiguration": [ATLAS_ID]},
-            "activity": {"start": "2023-11-14T22:13:20Z", "durationNanos": duration if duration is not None else self._clock},
-        })
+        return self.key("session"), dumps(
+            {
+                "id": self.session_id,
+                "state": state,
+                "identifier": f"run {self.stream_id}",
+                "details": {"Driver": "Test", "Beat": str(self._heartbeats)},
+                "model": {"group": "tests", "version": 3},
+                "dependencies": {"dataFormat": [FORMAT_A_ID, FORMAT_B_ID], "atlasConfiguration": [ATLAS_ID]},
+                "activity": {
+                    "start": "2023-11-14T22:13:20Z",
+                    "durationNanos": duration if duration is not None else self._clock,
+                },
+            }
+        )
 
     def tdata(self, n=25):
         times = self._clock + np.arange(n, dtype=np.int64) * 10 * MS
@@ -95,13 +124,17 @@ class SessionStream:
                     if status[p, i]:
                         self.expected[channel[(p, name)]].append((self.t0 + int(times[i]), float(columns[name][p, i])))
         if self.codec == "json":
-            data = [{"status": status[p].tolist(), **{name: columns[name][p].tolist() for name in names}}
-                    for p, names in used.items()]
+            data = [
+                {"status": status[p].tolist(), **{name: columns[name][p].tolist() for name in names}}
+                for p, names in used.items()
+            ]
             data[1]["max"] = columns["max"][1].tolist()  # an aggregate the format does not declare: ignored
-            return self.key("tdata"), dumps({"epoch": self.t0, "time": times.tolist(), "data": data,
-                                             "feed": "", "format": FORMAT_A_ID})
-        message = codec_pb2.ParameterDataMessage(dataFormatId=FORMAT_A_ID, feed="", epoch_nanos=self.t0,
-                                                 timestamps_nanos=times.tolist())
+            return self.key("tdata"), dumps(
+                {"epoch": self.t0, "time": times.tolist(), "data": data, "feed": "", "format": FORMAT_A_ID}
+            )
+        message = codec_pb2.ParameterDataMessage(
+            dataFormatId=FORMAT_A_ID, feed="", epoch_nanos=self.t0, timestamps_nanos=times.tolist()
+        )
         for p, names in used.items():
             values = message.parameters[p]
             values.statuses.extend(status[p].tolist())
@@ -134,16 +167,18 @@ class SessionStream:
         values = [float(self.rng.integers(0, 100)), 2.5]
         self.expected_events.append((self.t0 + t, "IO2-2B02:TAG320BIOS", "Active", values))
         if self.codec == "json":
-            return self.key("events"), dumps({"epoch": self.t0, "time": t, "id": "IO2-2B02:TAG320BIOS",
-                                              "status": "Active", "values": values})
-        return self.key("events"), codec_pb2.EventMessage(epoch_nanos=self.t0, timestamps_nanos=t,
-                                                          id="IO2-2B02:TAG320BIOS", status="Active",
-                                                          values=values).SerializeToString()
+            return self.key("events"), dumps(
+                {"epoch": self.t0, "time": t, "id": "IO2-2B02:TAG320BIOS", "status": "Active", "values": values}
+            )
+        return self.key("events"), codec_pb2.EventMessage(
+            epoch_nanos=self.t0, timestamps_nanos=t, id="IO2-2B02:TAG320BIOS", status="Active", values=values
+        ).SerializeToString()
 
     def lap(self, number, lap_type, trigger):
         self.laps.append((self.t0 + self._clock, number, lap_type, trigger))
-        return self.key("lap"), dumps({"number": number, "epoch": self.t0, "time": self._clock, "type": lap_type,
-                                       "triggerSource": trigger})
+        return self.key("lap"), dumps(
+            {"number": number, "epoch": self.t0, "time": self._clock, "type": lap_type, "triggerSource": trigger}
+        )
 
     def _build(self, per_part):
         first, middle, last = self.parts
@@ -229,8 +264,10 @@ class MockKafka:
 
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "log_level": 3})
         try:
-            return {tp.partition: tp.offset for tp in
-                    consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)}
+            return {
+                tp.partition: tp.offset
+                for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            }
         finally:
             consumer.close()
 
@@ -247,8 +284,16 @@ def ingest_topic(kafka, topic, group, expected_messages, timeout=60, **ingestor_
 
     ingestor = Ingestor(**ingestor_options)
     # Static assignment: joining a group on the mock cluster waits 3 s (the command tests subscribe).
-    source = KafkaIngest(ingestor, kafka.bootstrap, topic, group, from_beginning=True, flush_seconds=0.2,
-                         options={"log_level": 3}, partitions=[0, 1])
+    source = KafkaIngest(
+        ingestor,
+        kafka.bootstrap,
+        topic,
+        group,
+        from_beginning=True,
+        flush_seconds=0.2,
+        options={"log_level": 3},
+        partitions=[0, 1],
+    )
     deadline = time.monotonic() + timeout
     source.run(stop=lambda: ingestor.stats.messages >= expected_messages or time.monotonic() > deadline)
     assert ingestor.stats.messages == expected_messages, "the topic was not consumed in time"

@@ -1,4 +1,5 @@
 """Live buffer (spec §9): LZ4 container, burst records, the Redis and in-process buffers, writers, trimming."""
+
 import asyncio
 import struct
 import threading
@@ -24,8 +25,13 @@ T0 = 1_800_000_000 * S
 
 
 def periodic(channel, start, values, interval=1_000_000):
-    return data_pb2.PeriodicData(channel_id=channel, start_timestamp=start, interval=interval, samples=len(values),
-                                 buffer=struct.pack(f"<{len(values)}h", *values))
+    return data_pb2.PeriodicData(
+        channel_id=channel,
+        start_timestamp=start,
+        interval=interval,
+        samples=len(values),
+        buffer=struct.pack(f"<{len(values)}h", *values),
+    )
 
 
 def decode(data):
@@ -40,8 +46,8 @@ def decode(data):
 def test_container_is_one_self_describing_lz4_frame():
     payload = bytes(range(256)) * 300
     data = container.compress(payload)
-    assert data[:4] == b"\x04\x22\x4d\x18"           # LZ4 frame magic number
-    assert lz4.frame.decompress(data) == payload      # any frame decoder reads it
+    assert data[:4] == b"\x04\x22\x4d\x18"  # LZ4 frame magic number
+    assert lz4.frame.decompress(data) == payload  # any frame decoder reads it
     assert container.decompress(data) == payload
     assert container.decompress(lz4.frame.compress(payload, content_checksum=True, store_size=False)) == payload
 
@@ -64,18 +70,22 @@ def test_container_rejects_truncated_trailing_and_oversized_frames():
 def test_records_encode_stream_data_exactly_as_protobuf():
     item = periodic(0x1F, T0, [1, -2, 3])
     event = data_pb2.Event(event_definition_id=7, app_name="app", timestamp=T0, status_text="x", raw_data=[1.5])
-    payload = bursts.burst([
-        bursts.json_record('{"identity":"a","state":"open"}'),
-        bursts.time_range_record(T0, T0 + 5),
-        bursts.item_record("periodic", item),
-        bursts.item_record("events", event),
-    ])
-    expected = stream_pb2.StreamDataBurst(data=[
-        stream_pb2.StreamData(session_json='{"identity":"a","state":"open"}'),
-        stream_pb2.StreamData(time_range=stream_pb2.StreamTimeRange(start_time=T0, end_time=T0 + 5)),
-        stream_pb2.StreamData(periodic_data=item),
-        stream_pb2.StreamData(event=event),
-    ])
+    payload = bursts.burst(
+        [
+            bursts.json_record('{"identity":"a","state":"open"}'),
+            bursts.time_range_record(T0, T0 + 5),
+            bursts.item_record("periodic", item),
+            bursts.item_record("events", event),
+        ]
+    )
+    expected = stream_pb2.StreamDataBurst(
+        data=[
+            stream_pb2.StreamData(session_json='{"identity":"a","state":"open"}'),
+            stream_pb2.StreamData(time_range=stream_pb2.StreamTimeRange(start_time=T0, end_time=T0 + 5)),
+            stream_pb2.StreamData(periodic_data=item),
+            stream_pb2.StreamData(event=event),
+        ]
+    )
     assert payload == expected.SerializeToString()
     recs = bursts.records(payload)
     assert [r.field for r in recs] == [bursts.SESSION_JSON, bursts.TIME_RANGE, bursts.PERIODIC, bursts.EVENT]
@@ -129,7 +139,7 @@ def buffer(request, settings):
 def test_sessions_get_ids_positions_and_a_directory_entry(buffer, settings):
     sid, name, position = buffer.open_session("s1")
     assert (name, position) == ("s1", "0-0")
-    assert buffer.open_session("s1") == (sid, name, position)   # idempotent
+    assert buffer.open_session("s1") == (sid, name, position)  # idempotent
     first = buffer.publish("s1", sid, name, b"burst-1", T0, T0 + 10)
     # A second session on the same stream starts where the stream is.
     sid2, name2, position2 = buffer.open_session("s2", stream_name="s1")
@@ -142,7 +152,7 @@ def test_sessions_get_ids_positions_and_a_directory_entry(buffer, settings):
 def test_time_range_widens_exactly_at_nanosecond_precision(buffer):
     sid, name, _ = buffer.open_session("s")
     buffer.publish("s", sid, name, b"a", T0 + 1, T0 + 2)
-    buffer.publish("s", sid, name, b"b", T0 + 2, T0 + 3)   # doubles would not tell these apart
+    buffer.publish("s", sid, name, b"b", T0 + 2, T0 + 3)  # doubles would not tell these apart
     buffer.publish("s", sid, name, b"c", T0, T0 + 1)
     buffer.update_session("s", "{}", -5, 7)
     assert buffer.get_session("s").time_range == (-5, T0 + 3)
@@ -168,8 +178,8 @@ def test_update_session_creates_entries_only_for_live_sessions(buffer):
     assert buffer.update_session("closed", '{"state":"closed"}', live=False) is False
     assert buffer.get_session("closed") is None and not buffer.has_session("closed")
     assert buffer.update_session("open", '{"state":"open"}', T0, T0, live=True) is True
-    assert buffer.update_session("open", '{"state":"open"}', live=True) is False     # unchanged
-    assert buffer.update_session("open", '{"state":"closed"}', live=False) is True    # kept up to date once there
+    assert buffer.update_session("open", '{"state":"open"}', live=True) is False  # unchanged
+    assert buffer.update_session("open", '{"state":"closed"}', live=False) is True  # kept up to date once there
     d = buffer.get_session("open")
     assert d.json == '{"state":"closed"}' and d.time_range == (T0, T0)
 
@@ -194,7 +204,7 @@ def test_readers_range_and_follow_the_leading_edge(buffer):
 
 def test_trimmer_trims_to_length_and_drops_stale_streams(buffer):
     sid, name, _ = buffer.open_session("s")
-    for i in range(30):
+    for _ in range(30):
         buffer.publish("s", sid, name, b"x")
     sid2, old, _ = buffer.open_session("old")
     buffer.publish("old", sid2, old, b"x")
@@ -261,8 +271,9 @@ def test_sink_publishes_open_sessions_only(live_redis):
     create_or_update_session("open-1", create={"state": 2})
     create_or_update_session("closed-1", create={"state": 4})
     # Its first delta (5) moves the first sample: samples at T0 + 5000, + 5000 + 3000, + 5000 + 3000 + 4000.
-    timestamped = data_pb2.TimestampedData(channel_id=2, start_timestamp=T0, timestamp_deltas_scale=1000,
-                                           timestamp_deltas=[5, 3, 4], buffer=bytes(24))
+    timestamped = data_pb2.TimestampedData(
+        channel_id=2, start_timestamp=T0, timestamp_deltas_scale=1000, timestamp_deltas=[5, 3, 4], buffer=bytes(24)
+    )
     for identity in ("open-1", "closed-1", "no-session"):
         sink = DataSink(identity)
         sink.add("periodic", periodic(1, T0, [1, 2, 3]))
@@ -279,9 +290,16 @@ def test_sink_publishes_open_sessions_only(live_redis):
     entry = Directory.from_hash(live_redis.hgetall("sessions:open-1"))
     assert entry.time_range == (T0, T0 + 2_000_000)  # the last periodic sample is the latest
     sink = DataSink("open-1")
-    sink.add("timestamped", data_pb2.TimestampedData(channel_id=2, start_timestamp=T0 + 3_000_000,
-                                                     timestamp_deltas_scale=1000, timestamp_deltas=[5, 3, 4],
-                                                     buffer=bytes(24)))
+    sink.add(
+        "timestamped",
+        data_pb2.TimestampedData(
+            channel_id=2,
+            start_timestamp=T0 + 3_000_000,
+            timestamp_deltas_scale=1000,
+            timestamp_deltas=[5, 3, 4],
+            buffer=bytes(24),
+        ),
+    )
     sink.live.flush()  # published live, not stored: the live item alone widens the range
     settle()
     entry = Directory.from_hash(live_redis.hgetall("sessions:open-1"))
@@ -295,8 +313,9 @@ def test_session_updates_reach_the_directory(live_redis):
     create_or_update_session("s", create={"state": 2})
     settle()
     assert '"state":"open"' in live_redis.hget("sessions:s", "json").decode()
-    create_or_update_session("s", [("update_details", {"details": {"Driver": "Ann"}}),
-                                   ("extend_time_range", (T0, T0 + S))])
+    create_or_update_session(
+        "s", [("update_details", {"details": {"Driver": "Ann"}}), ("extend_time_range", (T0, T0 + S))]
+    )
     settle()
     entry = Directory.from_hash(live_redis.hgetall("sessions:s"))
     assert '"details":{"Driver":"Ann"}' in entry.json and entry.time_range == (T0, T0 + S)
@@ -331,7 +350,7 @@ def test_sink_starts_publishing_when_its_session_opens(live_redis, settings):
     create_or_update_session("later", create={"state": 4})
     sink = DataSink("later")
     sink.add("periodic", periodic(1, T0, [1]))
-    create_or_update_session("later", [("set_state", 2)])   # the hook tells this process at once
+    create_or_update_session("later", [("set_state", 2)])  # the hook tells this process at once
     sink.add("periodic", periodic(1, T0 + S, [2]))
     sink.flush()
     assert [v.start_timestamp for _, v in stream_items(live_redis, "later")] == [T0 + S]
@@ -348,7 +367,9 @@ def test_publisher_batches_into_bursts_within_limits(live_redis, settings):
     entries = live_redis.xrange("stream:batched")
     sizes = [len(lz4.frame.decompress(f[b"data"])) for _, f in entries]
     assert sum(sizes) == 2000 * len(record)
-    assert max(sizes) <= 64 * 1024 and len(entries) == -(-2000 * len(record) // (64 * 1024 // len(record) * len(record)))
+    assert max(sizes) <= 64 * 1024 and len(entries) == -(
+        -2000 * len(record) // (64 * 1024 // len(record) * len(record))
+    )
     assert Directory.from_hash(live_redis.hgetall("sessions:batched")).time_range == (T0, T0 + 1999)
 
 
@@ -365,7 +386,7 @@ def test_publisher_publishes_once_the_writer_pauses(live_redis, settings):
     for i in range(3):
         publisher.add("spurt", bursts.item_record("periodic", periodic(1, T0 + i * S, [i])), T0 + i * S, T0 + i * S)
     assert wait_for_entries(live_redis, "stream:spurt", 1) == 1
-    (_, fields), = live_redis.xrange("stream:spurt")
+    ((_, fields),) = live_redis.xrange("stream:spurt")
     assert [v.start_timestamp for _, v in decode(fields[b"data"])] == [T0, T0 + S, T0 + 2 * S]
 
 
@@ -400,16 +421,16 @@ def test_batcher_sends_full_bursts_at_once_and_small_ones_without_flooding():
         sent = []
         batcher = Batcher(lambda data: sent.append(lz4.frame.decompress(data)), target_bytes=100, delay=0.05)
         batcher.add(b"a" * 30)
-        batcher.add(b"b" * 30)              # same turn of the loop: rides along
+        batcher.add(b"b" * 30)  # same turn of the loop: rides along
         assert sent == []
         await asyncio.sleep(0)
         assert sent == [b"a" * 30 + b"b" * 30]
-        batcher.add(b"c" * 30)              # right after a burst: waits for the delay ...
+        batcher.add(b"c" * 30)  # right after a burst: waits for the delay ...
         await asyncio.sleep(0)
         assert len(sent) == 1
-        batcher.add(b"d" * 80)              # ... unless the target size is reached
-        assert sent[1:] == [b"c" * 30]      # what was gathered goes first, never past the target
-        batcher.add(b"e" * 30)              # would pass the target: "d" goes alone, "e" after the delay
+        batcher.add(b"d" * 80)  # ... unless the target size is reached
+        assert sent[1:] == [b"c" * 30]  # what was gathered goes first, never past the target
+        batcher.add(b"e" * 30)  # would pass the target: "d" goes alone, "e" after the delay
         assert sent[2:] == [b"d" * 80]
         for _ in range(500):
             if len(sent) == 4:

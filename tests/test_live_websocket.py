@@ -7,6 +7,7 @@ must reach it through the channel layer) and M (gRPC + HTTP without Redis:
 in-process buffer and channel layer). Sessions and data are written through gRPC, as ingest
 does; a third-party ingest is played with raw Redis commands.
 """
+
 import json
 import os
 import random
@@ -111,8 +112,17 @@ def servers(django_db_setup, django_db_blocker, live_redis_url, tmp_path_factory
     started = {
         "A": Server("A", {**base, "RTA_REDIS_URL": live_redis_url}, True, tmp),
         # B polls directory entries only every 30 s: JSON updates made on A reach it through the channel layer.
-        "B": Server("B", {**base, "RTA_REDIS_URL": live_redis_url, "RTA_STREAM_TIME_RANGE_INTERVAL": "30",
-                          "RTA_STREAM_CLIENT_MAX_BUFFER_BYTES": str(512 * 1024)}, False, tmp),
+        "B": Server(
+            "B",
+            {
+                **base,
+                "RTA_REDIS_URL": live_redis_url,
+                "RTA_STREAM_TIME_RANGE_INTERVAL": "30",
+                "RTA_STREAM_CLIENT_MAX_BUFFER_BYTES": str(512 * 1024),
+            },
+            False,
+            tmp,
+        ),
         "M": Server("M", base, True, tmp),
     }
     try:
@@ -149,8 +159,10 @@ def new_identity():
 def create_session(server, identity, state=2, **updates):
     ops = [spb.SessionUpdate(**{k: v}) for k, v in updates.items()]
     request = spb.CreateOrUpdateSessionRequest(
-        identity=identity, create_if_not_exists=spb.CreateOrUpdateSessionRequest.CreateIfNotExists(state=state),
-        updates=ops)
+        identity=identity,
+        create_if_not_exists=spb.CreateOrUpdateSessionRequest.CreateIfNotExists(state=state),
+        updates=ops,
+    )
     sgrpc.SessionStoreStub(server.channel).CreateOrUpdateSession(request, timeout=WAIT)
 
 
@@ -160,8 +172,13 @@ def update_session(server, identity, **update):
 
 
 def periodic(channel, start, values):
-    return data_pb2.PeriodicData(channel_id=channel, start_timestamp=start, interval=MS, samples=len(values),
-                                 buffer=struct.pack(f"<{len(values)}h", *values))
+    return data_pb2.PeriodicData(
+        channel_id=channel,
+        start_timestamp=start,
+        interval=MS,
+        samples=len(values),
+        buffer=struct.pack(f"<{len(values)}h", *values),
+    )
 
 
 def event(t, n):
@@ -170,6 +187,7 @@ def event(t, n):
 
 def write(server, identity, items):
     """Write items through gRPC DataWriter and flush."""
+
     def messages():
         yield cpb.WriteDataStreamMessage(data_identity=identity)
         for item in items:
@@ -182,8 +200,9 @@ def write(server, identity, items):
 
 
 def ws_connect(server, identity, **kwargs):
-    return connect(server.url(identity), subprotocols=[SUBPROTOCOL], compression=None, proxy=None,
-                   open_timeout=WAIT, **kwargs)
+    return connect(
+        server.url(identity), subprotocols=[SUBPROTOCOL], compression=None, proxy=None, open_timeout=WAIT, **kwargs
+    )
 
 
 def decode(message):
@@ -306,7 +325,7 @@ def test_subscriptions_widen_with_back_fill_of_what_they_add(A):
         write(A, identity, [periodic(2, T0 + 2 * MS, [4]), periodic(1, T0 + 2 * MS, [5])])
         got.until(lambda r: len(r.of("periodic_data")) == 3, "live channel 1")
         assert got.data() == [(1, T0), (1, T0 + MS), (1, T0 + 2 * MS)]
-        subscribe(ws, data_channel_ids=[2])   # widens: channel 2's history, then both live
+        subscribe(ws, data_channel_ids=[2])  # widens: channel 2's history, then both live
         got.until(lambda r: len(r.of("periodic_data")) == 5, "channel 2's back-fill")
         write(A, identity, [periodic(2, T0 + 3 * MS, [6]), periodic(1, T0 + 3 * MS, [7])])
         got.until(lambda r: len(r.of("periodic_data")) == 7, "both channels live")
@@ -325,7 +344,8 @@ def test_json_updates_and_the_session_closing(A):
         subscribe(ws, all_data_channels=True)
         update_session(A, identity, update_details=spb.SessionUpdate.DetailsMap(details={"Lap": "2"}))
         got = Received(ws).until(
-            lambda r: any(json.loads(j).get("details") == {"Lap": "2"} for j in r.of("session_json")), "the update")
+            lambda r: any(json.loads(j).get("details") == {"Lap": "2"} for j in r.of("session_json")), "the update"
+        )
         write(A, identity, [periodic(3, T0, [1, 2])])
         update_session(A, identity, set_state=4)
         with pytest.raises(websockets.ConnectionClosedOK) as info:
@@ -342,8 +362,7 @@ def test_deleting_a_session_closes_its_watchers_normally(A, B):
     with ws_connect(A, identity) as on_a, ws_connect(B, identity) as on_b:
         first_message(on_a)
         first_message(on_b)
-        sgrpc.SessionStoreStub(A.channel).DeleteSessions(spb.DeleteSessionsRequest(identities=[identity]),
-                                                         timeout=WAIT)
+        sgrpc.SessionStoreStub(A.channel).DeleteSessions(spb.DeleteSessionsRequest(identities=[identity]), timeout=WAIT)
         for ws in (on_a, on_b):  # the deleting process and another one sharing the Redis buffer
             got = Received(ws)
             with pytest.raises(websockets.ConnectionClosedOK) as info:
@@ -389,11 +408,21 @@ def test_a_third_party_ingest_speaking_the_protocol_interoperates(A, live_redis_
     identity, name = new_identity(), f"car-{uuid.uuid4()}"
     sid = raw.incrby("lastStreamSessionId", 1)
     raw.sadd("streams", name)
-    session_json = json.dumps({"identity": identity, "state": "open", "timestamp": "2027-01-15T10:00:00+00:00",
-                               "identifier": "third party"})
-    raw.hset(f"sessions:{identity}", mapping={
-        "streamSessionId": sid, "streamName": name, "streamPosition": "0-0", "lastUpdated": int(time.time() * 1000),
-        "json": session_json, "tStart": T0, "tEnd": T0})
+    session_json = json.dumps(
+        {"identity": identity, "state": "open", "timestamp": "2027-01-15T10:00:00+00:00", "identifier": "third party"}
+    )
+    raw.hset(
+        f"sessions:{identity}",
+        mapping={
+            "streamSessionId": sid,
+            "streamName": name,
+            "streamPosition": "0-0",
+            "lastUpdated": int(time.time() * 1000),
+            "json": session_json,
+            "tStart": T0,
+            "tEnd": T0,
+        },
+    )
     raw.expire(f"sessions:{identity}", 600)
 
     def publish(*items, session_id=sid):
@@ -401,7 +430,7 @@ def test_a_third_party_ingest_speaking_the_protocol_interoperates(A, live_redis_
         raw.xadd(f"stream:{name}", {"id": session_id, "data": lz4.frame.compress(burst.SerializeToString())})
 
     publish(periodic(1, T0, [1]), periodic(2, T0, [2]))
-    publish(periodic(1, T0 + MS, [3]), session_id=sid + 1000)   # another session sharing the stream
+    publish(periodic(1, T0 + MS, [3]), session_id=sid + 1000)  # another session sharing the stream
     with ws_connect(A, identity) as ws:
         assert first_message(ws)["identifier"] == "third party"
         subscribe(ws, all_data_channels=True)
@@ -420,13 +449,16 @@ def test_a_third_party_ingest_speaking_the_protocol_interoperates(A, live_redis_
 # --- misbehaving clients ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frame, code", [
-    (b"\xff\xff\xff\xff", 1002),          # not a StreamRequest
-    (b"", 1002),                          # a StreamRequest asking for nothing
-    (b"\x0a\x02\x08\x01", 1002),          # only the reserved field 1
-    ("text frames are not the protocol", 1003),
-    (b"\x12" + b"\x80" * 70_000, 1009),   # far beyond any real request
-])
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        (b"\xff\xff\xff\xff", 1002),  # not a StreamRequest
+        (b"", 1002),  # a StreamRequest asking for nothing
+        (b"\x0a\x02\x08\x01", 1002),  # only the reserved field 1
+        ("text frames are not the protocol", 1003),
+        (b"\x12" + b"\x80" * 70_000, 1009),  # far beyond any real request
+    ],
+)
 def test_garbage_client_frames_close_with_a_protocol_error(A, frame, code):
     identity = new_identity()
     create_session(A, identity)
@@ -448,14 +480,25 @@ def test_a_slow_client_is_dropped(A, B):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no kernel buffer to hide in
     sock.connect(("127.0.0.1", B.http))
     rng = random.Random(1)
-    with connect(B.url(identity), sock=sock, subprotocols=[SUBPROTOCOL], compression=None, proxy=None,
-                 open_timeout=WAIT, max_queue=1) as ws:
+    with connect(
+        B.url(identity),
+        sock=sock,
+        subprotocols=[SUBPROTOCOL],
+        compression=None,
+        proxy=None,
+        open_timeout=WAIT,
+        max_queue=1,
+    ) as ws:
         first_message(ws)
         subscribe(ws, all_data_channels=True)
         time.sleep(0.3)
         # ~12 MB of incompressible samples while the client reads nothing (B drops clients past 512 KiB).
-        noise = [data_pb2.PeriodicData(channel_id=1, start_timestamp=T0 + i * 512 * MS, interval=MS, samples=512,
-                                       buffer=rng.randbytes(4096)) for i in range(3000)]
+        noise = [
+            data_pb2.PeriodicData(
+                channel_id=1, start_timestamp=T0 + i * 512 * MS, interval=MS, samples=512, buffer=rng.randbytes(4096)
+            )
+            for i in range(3000)
+        ]
         write(A, identity, noise)
         with pytest.raises(websockets.ConnectionClosedError) as info:
             Received(ws).until(lambda r: False, "the drop")
@@ -479,6 +522,10 @@ def test_an_idle_client_outlives_the_redis_read_timeout(A, B):
 
 def test_other_websocket_paths_are_404(A):
     with pytest.raises(websockets.InvalidStatus) as info:
-        connect(f"ws://127.0.0.1:{A.http}/rta/v2/sessions/x/elsewhere", subprotocols=[SUBPROTOCOL], proxy=None,
-                open_timeout=WAIT)
+        connect(
+            f"ws://127.0.0.1:{A.http}/rta/v2/sessions/x/elsewhere",
+            subprotocols=[SUBPROTOCOL],
+            proxy=None,
+            open_timeout=WAIT,
+        )
     assert info.value.response.status_code == 404

@@ -1,4 +1,5 @@
 """Reuse of metamodel detail values (sessions_app.services.metamodel_cache): never older than the data."""
+
 import pytest
 from django.db import connection
 from django.utils import timezone

@@ -46,8 +46,9 @@ def test_metrics_count_requests_by_route(client):
     client.get("/rta/v2/sessions/does/not/exist/data/periodic/1-3")
     text = client.get("/metrics").content.decode()
     assert 'rta_http_requests_total{method="GET",route="/rta/v2/sessions/<identity>",status="404"}' in text
-    assert ('rta_http_requests_total{method="GET",route="/rta/v2/sessions/<identity>/data/<kind>/<channels>",'
-            'status="404"}') in text
+    assert (
+        'rta_http_requests_total{method="GET",route="/rta/v2/sessions/<identity>/data/<kind>/<channels>",status="404"}'
+    ) in text
     assert "rta_http_request_duration_seconds_bucket" in text
 
 

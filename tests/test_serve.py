@@ -1,4 +1,5 @@
 """`manage.py serve` end to end: one process, HTTP and gRPC, stopped cleanly by Ctrl-C."""
+
 import json
 import os
 import signal
@@ -43,9 +44,22 @@ def embedded_env(tmp_path):
 def test_serve_runs_http_and_grpc_in_one_process_and_stops_on_ctrl_c(embedded_env):
     http_port, grpc_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--bind", "127.0.0.1",
-         "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-        cwd=ROOT, env=embedded_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "manage.py",
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+        ],
+        cwd=ROOT,
+        env=embedded_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         status, body = wait_for_http(f"http://127.0.0.1:{http_port}/health", process)
@@ -82,7 +96,11 @@ def test_rungrpc_serves_one_port_from_several_processes(postgres, tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rungrpc", "--bind", "127.0.0.1", "--port", str(port), "--processes", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30

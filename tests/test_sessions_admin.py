@@ -1,4 +1,5 @@
 """The Django admin of the Session Service: lists, filters, pictures, and edits through the service layer."""
+
 import json
 import re
 from html.parser import HTMLParser
@@ -252,9 +253,7 @@ def test_filters_by_state_type_folder_and_date(admin_client, sessions):
     assert _listed(admin_client.get(CHANGELIST, {"folder": "season"})) == {"s-race"}
     assert _listed(admin_client.get(CHANGELIST, {"folder": "silverstone"})) == {"s-race"}
     assert _listed(admin_client.get(CHANGELIST, {"folder": "tests"})) == {"s-practice"}
-    assert _listed(admin_client.get(CHANGELIST, {"timestamp__year": "2024", "timestamp__month": "3"})) == {
-        "s-practice"
-    }
+    assert _listed(admin_client.get(CHANGELIST, {"timestamp__year": "2024", "timestamp__month": "3"})) == {"s-practice"}
     assert _listed(
         admin_client.get(CHANGELIST, {"timestamp__year": "2024", "timestamp__month": "5", "timestamp__day": "20"})
     ) == {"s-race", "s-child"}
@@ -395,7 +394,10 @@ def test_renaming_a_marker_replaces_it(admin_client, sessions):
     response = admin_client.post(change_url("s-race"), data)
     assert response.status_code == 302, body(response)
     assert set(Marker.objects.filter(session_id="s-race").values_list("marker_id", flat=True)) == {
-        "lap1", "lap2", "pit-stop"}
+        "lap1",
+        "lap2",
+        "pit-stop",
+    }
 
 
 def test_removing_every_folder_relinks_the_session_to_the_root(admin_client, sessions):
@@ -463,8 +465,15 @@ def test_invalid_marker_rows_are_refused_by_the_service_rules(admin_client, sess
 
 def test_data_binding_channel_bindings_are_validated(admin_client, sessions):
     data = form_data(admin_client.get(change_url("s-race")), "session_form")
-    add_inline_row(data, "data_bindings", source="kafka", identity="stream-1", time_ref="0",
-                   session_time_offset="0", channel_bindings='[{"first_data_channel": "x"}]')
+    add_inline_row(
+        data,
+        "data_bindings",
+        source="kafka",
+        identity="stream-1",
+        time_ref="0",
+        session_time_offset="0",
+        channel_bindings='[{"first_data_channel": "x"}]',
+    )
     html = body(admin_client.post(change_url("s-race"), data))
     assert "first_data_channel must be a non-negative integer" in html
     data["data_bindings-0-channel_bindings"] = (
@@ -520,6 +529,7 @@ def test_service_rejection_at_save_time_rolls_back_and_reports(admin_client, ses
 
     data = form_data(admin_client.get(change_url("s-race")), "session_form")
     data["identifier"] = "edited"
+
     def refuse(identity, ops, create=None):
         if identity.startswith("admin-dry-run-"):
             return create_or_update_session(identity, ops, create=create)

@@ -1,4 +1,5 @@
 """Virtual folders (spec §5): the tree, moves, deletes, and folder-scoped listings."""
+
 import pytest
 
 from rta_site.errors import InvalidArgument
@@ -16,8 +17,8 @@ FOLDERS = "/rta/v2/session-folders/"
 @pytest.fixture
 def tree(db):
     """root ── teams ── team-a ── team-a/2024
-               │      └─ team-b
-               └─ archive
+    │      └─ team-b
+    └─ archive
     """
     put_folder("", "teams", "Teams", "All teams")
     put_folder("teams", "team-a", "Team A")
@@ -120,7 +121,12 @@ def test_moving_a_folder_moves_its_sub_tree_and_sessions(api, tree):
     assert scoped("archive") == ["in-a", "in-a-2024", "in-b-and-archive"]
     assert scoped("team-a") == ["in-a", "in-a-2024"]
     assert [f["identity"] for f in api.get(FOLDERS + "archive").json()] == ["team-a"]
-    assert api.get(FOLDERS).json()[0] == {"identity": "archive", "label": "Archive", "description": "", "hasChildren": True}
+    assert api.get(FOLDERS).json()[0] == {
+        "identity": "archive",
+        "label": "Archive",
+        "description": "",
+        "hasChildren": True,
+    }
     # Moving back to the root (empty parent).
     put_folder("", "team-a", "Team A")
     assert [f.identity for f in child_folders("")] == ["archive", "team-a", "teams"]

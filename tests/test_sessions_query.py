@@ -3,6 +3,7 @@
 Everything here is dialect-neutral, so it also runs on the embedded SQLite
 database (``make test-embedded``): both SQL dialects must give the same answers.
 """
+
 import json
 
 import pytest
@@ -464,8 +465,14 @@ def test_page_far_beyond_the_end_is_empty(dataset):
 
 @pytest.mark.parametrize(
     "page_index,page_size,fragment",
-    [(-1, None, "pageIndex"), (0, -5, "pageSize"), (1.5, None, "pageIndex"), ("1", None, "pageIndex"),
-     (True, None, "pageIndex"), (0, 10**9, "pageSize")],
+    [
+        (-1, None, "pageIndex"),
+        (0, -5, "pageSize"),
+        (1.5, None, "pageIndex"),
+        ("1", None, "pageIndex"),
+        (True, None, "pageIndex"),
+        (0, 10**9, "pageSize"),
+    ],
 )
 def test_invalid_paging_is_rejected(dataset, page_index, page_size, fragment):
     with pytest.raises(InvalidArgument) as exc:

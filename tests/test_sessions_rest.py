@@ -1,4 +1,5 @@
 """The Session Service over REST (spec §2, §3, §5, §6): listing, querying, session JSON, metamodel."""
+
 import json
 from urllib.parse import urlencode
 
@@ -238,7 +239,10 @@ def test_start_and_end_timestamps_only_with_a_time_range(api, db):
         (["extDetails"], {"CarSetup": {"RideHeight": 30, "Wing": "high"}, "Weather": {"Temp": 21}}),
         (["extDetails.CarSetup"], {"CarSetup": {"RideHeight": 30, "Wing": "high"}}),
         (["extDetails.CarSetup.Wing"], {"CarSetup": {"Wing": "high"}}),
-        (["extDetails.CarSetup.Wing", "extDetails.Weather.Temp"], {"CarSetup": {"Wing": "high"}, "Weather": {"Temp": 21}}),
+        (
+            ["extDetails.CarSetup.Wing", "extDetails.Weather.Temp"],
+            {"CarSetup": {"Wing": "high"}, "Weather": {"Temp": 21}},
+        ),
         (["extDetails.CarSetup.Nope"], None),
         (["extDetails.Nope"], None),
     ],
@@ -272,7 +276,11 @@ def test_identity_is_not_re_cased_nor_details_keys(api, db):
 
 
 def _make_parent():
-    make_session("parent", timestamp="2024-03-01T00:00:00Z", anchors=["guid:8319B646-AAAA", "acq:engine-5/2024-03-01T00:00:00+0000"])
+    make_session(
+        "parent",
+        timestamp="2024-03-01T00:00:00Z",
+        anchors=["guid:8319B646-AAAA", "acq:engine-5/2024-03-01T00:00:00+0000"],
+    )
 
 
 def _make_child():
@@ -381,7 +389,11 @@ def test_data_bindings_are_served_when_exposed(api, bound, settings):
             "sessionEndTime": 90,
             "dataChannelBindings": [{"firstDataChannel": 0, "firstSessionChannel": 100, "lastSessionChannel": 109}],
         },
-        {"key": {"source": "", "identity": "stream-2", "timeRef": 0}, "sessionTimeOffset": 0, "dataChannelBindings": []},
+        {
+            "key": {"source": "", "identity": "stream-2", "timeRef": 0},
+            "sessionTimeOffset": 0,
+            "dataChannelBindings": [],
+        },
     ]
     assert api.get(f"{SESSIONS}/nope/data-bindings").status_code == 404
 
@@ -420,7 +432,12 @@ def modelled(db):
 
 
 def _detail(type_, values):
-    return {"label": None, "type": type_, "capabilities": {"filter": True, "sort": True}, "constraints": {"values": values}}
+    return {
+        "label": None,
+        "type": type_,
+        "capabilities": {"filter": True, "sort": True},
+        "constraints": {"values": values},
+    }
 
 
 def _labelled(descriptors):
@@ -494,7 +511,9 @@ def test_metamodel_ext_detail_properties_with_prop(api, modelled):
         },
         "Weather": {"label": "Weather", "properties": {}},
     }
-    body = api.get("/rta/v2/session-metamodel", {"prop": ["extDetails.CarSetup.Wing", "extDetails.Weather.Temp"]}).json()
+    body = api.get(
+        "/rta/v2/session-metamodel", {"prop": ["extDetails.CarSetup.Wing", "extDetails.Weather.Temp"]}
+    ).json()
     assert body["extDetails"]["CarSetup"]["properties"] == _labelled({"Wing": _detail("string", ["low"])})
     assert body["extDetails"]["Weather"]["properties"] == _labelled({"Temp": _detail("integer", [20])})
     body = api.get("/rta/v2/session-metamodel", {"prop": "extDetails", "folder": "f1"}).json()
@@ -515,26 +534,42 @@ def test_metamodel_capabilities_hold_on_the_list_endpoint(api, modelled):
 
 
 PROPERTY_CASES = [
-    ("ride", None, [{"id": "extDetails.CarSetup.RideHeight", "label": "RideHeight", "description": "CarSetup (extended details)"}]),
+    (
+        "ride",
+        None,
+        [{"id": "extDetails.CarSetup.RideHeight", "label": "RideHeight", "description": "CarSetup (extended details)"}],
+    ),
     ("DRIVER", None, [{"id": "details.Driver", "label": "Driver"}]),
-    ("TimeStamp", None, [
-        {"id": "endTimestamp", "label": "End"},
-        {"id": "startTimestamp", "label": "Start"},
-        {"id": "timestamp", "label": "Timestamp"},
-    ]),
+    (
+        "TimeStamp",
+        None,
+        [
+            {"id": "endTimestamp", "label": "End"},
+            {"id": "startTimestamp", "label": "Start"},
+            {"id": "timestamp", "label": "Timestamp"},
+        ],
+    ),
     ("mix", None, [{"id": "details.Mixed", "label": "Mixed"}]),
     ("mix", "f1", []),
-    ("details.", "f1a", [
-        {"id": "details.Driver", "label": "Driver"},
-        {"id": "details.Fuel", "label": "Fuel"},
-        {"id": "details.Lap", "label": "Lap"},
-        {"id": "details.Wet", "label": "Wet"},
-        {"id": "details.When", "label": "When"},
-        # "extDetails." contains "details." too
-        {"id": "extDetails.CarSetup.RideHeight", "label": "RideHeight", "description": "CarSetup (extended details)"},
-        {"id": "extDetails.CarSetup.Wing", "label": "Wing", "description": "CarSetup (extended details)"},
-        {"id": "extDetails.Weather.Temp", "label": "Temp", "description": "Weather (extended details)"},
-    ]),
+    (
+        "details.",
+        "f1a",
+        [
+            {"id": "details.Driver", "label": "Driver"},
+            {"id": "details.Fuel", "label": "Fuel"},
+            {"id": "details.Lap", "label": "Lap"},
+            {"id": "details.Wet", "label": "Wet"},
+            {"id": "details.When", "label": "When"},
+            # "extDetails." contains "details." too
+            {
+                "id": "extDetails.CarSetup.RideHeight",
+                "label": "RideHeight",
+                "description": "CarSetup (extended details)",
+            },
+            {"id": "extDetails.CarSetup.Wing", "label": "Wing", "description": "CarSetup (extended details)"},
+            {"id": "extDetails.Weather.Temp", "label": "Temp", "description": "Weather (extended details)"},
+        ],
+    ),
     ("zzz", None, []),
 ]
 
@@ -588,8 +623,11 @@ def test_detail_strings_compare_and_sort_with_the_c_collation(postgres):
         assert 'COLLATE "C"' in sql, op
     sql, _ = compile_query({"extDetails.G.K": {"$lt": "B"}})
     assert 'COLLATE "C"' in sql
-    assert any('COLLATE "C"' in str(getattr(e, "expression", e).sql) for e in order_by(["details.Driver:asc"])
-               if hasattr(getattr(e, "expression", e), "sql"))
+    assert any(
+        'COLLATE "C"' in str(getattr(e, "expression", e).sql)
+        for e in order_by(["details.Driver:asc"])
+        if hasattr(getattr(e, "expression", e), "sql")
+    )
 
 
 def test_detail_equality_uses_jsonb_containment(postgres):

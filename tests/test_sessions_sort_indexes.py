@@ -1,4 +1,5 @@
 """Detail sort indexes: built from the sort's own terms, so PostgreSQL can serve detail sorts from them."""
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection

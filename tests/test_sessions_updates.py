@@ -1,4 +1,5 @@
 """CreateOrUpdateSession semantics (spec §7): set/update/delete ops, sequences, one transaction per call."""
+
 import threading
 import time
 
@@ -81,7 +82,11 @@ def test_create_if_not_exists_is_only_used_for_a_new_session():
     create = {"state": SessionState.OPEN, "timestamp": "2024-05-01T12:00:00.123456789+02:00", "identifier": "Run 1"}
     apply("new-2", create=create)
     s = get("new-2")
-    assert (s.state, s.identifier, s.timestamp_text) == (SessionState.OPEN, "Run 1", "2024-05-01T12:00:00.123456789+02:00")
+    assert (s.state, s.identifier, s.timestamp_text) == (
+        SessionState.OPEN,
+        "Run 1",
+        "2024-05-01T12:00:00.123456789+02:00",
+    )
     assert s.timestamp_ns == 1_714_557_600_123_456_789
     apply("new-2", ("set_type", "Race"), create={"state": SessionState.FAILED, "identifier": "Other"})
     s = get("new-2")
@@ -143,8 +148,14 @@ def test_scalar_ops():
     assert s.timestamp_ns == 1_704_079_800_000_000_000
     assert (s.identifier, s.type, s.quality, s.group, s.version) == ("Renamed", "Race", 1.0, "G", "2.0.0")
     assert (s.start_time, s.end_time) == (5, 30)
-    apply("s", ("clear_type", None), ("clear_quality", None), ("clear_group", None), ("clear_version", None),
-          ("clear_time_range", None))
+    apply(
+        "s",
+        ("clear_type", None),
+        ("clear_quality", None),
+        ("clear_group", None),
+        ("clear_version", None),
+        ("clear_time_range", None),
+    )
     s = get("s")
     assert (s.type, s.quality, s.group, s.version, s.start_time, s.end_time) == (None,) * 6
     apply("s", ("extend_time_range", (7, 8)))
@@ -236,9 +247,12 @@ def test_categories_are_ext_details_groups():
 @pytest.mark.django_db
 def test_no_empty_ext_details_group_is_left_behind(api):
     make_session("g")
-    apply("g", ("update_details", {"category": "Empty", "details": {}}),
-          ("update_details_json", {"category": "AlsoEmpty", "json": "{}"}),
-          ("delete_details", {"category": "Never", "keys": ["x"]}))
+    apply(
+        "g",
+        ("update_details", {"category": "Empty", "details": {}}),
+        ("update_details_json", {"category": "AlsoEmpty", "json": "{}"}),
+        ("delete_details", {"category": "Never", "keys": ["x"]}),
+    )
     assert get("g").ext_details == {}
     assert "extDetails" not in api.get("/rta/v2/sessions/g", {"prop": "extDetails"}).json()
     with pytest.raises(InvalidArgument) as exc:
@@ -290,7 +304,9 @@ def test_markers_set_update_delete():
         "lap-1": ("Laps", "Lap 1", 0, 10, {"n": 1}),
         "lap-2": ("Laps", "Lap 2", 10, 20, {}),
     }
-    apply("m", ("update_markers", [{**LAP2, "label": "Lap 2 (fast)"}, {"id": "pit", "category": "Pit", "start_time": 15}]))
+    apply(
+        "m", ("update_markers", [{**LAP2, "label": "Lap 2 (fast)"}, {"id": "pit", "category": "Pit", "start_time": 15}])
+    )
     assert markers_of("m") == {
         "lap-1": ("Laps", "Lap 1", 0, 10, {"n": 1}),
         "lap-2": ("Laps", "Lap 2 (fast)", 10, 20, {}),
@@ -335,8 +351,12 @@ def test_config_bindings_set_update_delete():
     assert config_bindings_of("c") == {"cfg-b": 20, "cfg-c": 0}
     apply("c", ("set_config_bindings", [{"identifier": "cfg-z", "channel_offset": 1}]))
     assert config_bindings_of("c") == {"cfg-z": 1}
-    for bad in ([{"identifier": ""}], [{"identifier": "x", "channel_offset": -1}], [{"identifier": "x", "channel_offset": 1.5}],
-                [{"identifier": "x", "channel_offset": 1 << 32}]):
+    for bad in (
+        [{"identifier": ""}],
+        [{"identifier": "x", "channel_offset": -1}],
+        [{"identifier": "x", "channel_offset": 1.5}],
+        [{"identifier": "x", "channel_offset": 1 << 32}],
+    ):
         with pytest.raises(InvalidArgument):
             apply("c", ("update_config_bindings", bad))
     assert config_bindings_of("c") == {"cfg-z": 1}
@@ -354,14 +374,31 @@ def test_data_bindings_set_update_delete_by_key():
     make_session("b")
     apply(
         "b",
-        ("set_data_bindings", [
-            {"source": "kafka", "identity": "s1", "time_ref": 1, "session_time_offset": 5, "channel_bindings": CHANNELS},
-            {"identity": "s2"},
-        ]),
+        (
+            "set_data_bindings",
+            [
+                {
+                    "source": "kafka",
+                    "identity": "s1",
+                    "time_ref": 1,
+                    "session_time_offset": 5,
+                    "channel_bindings": CHANNELS,
+                },
+                {"identity": "s2"},
+            ],
+        ),
     )
     assert data_bindings_of("b") == {("kafka", "s1", 1): (5, CHANNELS), ("", "s2", 0): (0, [])}
-    apply("b", ("update_data_bindings", [{"source": "kafka", "identity": "s1", "time_ref": 1, "session_time_offset": 7},
-                                         {"source": "kafka", "identity": "s1", "time_ref": 2}]))
+    apply(
+        "b",
+        (
+            "update_data_bindings",
+            [
+                {"source": "kafka", "identity": "s1", "time_ref": 1, "session_time_offset": 7},
+                {"source": "kafka", "identity": "s1", "time_ref": 2},
+            ],
+        ),
+    )
     assert data_bindings_of("b") == {
         ("kafka", "s1", 1): (7, []),
         ("kafka", "s1", 2): (0, []),
@@ -370,8 +407,20 @@ def test_data_bindings_set_update_delete_by_key():
     apply("b", ("delete_data_bindings", [{"source": "kafka", "identity": "s1", "time_ref": 1}, {"identity": "gone"}]))
     assert set(data_bindings_of("b")) == {("kafka", "s1", 2), ("", "s2", 0)}
     with pytest.raises(InvalidArgument) as exc:
-        apply("b", ("update_data_bindings", [{"identity": "s3", "channel_bindings": [
-            {"first_data_channel": 0, "first_session_channel": 5, "last_session_channel": 4}]}]))
+        apply(
+            "b",
+            (
+                "update_data_bindings",
+                [
+                    {
+                        "identity": "s3",
+                        "channel_bindings": [
+                            {"first_data_channel": 0, "first_session_channel": 5, "last_session_channel": 4}
+                        ],
+                    }
+                ],
+            ),
+        )
     assert "last_session_channel" in exc.value.message
     with pytest.raises(InvalidArgument):
         apply("b", ("set_data_bindings", [{"identity": "s3", "session_start_time": 9, "session_end_time": 1}]))
@@ -405,8 +454,10 @@ def test_folder_ops_link_unlink_and_fall_back_to_the_root():
 
 @pytest.mark.embedded
 @pytest.mark.django_db
-@pytest.mark.parametrize("kind,prefix", [(RefKind.ANCHOR, "ref_anchors"), (RefKind.CHILD_OF, "child_of_refs"),
-                                         (RefKind.ALTERNATE_OF, "alternate_of_refs")])
+@pytest.mark.parametrize(
+    "kind,prefix",
+    [(RefKind.ANCHOR, "ref_anchors"), (RefKind.CHILD_OF, "child_of_refs"), (RefKind.ALTERNATE_OF, "alternate_of_refs")],
+)
 def test_ref_ops(kind, prefix):
     make_session("r")
     apply("r", (f"set_{prefix}", ["guid:1", "guid:2", "guid:1"]))

@@ -1,4 +1,5 @@
 """Session identities containing "/" reach every REST route, written plainly or percent-encoded."""
+
 import struct
 
 import pytest
@@ -20,8 +21,12 @@ def stored(settings, tmp_path):
     settings.RTA_EXPOSE_DATA_BINDINGS = True
     create_or_update_session(IDENTITY, [("set_state", 4), ("set_identifier", "run 1")])
     sink = DataSink(IDENTITY)
-    sink.add("periodic", data_pb2.PeriodicData(channel_id=5, start_timestamp=T0, interval=10**6, samples=3,
-                                               buffer=struct.pack("<3h", 1, 2, 3)))
+    sink.add(
+        "periodic",
+        data_pb2.PeriodicData(
+            channel_id=5, start_timestamp=T0, interval=10**6, samples=3, buffer=struct.pack("<3h", 1, 2, 3)
+        ),
+    )
     sink.add("events", data_pb2.Event(event_definition_id=9, timestamp=T0, status_text="go"))
     sink.flush()
 

@@ -7,13 +7,14 @@
 - ``POST /api/dependencies/{type}`` (JSON body): publish under the document's content hash; 201/200
   as for PUT. Both answer ``{"type", "id"}`` with a ``Location``.
 """
+
+import orjson
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-import orjson
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -47,8 +48,11 @@ def _published(request, dependency_type, dependency_id, created):
 class DependencyView(APIView):
     parser_classes = []  # the body is read (and size-checked) by the view
 
-    @extend_schema(operation_id="get-dependency", parameters=[TYPE, ID],
-                   responses={200: OpenApiTypes.OBJECT, 304: None, 404: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="get-dependency",
+        parameters=[TYPE, ID],
+        responses={200: OpenApiTypes.OBJECT, 304: None, 404: OpenApiTypes.OBJECT},
+    )
     def get(self, request, dependency_type, dependency_id):
         return self._respond(request, dependency_type, dependency_id, head=False)
 
@@ -56,9 +60,18 @@ class DependencyView(APIView):
     def head(self, request, dependency_type, dependency_id):
         return self._respond(request, dependency_type, dependency_id, head=True)
 
-    @extend_schema(operation_id="put-dependency", parameters=[TYPE, ID], request=OpenApiTypes.OBJECT,
-                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
-                              409: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="put-dependency",
+        parameters=[TYPE, ID],
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            201: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            409: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
+    )
     def put(self, request, dependency_type, dependency_id):
         document = dependencies.parse_document(_read_body(request))
         dependency_id, created = dependencies.publish(dependency_type, document, dependency_id)
@@ -89,9 +102,17 @@ class DependencyView(APIView):
 class DependencyCollectionView(APIView):
     parser_classes = []
 
-    @extend_schema(operation_id="post-dependency", parameters=[TYPE], request=OpenApiTypes.OBJECT,
-                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
-                              413: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="post-dependency",
+        parameters=[TYPE],
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            201: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
+    )
     def post(self, request, dependency_type):
         document = dependencies.parse_document(_read_body(request))
         dependency_id, created = dependencies.publish(dependency_type, document)

@@ -4,6 +4,7 @@ Configs never change once published, so responses carry a strong ETag (the
 SHA-256 of the bytes) and year-long ``immutable`` cache headers; the body is
 streamed from storage, never read into memory.
 """
+
 from django.http import FileResponse, HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
@@ -53,7 +54,9 @@ def _headers(response, config):
 
 
 IDENTIFIER = OpenApiParameter(
-    "identifier", str, OpenApiParameter.PATH,
+    "identifier",
+    str,
+    OpenApiParameter.PATH,
     description="Config identifier; any text (percent-encode reserved characters, including '/').",
 )
 
@@ -67,7 +70,8 @@ class ConfigView(APIView):
         responses={
             (200, media): OpenApiResponse(OpenApiTypes.BINARY, description="The config as published.")
             for media in store.CONTENT_TYPES
-        } | {304: None, 404: OpenApiTypes.OBJECT, 406: OpenApiTypes.OBJECT},
+        }
+        | {304: None, 404: OpenApiTypes.OBJECT, 406: OpenApiTypes.OBJECT},
         description=(
             "The config in its stored media type (JSON or FFC); 406 when Accept admits neither. "
             "HEAD (has-config) answers the same status and headers without a body."

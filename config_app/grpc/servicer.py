@@ -3,6 +3,7 @@
 Errors of the service layer become status codes: InvalidArgument ->
 INVALID_ARGUMENT, NotFound -> NOT_FOUND, TooLarge -> RESOURCE_EXHAUSTED.
 """
+
 import functools
 
 import grpc

@@ -4,28 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Config',
+            name="Config",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier', models.TextField()),
-                ('identifier_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('content_type', models.CharField(choices=[('application/vnd.mat.config+json', 'JSON'), ('application/vnd.mat.config+ffc', 'FFC')], max_length=64)),
-                ('size', models.BigIntegerField(help_text='Size of the stored bytes.')),
-                ('sha256', models.CharField(help_text='SHA-256 of the stored bytes (hex); the HTTP ETag.', max_length=64)),
-                ('created', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('storage_name', models.CharField(help_text='Name of the file in the default storage.', max_length=255)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("identifier", models.TextField()),
+                ("identifier_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "content_type",
+                    models.CharField(
+                        choices=[
+                            ("application/vnd.mat.config+json", "JSON"),
+                            ("application/vnd.mat.config+ffc", "FFC"),
+                        ],
+                        max_length=64,
+                    ),
+                ),
+                ("size", models.BigIntegerField(help_text="Size of the stored bytes.")),
+                (
+                    "sha256",
+                    models.CharField(help_text="SHA-256 of the stored bytes (hex); the HTTP ETag.", max_length=64),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "storage_name",
+                    models.CharField(help_text="Name of the file in the default storage.", max_length=255),
+                ),
             ],
             options={
-                'verbose_name': 'config',
-                'ordering': ['-created', '-id'],
+                "verbose_name": "config",
+                "ordering": ["-created", "-id"],
             },
         ),
     ]

@@ -4,27 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('config_app', '0001_initial'),
+        ("config_app", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dependency',
+            name="Dependency",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(max_length=64)),
-                ('identifier', models.CharField(help_text='The id sessions use (often a content hash).', max_length=256)),
-                ('document', models.JSONField()),
-                ('sha256', models.CharField(help_text='SHA-256 (hex) of the canonical JSON of the document.', max_length=64)),
-                ('size', models.IntegerField(help_text='Size of the canonical JSON in bytes.')),
-                ('created', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("type", models.CharField(max_length=64)),
+                (
+                    "identifier",
+                    models.CharField(help_text="The id sessions use (often a content hash).", max_length=256),
+                ),
+                ("document", models.JSONField()),
+                (
+                    "sha256",
+                    models.CharField(help_text="SHA-256 (hex) of the canonical JSON of the document.", max_length=64),
+                ),
+                ("size", models.IntegerField(help_text="Size of the canonical JSON in bytes.")),
+                ("created", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'verbose_name_plural': 'dependencies',
-                'ordering': ['-created', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('type', 'identifier'), name='dependency_unique')],
+                "verbose_name_plural": "dependencies",
+                "ordering": ["-created", "-id"],
+                "constraints": [models.UniqueConstraint(fields=("type", "identifier"), name="dependency_unique")],
             },
         ),
     ]

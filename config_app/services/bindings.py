@@ -1,4 +1,5 @@
 """Sessions bound to configs (``sessions_app.ConfigBinding`` rows name configs by identifier)."""
+
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -8,9 +9,7 @@ from sessions_app.models import ConfigBinding, Session
 def bound_sessions(identifier):
     """Sessions that bind the config ``identifier``, most recent first."""
     return (
-        Session.objects.filter(config_bindings__identifier=identifier)
-        .distinct()
-        .order_by("-timestamp_ns", "identity")
+        Session.objects.filter(config_bindings__identifier=identifier).distinct().order_by("-timestamp_ns", "identity")
     )
 
 
@@ -36,6 +35,4 @@ def with_session_counts(configs):
         .annotate(n=Count("session", distinct=True))
         .values("n")
     )
-    return configs.annotate(
-        session_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
-    )
+    return configs.annotate(session_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0)))

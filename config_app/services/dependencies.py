@@ -31,6 +31,7 @@ documents are fetched from here. The rules:
   "events": {"<event id>": {"description", "priority", "conversions"}}}``;
   every member is optional.
 """
+
 import hashlib
 import re
 

@@ -43,7 +43,8 @@ def _application(name, app, conversions, max_rows):
         "rda_support": rda.get("support", ""),
         "tree": {
             "groups": [_group(g) for g in tree.get("groups", []) if isinstance(g, dict)]
-            if isinstance(tree.get("groups"), list) else [],
+            if isinstance(tree.get("groups"), list)
+            else [],
             "params": _strings(tree.get("params")),
         },
         "parameters": _table([_parameter(p, conversions) for p in _items(app, "parameters")], max_rows),
@@ -86,7 +87,8 @@ def _parameter(parameter, conversions):
         "warn_max": parameter.get("warnMax", parameter.get("max", 0.0)),
         "conv": parameter.get("conv", ""),
         "channels": ", ".join(str(c) for c in parameter.get("channels", []) or [])
-        if isinstance(parameter.get("channels"), list) else "",
+        if isinstance(parameter.get("channels"), list)
+        else "",
         "func": (parameter.get("func") or {}).get("code", "") if isinstance(parameter.get("func"), dict) else "",
     }
 

@@ -20,6 +20,7 @@ translate. The rules:
   local paths (S3...) gets the bytes from a local temporary file instead.
 - Deleting removes the row, then the file once the transaction commits.
 """
+
 import hashlib
 import logging
 import os
@@ -58,9 +59,7 @@ def identifier_hash(identifier):
     if not isinstance(identifier, str) or not identifier:
         raise InvalidArgument("identifier must not be empty")
     if len(identifier) > MAX_IDENTIFIER_LENGTH:
-        raise InvalidArgument(
-            f"identifier is {len(identifier)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}"
-        )
+        raise InvalidArgument(f"identifier is {len(identifier)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}")
     if "\x00" in identifier:
         raise InvalidArgument("identifier must not contain NUL characters")
     try:
@@ -74,9 +73,7 @@ def check_content_type(content_type):
     """The content type in canonical (lower-case) form; InvalidArgument unless JSON or FFC config."""
     normalized = (content_type or "").strip().lower()
     if normalized not in CONTENT_TYPES:
-        raise InvalidArgument(
-            f"unsupported content type {content_type!r}: expected {' or '.join(CONTENT_TYPES)}"
-        )
+        raise InvalidArgument(f"unsupported content type {content_type!r}: expected {' or '.join(CONTENT_TYPES)}")
     return normalized
 
 

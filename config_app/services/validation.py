@@ -15,6 +15,7 @@ Unknown properties are accepted, as the schema allows. The first problem found
 is reported as ``InvalidArgument`` with its path, e.g.
 ``demo.parameters[2].channels[0]: channel 7 is not defined``.
 """
+
 import json
 import re
 

@@ -5,6 +5,7 @@ and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
 times, 404 unknown session, 405 other methods, 503 chunks moving under
 compaction on every attempt).
 """
+
 import asyncio
 
 from asgiref.sync import sync_to_async

@@ -13,30 +13,48 @@ demo session always holds the same data.
 Pure Python on purpose (no numpy): a 10-minute run is ~25k track points and
 60k samples per channel, well under a second.
 """
+
 import math
 import random
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
 G = 9.81
-DS = 2.0                    # metres per track grid step
-RATE_HZ = 100               # periodic channels
+DS = 2.0  # metres per track grid step
+RATE_HZ = 100  # periodic channels
 INTERVAL_NS = 1_000_000_000 // RATE_HZ
-PIT_LIMIT = 80 / 3.6        # m/s
-PIT_BOX = 120.0             # metres after the timing line (pit lane runs beside the main straight)
-PIT_EXIT = 420.0            # metres after the line
-PIT_ENTRY = 380.0           # metres before the line
-V_MAX = 93.0                # m/s, about 335 km/h
+PIT_LIMIT = 80 / 3.6  # m/s
+PIT_BOX = 120.0  # metres after the timing line (pit lane runs beside the main straight)
+PIT_EXIT = 420.0  # metres after the line
+PIT_ENTRY = 380.0  # metres before the line
+V_MAX = 93.0  # m/s, about 335 km/h
 
 # The circuit from the timing line: (length m, radius m; + left, - right, 0 straight).
 TRACK = [
-    (300, 0), (65, -25), (350, 0), (125, 120), (125, -80), (500, 0), (40, 40), (40, -40), (300, 0),
-    (300, -250), (450, 0), (110, 60), (250, 0), (70, -35), (380, 0), (200, 150), (200, 0), (90, -45), (600, 0),
+    (300, 0),
+    (65, -25),
+    (350, 0),
+    (125, 120),
+    (125, -80),
+    (500, 0),
+    (40, 40),
+    (40, -40),
+    (300, 0),
+    (300, -250),
+    (450, 0),
+    (110, 60),
+    (250, 0),
+    (70, -35),
+    (380, 0),
+    (200, 150),
+    (200, 0),
+    (90, -45),
+    (600, 0),
 ]
 LAP_LENGTH = float(sum(length for length, _ in TRACK))
 
 # Gearbox: 8 speeds; rpm = speed (m/s) x ratio.
-GEAR_RATIOS = [600 / (1.24 ** g) for g in range(8)]
+GEAR_RATIOS = [600 / (1.24**g) for g in range(8)]
 UPSHIFT_RPM, DOWNSHIFT_RPM, IDLE_RPM, MIN_DRIVE_RPM = 11_800, 7_500, 1_050, 4_000
 
 
@@ -76,9 +94,9 @@ def brake_decel(v, grip):
 
 @dataclass
 class Lap:
-    kind: str          # "out", "flying" or "in"
-    number: int        # 0 for the out lap
-    start: float       # seconds since the session started
+    kind: str  # "out", "flying" or "in"
+    number: int  # 0 for the out lap
+    start: float  # seconds since the session started
     end: float
     complete: bool = True  # False for a lap the end of the session cuts short
 
@@ -91,11 +109,11 @@ class Lap:
 class Run:
     """The simulated session: signals keyed by parameter name, laps and events."""
 
-    duration: float                                   # seconds
-    periodic: dict = field(default_factory=dict)      # name -> [value per 1/RATE_HZ s]
-    timestamped: dict = field(default_factory=dict)   # name -> ([seconds], [value])
+    duration: float  # seconds
+    periodic: dict = field(default_factory=dict)  # name -> [value per 1/RATE_HZ s]
+    timestamped: dict = field(default_factory=dict)  # name -> ([seconds], [value])
     laps: list = field(default_factory=list)
-    events: list = field(default_factory=list)        # (seconds, kind, number, text, [values])
+    events: list = field(default_factory=list)  # (seconds, kind, number, text, [values])
 
     @property
     def best_lap(self):
@@ -220,8 +238,11 @@ def _lowpass(values, tau, dt=1 / RATE_HZ):
 
 def _derivative(values, span=4):
     n = len(values)
-    return [(values[min(i + span, n - 1)] - values[max(i - span, 0)]) / ((min(i + span, n - 1) - max(i - span, 0)) / RATE_HZ or 1)
-            for i in range(n)]
+    return [
+        (values[min(i + span, n - 1)] - values[max(i - span, 0)])
+        / ((min(i + span, n - 1) - max(i - span, 0)) / RATE_HZ or 1)
+        for i in range(n)
+    ]
 
 
 def _driver_inputs(run, speed, kappa, moving, rng):

@@ -7,6 +7,7 @@ timestamped 64-bit floats. The identifier is derived from the document's
 bytes, so a changed demo publishes a new config instead of clashing with the
 old immutable one.
 """
+
 import hashlib
 import json
 import uuid
@@ -21,12 +22,12 @@ NAMESPACE = uuid.UUID("0b6a51c2-4c5e-4f0e-9a8e-52a3c4f1d7a1")
 @dataclass(frozen=True)
 class Channel:
     id: int
-    name: str          # parameter name (the simulation's signal name)
+    name: str  # parameter name (the simulation's signal name)
     desc: str
     unit: str
-    source: str        # "periodic" or "timestamped"
-    type: str          # "s16" or "f64"
-    gain: float        # engineering value = raw x gain
+    source: str  # "periodic" or "timestamped"
+    type: str  # "s16" or "f64"
+    gain: float  # engineering value = raw x gain
     minimum: float
     maximum: float
     group: str
@@ -45,10 +46,12 @@ CHANNELS = [
     Channel(2, "rThrottle", "Throttle pedal position", "%", "periodic", "s16", 0.1, 0, 100, "Driver"),
     Channel(3, "pBrake", "Front brake line pressure", "bar", "periodic", "s16", 0.1, 0, 130, "Driver"),
     Channel(4, "NGear", "Gear engaged (0 = neutral)", "", "periodic", "s16", 1, 0, 8, "Powertrain", "%1.0f"),
-    Channel(5, "aSteerWheel", "Steering wheel angle (left positive)", "deg", "periodic", "s16", 0.1, -120, 120,
-            "Driver"),
-    Channel(6, "gLat", "Lateral acceleration (left positive)", "g", "periodic", "s16", 0.001, -6, 6, "Chassis",
-            "%5.2f"),
+    Channel(
+        5, "aSteerWheel", "Steering wheel angle (left positive)", "deg", "periodic", "s16", 0.1, -120, 120, "Driver"
+    ),
+    Channel(
+        6, "gLat", "Lateral acceleration (left positive)", "g", "periodic", "s16", 0.001, -6, 6, "Chassis", "%5.2f"
+    ),
     Channel(7, "gLong", "Longitudinal acceleration", "g", "periodic", "s16", 0.001, -6, 3, "Chassis", "%5.2f"),
     Channel(8, "TOil", "Engine oil temperature", "°C", "timestamped", "f64", 1, 60, 140, "Powertrain"),
     Channel(9, "TWater", "Engine water temperature", "°C", "timestamped", "f64", 1, 60, 120, "Powertrain"),
@@ -105,15 +108,26 @@ def document():
             ],
             # eng = (c1 raw^2 + c2 raw + c3) / (c4 raw^2 + c5 raw + c6): a plain gain here.
             "conversions": [
-                {"name": _conversion_name(c), "unit": c.unit, "format": c.format,
-                 "rational": {"coeffs": [0, c.gain, 0, 0, 0, 1]}}
+                {
+                    "name": _conversion_name(c),
+                    "unit": c.unit,
+                    "format": c.format,
+                    "rational": {"coeffs": [0, c.gain, 0, 0, 0, 1]},
+                }
                 for c in CHANNELS
             ]
-            + [{"name": f"laptime:{APP}", "unit": "s", "format": "%7.3f", "rational": {"coeffs": [0, 1, 0, 0, 0, 1]}},
-               {"name": f"lapnumber:{APP}", "unit": "", "format": "%3.0f", "rational": {"coeffs": [0, 1, 0, 0, 0, 1]}}],
+            + [
+                {"name": f"laptime:{APP}", "unit": "s", "format": "%7.3f", "rational": {"coeffs": [0, 1, 0, 0, 0, 1]}},
+                {"name": f"lapnumber:{APP}", "unit": "", "format": "%3.0f", "rational": {"coeffs": [0, 1, 0, 0, 0, 1]}},
+            ],
             "events": [
-                {"id": number, "code": kind, "desc": desc, "pri": priority,
-                 "convs": [f"lapnumber:{APP}", f"laptime:{APP}"] if kind == "lap" else []}
+                {
+                    "id": number,
+                    "code": kind,
+                    "desc": desc,
+                    "pri": priority,
+                    "convs": [f"lapnumber:{APP}", f"laptime:{APP}"] if kind == "lap" else [],
+                }
                 for kind, (number, desc, priority) in EVENTS.items()
             ],
         }

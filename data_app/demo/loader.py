@@ -7,10 +7,11 @@ written before its session is created, so a session that exists is complete;
 data left behind by an interrupted load (chunks without a session) is
 cleared before writing, never merged with.
 """
+
 import struct
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Sum
 from rta.model import data_pb2
@@ -51,7 +52,7 @@ class LoadedSession:
     index: int
     identity: str
     identifier: str
-    status: str                  # "loaded", "replaced" or "skipped"
+    status: str  # "loaded", "replaced" or "skipped"
     laps: int = 0
     best_lap: str = ""
     samples: int = 0
@@ -82,7 +83,7 @@ def load_demo(sessions=3, minutes=10.0, replace=False, now=None, report=None):
     identifier = demo_config.identifier()
     published = config_store.put_config(identifier, JSON_CONTENT_TYPE, demo_config.document_bytes())
     folders.put_folder(ROOT_FOLDER, FOLDER, FOLDER_LABEL, "Simulated test-day sessions loaded by manage.py load_demo")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     base = now.replace(second=0, microsecond=0) - SPACING * sessions
     result = DemoResult(identifier, published)
     for index in range(sessions):
@@ -147,8 +148,9 @@ def _load_session(index, identity, start, duration, config_identifier, report):
 
 
 def _describe(index, session, status):
-    stats = Chunk.objects.filter(identity=session.identity).aggregate(samples=Sum("sample_count"),
-                                                                       stored=Sum("packed_length"))
+    stats = Chunk.objects.filter(identity=session.identity).aggregate(
+        samples=Sum("sample_count"), stored=Sum("packed_length")
+    )
     return LoadedSession(
         index=index,
         identity=session.identity,
@@ -172,26 +174,46 @@ def write_run(sink, run, t0):
         channel = demo_config.CHANNEL_BY_NAME[name]
         raw = [channel.encode(v) for v in values]
         for i in range(0, len(raw), ITEM_SAMPLES):
-            burst = raw[i:i + ITEM_SAMPLES]
-            sink.add("periodic", data_pb2.PeriodicData(
-                channel_id=channel.id, start_timestamp=t0 + i * car.INTERVAL_NS, interval=car.INTERVAL_NS,
-                samples=len(burst), buffer=struct.pack(f"<{len(burst)}h", *burst)))
+            burst = raw[i : i + ITEM_SAMPLES]
+            sink.add(
+                "periodic",
+                data_pb2.PeriodicData(
+                    channel_id=channel.id,
+                    start_timestamp=t0 + i * car.INTERVAL_NS,
+                    interval=car.INTERVAL_NS,
+                    samples=len(burst),
+                    buffer=struct.pack(f"<{len(burst)}h", *burst),
+                ),
+            )
         total += len(raw)
     for name, (times, values) in run.timestamped.items():
         channel = demo_config.CHANNEL_BY_NAME[name]
         micros = [int(round(t * 1_000_000)) for t in times]
         for i in range(0, len(micros), ITEM_SAMPLES):
-            part = micros[i:i + ITEM_SAMPLES]
-            burst = values[i:i + ITEM_SAMPLES]
-            sink.add("timestamped", data_pb2.TimestampedData(
-                channel_id=channel.id, start_timestamp=t0 + part[0] * 1000, timestamp_deltas_scale=1000,
-                timestamp_deltas=[0] + [b - a for a, b in zip(part, part[1:])],
-                buffer=struct.pack(f"<{len(burst)}d", *(channel.encode(v) for v in burst))))
+            part = micros[i : i + ITEM_SAMPLES]
+            burst = values[i : i + ITEM_SAMPLES]
+            sink.add(
+                "timestamped",
+                data_pb2.TimestampedData(
+                    channel_id=channel.id,
+                    start_timestamp=t0 + part[0] * 1000,
+                    timestamp_deltas_scale=1000,
+                    timestamp_deltas=[0] + [b - a for a, b in zip(part, part[1:])],
+                    buffer=struct.pack(f"<{len(burst)}d", *(channel.encode(v) for v in burst)),
+                ),
+            )
         total += len(micros)
-    for seconds, kind, number, text, raw_data in run.events:
-        sink.add("events", data_pb2.Event(
-            event_definition_id=demo_config.EVENTS[kind][0], app_name=demo_config.APP, timestamp=t0 + _ns(seconds),
-            status_text=text, raw_data=raw_data))
+    for seconds, kind, _number, text, raw_data in run.events:
+        sink.add(
+            "events",
+            data_pb2.Event(
+                event_definition_id=demo_config.EVENTS[kind][0],
+                app_name=demo_config.APP,
+                timestamp=t0 + _ns(seconds),
+                status_text=text,
+                raw_data=raw_data,
+            ),
+        )
         total += 1
     return total
 
@@ -202,17 +224,22 @@ def lap_markers(run, t0):
     markers = []
     for lap in run.laps:
         label = {"out": "Out lap", "in": "In lap"}.get(lap.kind, f"Lap {lap.number}")
-        markers.append({
-            "id": f"lap-{lap.number}",
-            "category": "Laps",
-            "type": {"out": "OutLap", "in": "InLap"}.get(lap.kind, "Lap"),
-            "label": label,
-            "description": (f"{label}: {car.lap_time_text(lap.time)}" + (" (best)" if lap is best else "")
-                            if lap.complete else f"{label}: cut short by the end of the session"),
-            "start_time": t0 + _ns(lap.start),
-            "end_time": t0 + _ns(lap.end),
-            "details": {"lapTime": round(lap.time, 3), "best": lap is best, "complete": lap.complete},
-        })
+        markers.append(
+            {
+                "id": f"lap-{lap.number}",
+                "category": "Laps",
+                "type": {"out": "OutLap", "in": "InLap"}.get(lap.kind, "Lap"),
+                "label": label,
+                "description": (
+                    f"{label}: {car.lap_time_text(lap.time)}" + (" (best)" if lap is best else "")
+                    if lap.complete
+                    else f"{label}: cut short by the end of the session"
+                ),
+                "start_time": t0 + _ns(lap.start),
+                "end_time": t0 + _ns(lap.end),
+                "details": {"lapTime": round(lap.time, 3), "best": lap is best, "complete": lap.complete},
+            }
+        )
     return markers
 
 

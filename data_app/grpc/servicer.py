@@ -1,4 +1,5 @@
 """DataWriter and DataReader gRPC services (spec §7), over ``data_app.store``."""
+
 import logging
 
 import grpc
@@ -8,8 +9,8 @@ from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
 from data_app.channels import parse_channels
-from data_app.store import reader
 from data_app.sink import DataSink
+from data_app.store import reader
 from rta_site.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ def write_data_stream(request_iterator, context):
             try:
                 message.ParseFromString(raw)
             except DecodeError:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message {index} is not a valid WriteDataStreamMessage")
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"message {index} is not a valid WriteDataStreamMessage"
+                )
             which = message.WhichOneof("type")
             if writer is None:
                 if which != "data_identity" or not message.data_identity:

@@ -24,6 +24,7 @@ The mapping:
   ``TAG320BIOS``), with the numeric id ``event_definition_id(event id)`` that
   the ingest writes events with.
 """
+
 import zlib
 
 import orjson
@@ -157,25 +158,35 @@ def generate(format_layout, atlas_documents):
                     "conv": conversion_for(app, properties.get("conversion")),
                     "channels": [channel],
                 }
-                for source, target in (("minimumValue", "min"), ("maximumValue", "max"),
-                                       ("warningMinimumValue", "warnMin"), ("warningMaximumValue", "warnMax"),
-                                       ("units", "unit"), ("formatString", "format")):
+                for source, target in (
+                    ("minimumValue", "min"),
+                    ("maximumValue", "max"),
+                    ("warningMinimumValue", "warnMin"),
+                    ("warningMaximumValue", "warnMax"),
+                    ("units", "unit"),
+                    ("formatString", "format"),
+                ):
                     if properties.get(source) is not None:
                         entry[target] = properties[source]
                 app.parameters.append(entry)
-                app.channels.append({
-                    "id": channel,
-                    "name": f"{identifier} {aggregate}" + (f" [{feed.name}]" if feed.name else ""),
-                    "source": "timestamped",
-                    "type": "f64",
-                    "interval": feed.interval,
-                })
+                app.channels.append(
+                    {
+                        "id": channel,
+                        "name": f"{identifier} {aggregate}" + (f" [{feed.name}]" if feed.name else ""),
+                        "source": "timestamped",
+                        "type": "f64",
+                        "interval": feed.interval,
+                    }
+                )
                 app.place(path, parameter_id)
 
     for event_id, event in events.items():
         app = app_named(app_of(event_id))
-        definition = {"id": event_definition_id(event_id), "code": event_id,
-                      "desc": event.get("description") or event_id}
+        definition = {
+            "id": event_definition_id(event_id),
+            "code": event_id,
+            "desc": event.get("description") or event_id,
+        }
         if event.get("priority"):
             definition["pri"] = event["priority"].lower()
         used = [conversion_for(app, name) for name in event.get("conversions", []) if name in conversions]

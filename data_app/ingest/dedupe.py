@@ -28,6 +28,7 @@ Kafka offset, this needs no state beyond the data itself, so it holds across
 consumer groups, recreated topics, file replays of a topic and restarts
 at any point.
 """
+
 from collections import OrderedDict
 
 import numpy as np
@@ -36,8 +37,16 @@ from django.db.models import Max
 from data_app.models import Chunk
 from data_app.store.reader import ChunkRef, decoded_lists
 
-_REF_FIELDS = ("channel_ids", "start_time", "end_time", "file", "offset", "packed_length", "unpacked_length",
-               "compression")
+_REF_FIELDS = (
+    "channel_ids",
+    "start_time",
+    "end_time",
+    "file",
+    "offset",
+    "packed_length",
+    "unpacked_length",
+    "compression",
+)
 CACHE_SAMPLES = 4_000_000
 
 
@@ -78,8 +87,9 @@ class Watermarks:
         return set().union(*self._stored("events", 0, start, end, _event_keys))
 
     def _stored(self, kind, channel, start, end, keys_of):
-        rows = Chunk.objects.filter(identity=self.identity, kind=kind, channel=channel,
-                                    end_time__gte=start, start_time__lte=end)
+        rows = Chunk.objects.filter(
+            identity=self.identity, kind=kind, channel=channel, end_time__gte=start, start_time__lte=end
+        )
         parts = []
         for row in rows.values("id", *_REF_FIELDS):
             key = (kind, channel, row.pop("id"))

@@ -10,6 +10,7 @@ channels, whichever process or replay computes it.
 to the parameter's primary channel: its first declared aggregate in that
 order (``avg`` unless it is not declared).
 """
+
 from dataclasses import dataclass, field
 
 from config_app.services.dependencies import parse_aggregates

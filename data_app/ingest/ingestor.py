@@ -38,6 +38,7 @@ Per stream id (spec §11; all messages of a stream share a partition):
 Data replays are made idempotent by ``dedupe`` (a sample is stored once per
 channel and timestamp); session updates by their sequence.
 """
+
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -403,8 +404,15 @@ class Ingestor:
         )
         if marker is None or marker.start_time is None:
             return None
-        return {"id": marker.marker_id, "category": LAPS, "type": marker.type, "label": marker.label,
-                "start_time": marker.start_time, "end_time": None, "details": marker.details}
+        return {
+            "id": marker.marker_id,
+            "category": LAPS,
+            "type": marker.type,
+            "label": marker.label,
+            "start_time": marker.start_time,
+            "end_time": None,
+            "details": marker.details,
+        }
 
     # --- dependencies ------------------------------------------------------------------------------
 
@@ -433,8 +441,9 @@ class Ingestor:
     def _resolve(self, format_ids, atlas_ids):
         retry_at = time.monotonic() + self.retry_seconds
         if not format_ids or not atlas_ids:
-            return Binding(problem="the session declares no dataFormat or no atlasConfiguration dependency",
-                           retry_at=float("inf"))
+            return Binding(
+                problem="the session declares no dataFormat or no atlasConfiguration dependency", retry_at=float("inf")
+            )
         atlas_documents = []
         for ident in atlas_ids:
             document = self._document(dependencies.ATLAS_CONFIGURATION, ident)
@@ -450,8 +459,9 @@ class Ingestor:
             try:
                 identifier = configs.publish(layout, atlas_ids, atlas_documents)
             except ServiceError as exc:
-                return Binding(problem=f"the config for dataFormat {ident!r} is invalid: {exc.message}",
-                               retry_at=float("inf"))
+                return Binding(
+                    problem=f"the config for dataFormat {ident!r} is invalid: {exc.message}", retry_at=float("inf")
+                )
             binding.formats[ident] = (layout, offset)
             binding.config_bindings.append({"identifier": identifier, "channel_offset": offset})
             offset += layout.channel_count
@@ -468,8 +478,9 @@ class Ingestor:
         binding = stream.binding
         if binding.problem is not None:
             if time.monotonic() >= binding.retry_at:
-                binding = self._binding({dependencies.DATA_FORMAT: binding.key[0],
-                                         dependencies.ATLAS_CONFIGURATION: binding.key[1]})
+                binding = self._binding(
+                    {dependencies.DATA_FORMAT: binding.key[0], dependencies.ATLAS_CONFIGURATION: binding.key[1]}
+                )
                 if binding.problem is None:
                     create_or_update_session(stream.identity, [("update_config_bindings", binding.config_bindings)])
                 for other in self.streams.values():
@@ -484,8 +495,9 @@ class Ingestor:
     def _format(stream, format_id, feed_name, what):
         entry = stream.binding.formats.get(format_id)
         if entry is None:
-            raise m.MalformedMessage("unknown format",
-                                     f"{what}: format {format_id!r} is not a dataFormat dependency of the session")
+            raise m.MalformedMessage(
+                "unknown format", f"{what}: format {format_id!r} is not a dataFormat dependency of the session"
+            )
         layout, offset = entry
         feed = layout.feeds.get(feed_name)
         if feed is None:
@@ -513,16 +525,23 @@ class Ingestor:
         for key, epoch, times, values in message.parameters:
             parameter = _parameter(feed, key)
             if parameter is None:
-                raise m.MalformedMessage("unknown parameter",
-                                         f"tsamples: parameter {key!r} is not in feed {feed.name!r} of the format")
+                raise m.MalformedMessage(
+                    "unknown parameter", f"tsamples: parameter {key!r} is not in feed {feed.name!r} of the format"
+                )
             if not len(times):
                 continue
             timebase = timebases.get((epoch, id(times)))
             if timebase is None:  # once per timebase, however many parameters share it
                 timebase = timebases[(epoch, id(times))] = _timebase(epoch + times, f"tsamples parameter {key!r}")
             absolute, order, timing = timebase
-            series.append((channel_offset + parameter.primary_channel, absolute,
-                           values if order is None else values[order], timing))
+            series.append(
+                (
+                    channel_offset + parameter.primary_channel,
+                    absolute,
+                    values if order is None else values[order],
+                    timing,
+                )
+            )
         for channel, times, values, timing in series:
             self._write(data, channel, times, values, timing)
 
@@ -542,8 +561,9 @@ class Ingestor:
         for index, columns in message.parameters.items():
             parameter = _parameter(feed, index)
             if parameter is None:
-                raise m.MalformedMessage("unknown parameter",
-                                         f"tdata: parameter index {index} is not in feed {feed.name!r}")
+                raise m.MalformedMessage(
+                    "unknown parameter", f"tdata: parameter index {index} is not in feed {feed.name!r}"
+                )
             status = columns["status"]
             present = status != 0  # "missing" samples are left out
             all_present = bool(present.all())
@@ -551,11 +571,13 @@ class Ingestor:
                 column = columns.get(aggregate)
                 if column is None:
                     continue
-                series.append((
-                    channel_offset + parameter.channels[aggregate],
-                    times if all_present else times[present],
-                    column if all_present else column[present],
-                ))
+                series.append(
+                    (
+                        channel_offset + parameter.channels[aggregate],
+                        times if all_present else times[present],
+                        column if all_present else column[present],
+                    )
+                )
         for channel, channel_times, values in series:
             self._write(data, channel, channel_times, values)
 
@@ -605,13 +627,16 @@ class Ingestor:
             if (timestamp, definition) in data.marks.stored_events(timestamp, timestamp):
                 self.stats.duplicates += 1
                 return
-        data.sink.add("events", data_pb2.Event(
-            event_definition_id=definition,
-            app_name=configs.app_of(message.id),
-            timestamp=timestamp,
-            status_text=message.status,
-            raw_data=message.values,
-        ))
+        data.sink.add(
+            "events",
+            data_pb2.Event(
+                event_definition_id=definition,
+                app_name=configs.app_of(message.id),
+                timestamp=timestamp,
+                status_text=message.status,
+                raw_data=message.values,
+            ),
+        )
         data.marks.advance("events", 0, timestamp)
         data.touched.add(("events", 0))
         data.dirty = True

@@ -15,6 +15,7 @@ Everything is checked before anything is returned: a ``MalformedMessage``
 means nothing of the message may be applied. Number arrays become numpy
 arrays without per-sample Python work.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -388,10 +389,17 @@ def _samples_protobuf(message):
     parameters = []
     for index, entry in message.parameters.items():
         if len(UnknownFieldSet(entry)):
-            raise MalformedMessage("bad protobuf",
-                                   f"tsamples.parameters[{index}] is not a ParameterSampleValuesWithTimestamps")
-        parameters.append((index, entry.epoch_nanos, np.array(entry.timestamps_nanos, dtype=np.int64),
-                           np.array(entry.values, dtype=np.float64)))
+            raise MalformedMessage(
+                "bad protobuf", f"tsamples.parameters[{index}] is not a ParameterSampleValuesWithTimestamps"
+            )
+        parameters.append(
+            (
+                index,
+                entry.epoch_nanos,
+                np.array(entry.timestamps_nanos, dtype=np.int64),
+                np.array(entry.values, dtype=np.float64),
+            )
+        )
     return parameters
 
 
@@ -423,8 +431,7 @@ def _event_codec(value):
     message = _codec(codec_pb2.EventMessage, value, EVENTS)
     if not message.id:
         raise MalformedMessage("wrong types", "events.id is required")
-    return EventMessage(message.epoch_nanos, message.timestamps_nanos, message.id, message.status,
-                        list(message.values))
+    return EventMessage(message.epoch_nanos, message.timestamps_nanos, message.id, message.status, list(message.values))
 
 
 _DATA_PARSERS = {

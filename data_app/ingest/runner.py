@@ -15,6 +15,7 @@ protobuf codec) are written ``base64:`` followed by their base64 encoding. A
 line without a tab is a key with an empty value (``$start:s1``). The line
 number (from 0) stands in for the Kafka offset.
 """
+
 import base64
 import logging
 import time
@@ -112,7 +113,7 @@ def decode_line(line):
     key, _, value = line.partition(b"\t")
     if value.startswith(BASE64_PREFIX):
         try:
-            value = base64.b64decode(value[len(BASE64_PREFIX):], validate=True)
+            value = base64.b64decode(value[len(BASE64_PREFIX) :], validate=True)
         except ValueError:
             value = None  # undecodable: the ingestor counts the message as malformed
     return key, value
@@ -163,8 +164,19 @@ def consumer_config(bootstrap, group, from_beginning, options=None):
 class KafkaIngest:
     """Consumes one topic into an ``Ingestor`` until ``stop()`` is true (then flushes and commits)."""
 
-    def __init__(self, ingestor, bootstrap, topic, group, from_beginning=False, flush_seconds=2.0, options=None,
-                 batch=2000, poll_seconds=0.2, partitions=None):
+    def __init__(
+        self,
+        ingestor,
+        bootstrap,
+        topic,
+        group,
+        from_beginning=False,
+        flush_seconds=2.0,
+        options=None,
+        batch=2000,
+        poll_seconds=0.2,
+        partitions=None,
+    ):
         from confluent_kafka import Consumer
 
         self.ingestor = ingestor
@@ -271,8 +283,9 @@ class KafkaIngest:
         # (half a second) before their first fetch; the topic's metadata first avoids that.
         self.consumer.list_topics(self.topic, timeout=30)
         committed = self.consumer.committed(wanted, timeout=30)
-        self.consumer.assign([TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else start)
-                              for tp in committed])
+        self.consumer.assign(
+            [TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else start) for tp in committed]
+        )
         self._assigned_at = time.monotonic()
 
     def _on_assign(self, consumer, partitions):

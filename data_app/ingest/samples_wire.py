@@ -15,6 +15,7 @@ arrays, truncation) returns None, and the caller parses the message with
 protobuf, which accepts or refuses it as it always has. So this changes how
 fast a message is read, never what it reads as.
 """
+
 import numpy as np
 from advanced_streams import codec_pb2
 from google.protobuf.message import DecodeError

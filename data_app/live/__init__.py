@@ -12,6 +12,7 @@ Redis one, ``keys`` the protocol's key names, ``container`` the LZ4 frame
 container, ``bursts`` the burst encoding, ``batching`` outgoing bursts and
 ``trimmer`` keeps streams bounded.
 """
+
 import threading
 
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"

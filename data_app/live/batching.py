@@ -11,6 +11,7 @@ and a client never receives more than one small burst per ``delay``.
 many clients share the process, so that the sends of small bursts stay
 within what one process can do (RTA_STREAM_MAX_SENDS_PER_SECOND).
 """
+
 import asyncio
 
 from data_app.live import container
@@ -18,7 +19,7 @@ from data_app.live import container
 
 class Batcher:
     def __init__(self, emit, target_bytes, delay):
-        self.emit = emit                   # called with each compressed burst
+        self.emit = emit  # called with each compressed burst
         self.target_bytes = target_bytes
         self._delay = delay if callable(delay) else (lambda: delay)  # seconds
         self._parts, self._size = [], 0

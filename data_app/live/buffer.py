@@ -11,6 +11,7 @@ Writer side: ``open_session``, ``publish``, ``update_session``,
 ``has_session``. Reader side: ``aget_session``, ``alast_id``,
 ``aread_range``, ``aread_new``. Trimmer: ``stream_names``, ``trim``.
 """
+
 import asyncio
 import bisect
 import threading
@@ -83,8 +84,15 @@ class Directory:
         start, end = _int_or_none(fields.get(keys.F_START)), _int_or_none(fields.get(keys.F_END))
         if start is None or end is None:
             start = end = None
-        return cls(_text(sid), _text(name), position, _int_or_none(fields.get(keys.F_UPDATED)),
-                   _text(fields.get(keys.F_JSON)), start, end)
+        return cls(
+            _text(sid),
+            _text(name),
+            position,
+            _int_or_none(fields.get(keys.F_UPDATED)),
+            _text(fields.get(keys.F_JSON)),
+            start,
+            end,
+        )
 
     @property
     def time_range(self):
@@ -119,10 +127,10 @@ class MemoryBuffer:
     def __init__(self):
         self._lock = threading.Lock()
         self._last_session_id = 0
-        self._streams = {}    # name -> ([parsed ids], [Entry])
-        self._last_ids = {}   # name -> last parsed id ever added (ids never go back, even after trimming)
-        self._sessions = {}   # identity -> (fields dict, expires at monotonic)
-        self._waiters = {}    # name -> {(loop, future)}
+        self._streams = {}  # name -> ([parsed ids], [Entry])
+        self._last_ids = {}  # name -> last parsed id ever added (ids never go back, even after trimming)
+        self._sessions = {}  # identity -> (fields dict, expires at monotonic)
+        self._waiters = {}  # name -> {(loop, future)}
 
     # --- directory (caller holds the lock) -------------------------------------------------
 
@@ -147,8 +155,12 @@ class MemoryBuffer:
         self._last_session_id += 1
         ids, _ = self._streams.get(name, ([], []))
         position = format_id(ids[-1]) if ids else keys.NEW_STREAM_POSITION
-        fields = {keys.F_SESSION_ID: str(self._last_session_id), keys.F_NAME: name,
-                  keys.F_POSITION: position, keys.F_UPDATED: str(now_ms())}
+        fields = {
+            keys.F_SESSION_ID: str(self._last_session_id),
+            keys.F_NAME: name,
+            keys.F_POSITION: position,
+            keys.F_UPDATED: str(now_ms()),
+        }
         self._streams.setdefault(name, ([], []))
         return fields
 
@@ -237,7 +249,7 @@ class MemoryBuffer:
         ids, entries = self._streams.get(name, ([], []))
         lo = bisect.bisect_right(ids, parse_id(after)) if after else 0
         hi = bisect.bisect_right(ids, parse_id(upto)) if upto else len(ids)
-        return entries[lo:min(hi, lo + count)]
+        return entries[lo : min(hi, lo + count)]
 
     async def aread_range(self, name, after, upto, count=100):
         """Entries with ``after < id <= upto`` (oldest first, at most ``count``)."""
@@ -255,7 +267,7 @@ class MemoryBuffer:
             self._waiters.setdefault(name, set()).add((loop, future))
         try:
             await asyncio.wait_for(future, block_ms / 1000)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             with self._lock:

@@ -7,6 +7,7 @@ re-batched as byte strings: items are encoded once by the writer, and a reader
 only scans record boundaries and each record's oneof field number; it parses
 an item (for its channel ids) only to filter a partial subscription.
 """
+
 from rta.model import data_pb2
 from rta.model.net import stream_pb2
 
@@ -215,7 +216,10 @@ class Subscription:
 
     def __eq__(self, other):
         return isinstance(other, Subscription) and (self.events, self.all_channels, self.channels) == (
-            other.events, other.all_channels, other.channels)
+            other.events,
+            other.all_channels,
+            other.channels,
+        )
 
     def __repr__(self):
         return f"Subscription(events={self.events}, all_channels={self.all_channels}, channels={sorted(self.channels)})"

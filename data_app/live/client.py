@@ -15,6 +15,7 @@ RTA_STREAM_CLIENT_MAX_BUFFER_BYTES wait (outbox plus pending entries) the
 client is too slow and is dropped (close code 1008) instead of growing the
 server's memory.
 """
+
 import asyncio
 import logging
 from collections import deque
@@ -30,10 +31,10 @@ log = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008            # too slow
+CLOSE_POLICY = 1008  # too slow
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
-BACKFILL_PAGE = 64             # entries read per back-fill step
+BACKFILL_PAGE = 64  # entries read per back-fill step
 
 
 class _Close:
@@ -46,8 +47,8 @@ class _Close:
 class ClientStream:
     def __init__(self, identity, send, flow):
         self.identity = identity
-        self.send = send                  # ASGI send
-        self.flow = flow                  # transport.flow_control(...)
+        self.send = send  # ASGI send
+        self.flow = flow  # transport.flow_control(...)
         self.subscription = bursts.Subscription()
         self.follower = None
         self.max_buffer = settings.RTA_STREAM_CLIENT_MAX_BUFFER_BYTES
@@ -62,7 +63,7 @@ class ClientStream:
         self._pending_bytes = 0
         self._requests = asyncio.Queue()
         self._closing_json = None
-        self.closing = False              # a close is queued: nothing more is accepted
+        self.closing = False  # a close is queued: nothing more is accepted
         self._tasks = []
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -147,8 +148,11 @@ class ClientStream:
 
     def _check_budget(self):
         if self._outbox_bytes + self._pending_bytes > self.max_buffer:
-            log.warning("live: dropping a slow client of %r (%d bytes waiting)", self.identity,
-                     self._outbox_bytes + self._pending_bytes)
+            log.warning(
+                "live: dropping a slow client of %r (%d bytes waiting)",
+                self.identity,
+                self._outbox_bytes + self._pending_bytes,
+            )
             self.close(CLOSE_POLICY, "client too slow")
 
     def _forward(self, entry, subscription, already):

@@ -7,6 +7,7 @@ must be binary ``StreamRequest``s of at most 64 KiB: a text frame closes
 with 1003, an oversized one with 1009, anything undecodable or empty with
 1002 (protocol error).
 """
+
 import logging
 
 from channels.consumer import AsyncConsumer

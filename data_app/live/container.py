@@ -11,6 +11,7 @@ end mark says where the data stops. Any LZ4 frame decoder reads it (python
 ``lz4.frame``, K4os.Compression.LZ4.Streams in .NET, ``lz4 -d``, lz4js...).
 Readers accept frames with or without content size and checksums.
 """
+
 import lz4.frame
 
 # What a writer may put in one burst (spec §9: never over 1 MiB) ...

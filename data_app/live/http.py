@@ -3,6 +3,7 @@
 An ASGI wrapper in front of the HTTP application, because daphne hands
 WebSocket upgrades to the WebSocket router and everything else to Django.
 """
+
 import json
 import re
 
@@ -18,12 +19,14 @@ class StreamPathGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not STREAM_PATH.match(scope.get("path", "")):
             return await self.app(scope, receive, send)
-        body = json.dumps({
-            "error": f"this is a WebSocket endpoint: upgrade with the {SUBPROTOCOL} sub-protocol"
-        }).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        })
+        body = json.dumps(
+            {"error": f"this is a WebSocket endpoint: upgrade with the {SUBPROTOCOL} sub-protocol"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -8,6 +8,7 @@ at once when nudged through the channel layer) for JSON and time-range
 changes. Clients subscribed to everything share one ``Batcher``, so a burst
 is compressed once for all of them.
 """
+
 import asyncio
 import logging
 import time
@@ -39,8 +40,9 @@ class LiveEntry:
         if all(len(s) == 3 and (s[0] in bursts.DATA_FIELDS or s[0] == bursts.EVENT) for s in spans):
             self.data_payload = payload
         else:  # session JSON or time range inside an entry (or canonicalised records): keep the data only
-            self.data_payload = b"".join(r.raw for r in self.records if r.field in bursts.DATA_FIELDS
-                                         or r.field == bursts.EVENT)
+            self.data_payload = b"".join(
+                r.raw for r in self.records if r.field in bursts.DATA_FIELDS or r.field == bursts.EVENT
+            )
 
     @property
     def records(self):
@@ -68,13 +70,13 @@ class Follower:
         self.hub, self.identity = hub, identity
         self.buffer = get_buffer()
         self.clients = set()
-        self.full = set()            # clients fed by the shared batcher
+        self.full = set()  # clients fed by the shared batcher
         self.directory = None
-        self.position = None         # id of the last entry dispatched
+        self.position = None  # id of the last entry dispatched
         self.json = None
         self.time_range = None
-        self.closed_json = None      # set once the session is seen closed
-        self.gone = False            # set once the session is seen deleted
+        self.closed_json = None  # set once the session is seen closed
+        self.gone = False  # set once the session is seen deleted
         self._stored_checked = float("-inf")
         self.shared = Batcher(self._deliver_shared, settings.RTA_STREAM_BURST_BYTES, hub.batch_delay)
         self.interval = max(0.1, settings.RTA_STREAM_TIME_RANGE_INTERVAL)
@@ -133,14 +135,22 @@ class Follower:
                 if self.directory is None:
                     await asyncio.sleep(self.interval)
                     continue
-                entries = await self.buffer.aread_new(self.directory.stream_name, self.position,
-                                                      block_ms=FOLLOW_BLOCK_MS, count=1000)
+                entries = await self.buffer.aread_new(
+                    self.directory.stream_name, self.position, block_ms=FOLLOW_BLOCK_MS, count=1000
+                )
                 self._dispatch_all(entries)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logs.every(log, "follow", 10, logging.ERROR, "live: following the stream of %r failed; retrying",
-                           self.identity, exc_info=True)
+                logs.every(
+                    log,
+                    "follow",
+                    10,
+                    logging.ERROR,
+                    "live: following the stream of %r failed; retrying",
+                    self.identity,
+                    exc_info=True,
+                )
                 await asyncio.sleep(1)
 
     def _dispatch_all(self, entries):
@@ -179,15 +189,22 @@ class Follower:
             try:
                 try:
                     await asyncio.wait_for(self._nudged.wait(), self.interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._nudged.clear()
                 await self._refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logs.every(log, "watch", 10, logging.ERROR,
-                           "live: watching the directory entry of %r failed; retrying", self.identity, exc_info=True)
+                logs.every(
+                    log,
+                    "watch",
+                    10,
+                    logging.ERROR,
+                    "live: watching the directory entry of %r failed; retrying",
+                    self.identity,
+                    exc_info=True,
+                )
                 await asyncio.sleep(1)
 
     async def _refresh(self, initial=False):
@@ -198,7 +215,9 @@ class Follower:
             return
         old = self.directory
         if old is None or (old.stream_session_id, old.stream_name) != (
-                directory.stream_session_id, directory.stream_name):
+            directory.stream_session_id,
+            directory.stream_name,
+        ):
             if initial:
                 # Start at the leading edge: clients back-fill what came before.
                 last = await self.buffer.alast_id(directory.stream_name)

@@ -12,6 +12,7 @@ Directory entry fields: ``streamSessionId``, ``streamName``, ``streamPosition``
 ``lastUpdated`` (ms since the epoch), ``json`` (latest session JSON),
 ``tStart``/``tEnd`` (ns, written together).
 """
+
 LAST_STREAM_SESSION_ID = "lastStreamSessionId"
 STREAMS = "streams"
 STREAM_PREFIX = "stream:"

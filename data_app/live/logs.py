@@ -1,4 +1,5 @@
 """Logging that cannot flood: live paths run hundreds of times a second, so repeats are held back."""
+
 import logging
 import threading
 import time

@@ -13,6 +13,7 @@ stream in the order their items were added. The buffer being slow or down
 never blocks or fails a writer: what cannot be published is dropped (and
 logged), the chunk store still gets everything.
 """
+
 import atexit
 import logging
 import threading
@@ -50,11 +51,11 @@ class Publisher:
         self.idle = (settings.RTA_STREAM_WRITER_IDLE_MS if idle is None else idle) / 1000
         self.max_pending_bytes = max_pending_bytes or settings.RTA_STREAM_WRITER_MAX_PENDING_BYTES
         self._cond = threading.Condition()
-        self._open = {}      # identity -> batch being filled
-        self._sealed = []    # (identity, batch) full batches, in order
+        self._open = {}  # identity -> batch being filled
+        self._sealed = []  # (identity, batch) full batches, in order
         self._pending = 0
-        self._queued = 0     # sequence of the last batch queued ...
-        self._done = 0       # ... and of the last one published (or dropped)
+        self._queued = 0  # sequence of the last batch queued ...
+        self._done = 0  # ... and of the last one published (or dropped)
         self._sessions = {}  # identity -> (stream session id, stream name)
         self._thread = None
 
@@ -99,8 +100,14 @@ class Publisher:
         self._queued += 1
 
     def _log_drop(self, identity):
-        logs.every(log, "drop", 10, logging.WARNING,
-                   "live buffer is not keeping up: dropping live items (of %r and maybe others)", identity)
+        logs.every(
+            log,
+            "drop",
+            10,
+            logging.WARNING,
+            "live buffer is not keeping up: dropping live items (of %r and maybe others)",
+            identity,
+        )
 
     # --- the publishing thread --------------------------------------------------------------
 
@@ -150,12 +157,19 @@ class Publisher:
                     return
                 # The directory entry expired or was replaced: open it again and retry once.
                 self._sessions.pop(identity, None)
-            logs.every(log, "vanishing", 10, logging.WARNING,
-                       "could not publish a live burst of %r: its directory entry keeps vanishing", identity)
+            logs.every(
+                log,
+                "vanishing",
+                10,
+                logging.WARNING,
+                "could not publish a live burst of %r: its directory entry keeps vanishing",
+                identity,
+            )
         except Exception:  # never let the buffer take the writer down
             self._sessions.pop(identity, None)
-            logs.every(log, "publish", 10, logging.ERROR, "could not publish a live burst of %r", identity,
-                       exc_info=True)
+            logs.every(
+                log, "publish", 10, logging.ERROR, "could not publish a live burst of %r", identity, exc_info=True
+            )
 
     def close(self):
         """Publish everything batched (at exit)."""

@@ -6,6 +6,7 @@ stream session id and its start position happens once per session, and
 ``tStart``/``tEnd`` only ever widen, compared as exact 64-bit integers (Lua
 numbers are doubles, so the scripts compare the decimal strings).
 """
+
 import threading
 import weakref
 
@@ -50,14 +51,19 @@ end
 """
 
 # KEYS: session, lastStreamSessionId, streams, stream:<name>; ARGV: name, now, ttl
-_OPEN = _PRELUDE + """
+_OPEN = (
+    _PRELUDE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then allocate(ARGV[1], ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('HMGET', KEYS[1], 'streamSessionId', 'streamName', 'streamPosition')
 """
+)
 
 # KEYS: session, stream:<name>, streams; ARGV: sid, data, tStart, tEnd, now, ttl, name
-_PUBLISH = _PRELUDE + """
+_PUBLISH = (
+    _PRELUDE
+    + """
 if redis.call('HGET', KEYS[1], 'streamSessionId') ~= ARGV[1] then return false end
 local id = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'data', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[7])
@@ -66,9 +72,12 @@ redis.call('HSET', KEYS[1], 'lastUpdated', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return id
 """
+)
 
 # KEYS: session, lastStreamSessionId, streams, stream:<name>; ARGV: name, now, ttl, live, json, tStart, tEnd
-_UPDATE = _PRELUDE + """
+_UPDATE = (
+    _PRELUDE
+    + """
 local changed = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[4] ~= '1' then return 0 end
@@ -84,6 +93,7 @@ redis.call('HSET', KEYS[1], 'lastUpdated', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return changed
 """
+)
 
 # KEYS: stream:<name>, streams; ARGV: name, max length, stale before (ms). -1 when dropped, else entries trimmed.
 _TRIM = """
@@ -174,8 +184,9 @@ class RedisBuffer:
         client = self._async.get(loop)
         if client is None:
             # Reads outlast the blocking XREADs (redis-py 8 would time them out after 5 s by default).
-            client = self._async[loop] = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=5,
-                                                                      socket_timeout=30)
+            client = self._async[loop] = redis.asyncio.Redis.from_url(
+                self.url, socket_connect_timeout=5, socket_timeout=30
+            )
         return client
 
     async def aget_session(self, identity):
@@ -193,8 +204,9 @@ class RedisBuffer:
 
     async def aread_new(self, name, after, block_ms=100, count=1000):
         """Entries after ``after``, waiting up to ``block_ms`` for one to arrive."""
-        found = await self.aclient.xread({keys.stream_key(name): after or keys.NEW_STREAM_POSITION},
-                                         count=count, block=block_ms or None)
+        found = await self.aclient.xread(
+            {keys.stream_key(name): after or keys.NEW_STREAM_POSITION}, count=count, block=block_ms or None
+        )
         if not found:
             return []
         return [Entry.from_fields(i, f) for i, f in found[0][1]]

@@ -1,4 +1,5 @@
 """WebSocket routes of the live stream (included by ``rta_site.routing``)."""
+
 from django.urls import re_path
 
 from data_app.live.consumer import LiveStreamConsumer

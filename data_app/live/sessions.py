@@ -7,6 +7,7 @@ and is not unknown. ``session_changed`` runs after every committed
 it stores the session JSON and time range in the directory entry (creating it
 for a live session) and tells the WebSocket clients watching it.
 """
+
 import asyncio
 import hashlib
 import json
@@ -102,8 +103,15 @@ def sessions_deleted(identities):
                 buffer.delete_session(identity)
                 nudge(identity)
         except Exception:  # the buffer being down must not fail the deletion; entries expire anyway
-            logs.every(log, "session_deleted", 10, logging.ERROR,
-                       "could not end the live stream of deleted session %r", identity, exc_info=True)
+            logs.every(
+                log,
+                "session_deleted",
+                10,
+                logging.ERROR,
+                "could not end the live stream of deleted session %r",
+                identity,
+                exc_info=True,
+            )
 
 
 def session_changed(session):
@@ -124,8 +132,15 @@ def session_changed(session):
     try:
         publish_now([session.identity], close_connection=False)
     except Exception:  # the change is committed whatever happens to the live side
-        logs.every(log, "session_changed", 10, logging.ERROR,
-                   "could not publish the update of session %r to the live buffer", session.identity, exc_info=True)
+        logs.every(
+            log,
+            "session_changed",
+            10,
+            logging.ERROR,
+            "could not publish the update of session %r to the live buffer",
+            session.identity,
+            exc_info=True,
+        )
 
 
 def refresh(identity):
@@ -142,19 +157,25 @@ def publish_now(identities, close_connection=True):
     try:
         buffer = get_buffer()
         for session in Session.objects.filter(identity__in=list(identities)).prefetch_related(
-                "markers", "config_bindings"):
+            "markers", "config_bindings"
+        ):
             try:
                 live = is_live_state(session.state)
                 remember(session.identity, live)
                 if not live and not buffer.has_session(session.identity):
                     continue
-                if buffer.update_session(session.identity, render(session), session.start_time, session.end_time,
-                                         live):
+                if buffer.update_session(session.identity, render(session), session.start_time, session.end_time, live):
                     nudge(session.identity)
             except Exception:  # the buffer being down must not stop the others
-                logs.every(log, "session_changed", 10, logging.ERROR,
-                           "could not publish the update of session %r to the live buffer", session.identity,
-                           exc_info=True)
+                logs.every(
+                    log,
+                    "session_changed",
+                    10,
+                    logging.ERROR,
+                    "could not publish the update of session %r to the live buffer",
+                    session.identity,
+                    exc_info=True,
+                )
     finally:
         if close_connection:
             connection.close()  # back to the pool: the publisher thread idles between batches
@@ -215,8 +236,8 @@ publisher = process_wide(lambda: SessionPublisher(settings.RTA_STREAM_SESSION_PU
 
 # --- nudging WebSocket consumers through the channel layer -------------------------------------------
 
-_loop = None          # the event loop of this process's WebSocket consumers, once one has connected
-_own_loop = None      # otherwise (Redis layer only): a loop of our own in a daemon thread
+_loop = None  # the event loop of this process's WebSocket consumers, once one has connected
+_own_loop = None  # otherwise (Redis layer only): a loop of our own in a daemon thread
 _own_loop_lock = threading.Lock()
 
 

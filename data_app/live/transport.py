@@ -13,6 +13,7 @@ paused while more than the transport's buffer size (64 KiB) waits.
 Under other servers the extension is used when offered (otherwise the
 server's default refusal), and ``send`` is trusted to apply back-pressure.
 """
+
 import asyncio
 import functools
 import json
@@ -34,8 +35,13 @@ async def deny(scope, send, status, message):
     """Refuse the handshake with HTTP ``status`` and a JSON ``{"error": message}`` body where possible."""
     if "websocket.http.response" in (scope.get("extensions") or {}):
         body = json.dumps({"error": message}).encode()
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": body})
         return
     protocol = daphne_protocol(send)
@@ -110,7 +116,7 @@ class TransportFlow:
         while not self._writable.is_set():
             try:
                 await asyncio.wait_for(self._writable.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if getattr(self.transport, "producer", None) is not self:
                     # Unregistered by someone else (Twisted will not resume us): stop waiting for it.
                     self._writable.set()

@@ -7,6 +7,7 @@ directory entry pointing at it has expired by then) is deleted, and a name
 whose stream no longer exists leaves ``streams``. Several processes may trim
 the same buffer: every step is idempotent.
 """
+
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -57,8 +58,12 @@ class TrimmerThread(threading.Thread):
             try:
                 report = trim_streams(max_length=self.max_length)
                 if report.trimmed_entries or report.dropped_streams:
-                    log.info("trimmed %d entries from %d streams, dropped %d stale streams",
-                             report.trimmed_entries, report.streams, len(report.dropped_streams))
+                    log.info(
+                        "trimmed %d entries from %d streams, dropped %d stale streams",
+                        report.trimmed_entries,
+                        report.streams,
+                        len(report.dropped_streams),
+                    )
             except Exception:  # keep trimming later; the buffer may be back by then
                 log.exception("trimming the live buffer failed")
 

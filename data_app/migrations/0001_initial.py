@@ -4,35 +4,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identity', models.CharField(max_length=1024)),
-                ('kind', models.CharField(choices=[('timestamped', 'Timestamped'), ('periodic', 'Periodic'), ('row', 'Row'), ('events', 'Events')], max_length=12)),
-                ('channel', models.BigIntegerField(help_text='Channel id; for row data a key of the channel set; 0 for events.')),
-                ('channel_ids', models.JSONField(default=list, help_text='Channels in the chunk (row data: the set, in buffer order).')),
-                ('window_start', models.BigIntegerField()),
-                ('span', models.BigIntegerField()),
-                ('start_time', models.BigIntegerField()),
-                ('end_time', models.BigIntegerField()),
-                ('file', models.CharField(max_length=255)),
-                ('offset', models.BigIntegerField()),
-                ('packed_length', models.IntegerField()),
-                ('unpacked_length', models.IntegerField()),
-                ('sample_count', models.IntegerField()),
-                ('compression', models.SmallIntegerField(default=1)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("identity", models.CharField(max_length=1024)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("timestamped", "Timestamped"),
+                            ("periodic", "Periodic"),
+                            ("row", "Row"),
+                            ("events", "Events"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "channel",
+                    models.BigIntegerField(
+                        help_text="Channel id; for row data a key of the channel set; 0 for events."
+                    ),
+                ),
+                (
+                    "channel_ids",
+                    models.JSONField(
+                        default=list, help_text="Channels in the chunk (row data: the set, in buffer order)."
+                    ),
+                ),
+                ("window_start", models.BigIntegerField()),
+                ("span", models.BigIntegerField()),
+                ("start_time", models.BigIntegerField()),
+                ("end_time", models.BigIntegerField()),
+                ("file", models.CharField(max_length=255)),
+                ("offset", models.BigIntegerField()),
+                ("packed_length", models.IntegerField()),
+                ("unpacked_length", models.IntegerField()),
+                ("sample_count", models.IntegerField()),
+                ("compression", models.SmallIntegerField(default=1)),
             ],
             options={
-                'indexes': [models.Index(fields=['identity', 'kind', 'channel', 'start_time'], name='chunk_lookup')],
-                'constraints': [models.UniqueConstraint(fields=('identity', 'kind', 'channel', 'window_start'), name='chunk_window_unique')],
+                "indexes": [models.Index(fields=["identity", "kind", "channel", "start_time"], name="chunk_lookup")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("identity", "kind", "channel", "window_start"), name="chunk_window_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -26,6 +26,7 @@ in, or a swapped-out file not yet removed); compaction removes such orphans
 (an append segment under its lock, once no row points at it). One compaction
 runs at a time (a lock file in the chunks directory).
 """
+
 import fcntl
 import os
 import uuid
@@ -50,9 +51,9 @@ class CompactionBusy(ServiceError):
 
 @dataclass
 class SegmentStats:
-    name: str                 # relative to the chunks root
-    size: int                 # bytes on disk
-    live: int = 0             # bytes of indexed chunks
+    name: str  # relative to the chunks root
+    size: int  # bytes on disk
+    live: int = 0  # bytes of indexed chunks
     chunks: int = 0
     identity: str | None = None
 
@@ -69,8 +70,8 @@ class SegmentStats:
 class Summary:
     examined: int = 0
     compacted: int = 0
-    removed: int = 0          # segments removed without a copy (nothing live in them)
-    bytes_before: int = 0     # of the segments compacted or removed
+    removed: int = 0  # segments removed without a copy (nothing live in them)
+    bytes_before: int = 0  # of the segments compacted or removed
     bytes_after: int = 0
     skipped: list = field(default_factory=list)  # (segment, reason)
 
@@ -106,7 +107,8 @@ def segment_stats(identity=None):
         stats[name] = SegmentStats(name, size)
     rows = Chunk.objects.all() if identity is None else Chunk.objects.filter(identity=identity)
     for name, live, count, owner in (
-        rows.values("file").annotate(live=Sum("packed_length"), n=Count("id"), owner=Min("identity"))
+        rows.values("file")
+        .annotate(live=Sum("packed_length"), n=Count("id"), owner=Min("identity"))
         .values_list("file", "live", "n", "owner")
     ):
         if name in stats:
@@ -131,8 +133,7 @@ class _CompactionLock:
         os.close(self._fd)
 
 
-def compact(identity=None, min_garbage_ratio=DEFAULT_MIN_GARBAGE_RATIO, dry_run=False, on_start=None,
-            on_progress=None):
+def compact(identity=None, min_garbage_ratio=DEFAULT_MIN_GARBAGE_RATIO, dry_run=False, on_start=None, on_progress=None):
     """Compact every segment whose garbage ratio is at least ``min_garbage_ratio``; returns a ``Summary``.
 
     ``on_start(selected)`` is called with the ``SegmentStats`` chosen (before any
@@ -140,8 +141,7 @@ def compact(identity=None, min_garbage_ratio=DEFAULT_MIN_GARBAGE_RATIO, dry_run=
     """
     with _CompactionLock():
         all_stats = segment_stats(identity)
-        selected = [s for s in all_stats if s.garbage > 0 and s.garbage_ratio >= min_garbage_ratio
-                    or s.chunks == 0]
+        selected = [s for s in all_stats if s.garbage > 0 and s.garbage_ratio >= min_garbage_ratio or s.chunks == 0]
         summary = Summary(examined=len(all_stats))
         if on_start is not None:
             on_start(selected)
@@ -195,8 +195,9 @@ def compact_segment(stats, on_progress=None):
     new_name = _new_name(stats.name)
     target = root / new_name
     with open(source, "rb") as src:
-        planned = list(Chunk.objects.filter(file=stats.name).order_by("offset")
-                       .values_list("id", "offset", "packed_length"))
+        planned = list(
+            Chunk.objects.filter(file=stats.name).order_by("offset").values_list("id", "offset", "packed_length")
+        )
         with open(target, "xb") as dst:
             moved, end = _copy(src.fileno(), dst, planned, 0, on_progress, stats)
             dst.flush()
@@ -207,8 +208,12 @@ def compact_segment(stats, on_progress=None):
         try:
             with segments.Appender(append_name) as appender:
                 with transaction.atomic():
-                    current = list(Chunk.objects.select_for_update().filter(file=stats.name).order_by("offset")
-                                   .values_list("id", "offset", "packed_length"))
+                    current = list(
+                        Chunk.objects.select_for_update()
+                        .filter(file=stats.name)
+                        .order_by("offset")
+                        .values_list("id", "offset", "packed_length")
+                    )
                     late = [c for c in current if copied_from.get(c[0]) != (c[1], c[2])]
                     if late:  # written or merged since the copy
                         with open(target, "ab") as dst:
@@ -218,7 +223,8 @@ def compact_segment(stats, on_progress=None):
                         moved.update(extra)
                     live = [pk for pk, _, _ in current]
                     Chunk.objects.bulk_update(
-                        [Chunk(id=pk, file=new_name, offset=moved[pk]) for pk in live], ["file", "offset"],
+                        [Chunk(id=pk, file=new_name, offset=moved[pk]) for pk in live],
+                        ["file", "offset"],
                         batch_size=1000,
                     )
                 # Committed: no row points at the old segment, and no writer of the identity can

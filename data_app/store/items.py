@@ -15,6 +15,7 @@ buffers are sliced as bytes and their items encoded with a handful of C-level
 calls per run (``_periodic_entries``); timestamped runs are numpy arrays
 (``data_app.store.timestamped``).
 """
+
 import hashlib
 import struct
 from itertools import accumulate
@@ -27,8 +28,8 @@ from data_app.store.timestamped import TimestampedRun, timestamped_run
 from data_app.store.varints import encode_varint
 from rta_site.errors import InvalidArgument
 
-MAX_ITEM_SAMPLES = 10_000      # spec §8: an item must not exceed this
-TARGET_ITEM_SAMPLES = 128      # ... and should hold up to this
+MAX_ITEM_SAMPLES = 10_000  # spec §8: an item must not exceed this
+TARGET_ITEM_SAMPLES = 128  # ... and should hold up to this
 
 MESSAGE_TYPES = {
     "timestamped": data_pb2.TimestampedData,
@@ -166,11 +167,14 @@ class PeriodicRun(SampleParts):
         if i == 0 and j == self.samples:
             return self
         w = self.width
-        return PeriodicRun(self.start + i * self.interval, self.interval, w, self.data[i * w:j * w], j - i)
+        return PeriodicRun(self.start + i * self.interval, self.interval, w, self.data[i * w : j * w], j - i)
 
     def sample_times(self):
-        return range(self.start, self.start + self.samples * self.interval, self.interval) if self.samples > 1 \
+        return (
+            range(self.start, self.start + self.samples * self.interval, self.interval)
+            if self.samples > 1
             else [self.start]
+        )
 
 
 def run_of(kind, item):
@@ -276,7 +280,7 @@ def _merged(kind, runs):
     for run in runs:
         data, w = run.data, run.width
         for i, t in enumerate(run.sample_times()):
-            samples[t] = data[i * w:(i + 1) * w]  # a later write replaces an earlier one
+            samples[t] = data[i * w : (i + 1) * w]  # a later write replaces an earlier one
     times = sorted(samples)
     width = runs[0].width
     out, i = [], 0
@@ -289,8 +293,15 @@ def _merged(kind, runs):
             j += 1
         else:
             step = runs[0].interval
-        out.append(PeriodicRun(times[i], step if j - i > 1 else runs[0].interval, width,
-                               b"".join(samples[t] for t in times[i:j]), j - i))
+        out.append(
+            PeriodicRun(
+                times[i],
+                step if j - i > 1 else runs[0].interval,
+                width,
+                b"".join(samples[t] for t in times[i:j]),
+                j - i,
+            )
+        )
         i = j
     return out
 
@@ -315,8 +326,7 @@ def _merged_on_grid(runs):
     """
     multi = [r for r in runs if r.samples > 1]
     interval = multi[0].interval if multi else 0
-    if interval <= 0 or any(r.interval != interval for r in multi) \
-            or len({r.start % interval for r in runs}) > 1:
+    if interval <= 0 or any(r.interval != interval for r in multi) or len({r.start % interval for r in runs}) > 1:
         return None
     first, last = min(r.start for r in runs), max(r.end for r in runs)
     slots = (last - first) // interval + 1
@@ -326,8 +336,8 @@ def _merged_on_grid(runs):
     values, covered = bytearray(slots * width), bytearray(slots)
     for run in runs:  # in write order: a later write overwrites
         i = (run.start - first) // interval
-        values[i * width:(i + run.samples) * width] = run.data
-        covered[i:i + run.samples] = b"\x01" * run.samples
+        values[i * width : (i + run.samples) * width] = run.data
+        covered[i : i + run.samples] = b"\x01" * run.samples
     out, i = [], 0
     while i < slots:
         i = covered.find(1, i)
@@ -335,7 +345,7 @@ def _merged_on_grid(runs):
             break
         j = covered.find(0, i)
         j = slots if j < 0 else j
-        out.append(PeriodicRun(first + i * interval, interval, width, bytes(values[i * width:j * width]), j - i))
+        out.append(PeriodicRun(first + i * interval, interval, width, bytes(values[i * width : j * width]), j - i))
         i = j
     return out
 
@@ -357,8 +367,17 @@ def _varint_field(tag, value):
 
 
 def _periodic_entry(channel_id, start, interval, samples, data):
-    body = b"".join((_varint_field(0x08, channel_id), b"\x11" + _FIXED64(start) if start else b"",
-                     _varint_field(0x18, interval), _varint_field(0x20, samples), b"\x2a", encode_varint(len(data)), data))
+    body = b"".join(
+        (
+            _varint_field(0x08, channel_id),
+            b"\x11" + _FIXED64(start) if start else b"",
+            _varint_field(0x18, interval),
+            _varint_field(0x20, samples),
+            b"\x2a",
+            encode_varint(len(data)),
+            data,
+        )
+    )
     return b"\x0a" + encode_varint(len(body)) + body
 
 
@@ -373,7 +392,7 @@ def _periodic_entries(channel_id, run, max_samples):
         full = 0  # a start time of exactly 0 is left out of its item: let the general encoder see to it
         for i in range(0, n, max_samples):
             j = min(n, i + max_samples)
-            out += _periodic_entry(channel_id, start + i * interval, interval, j - i, data[i * width:j * width])
+            out += _periodic_entry(channel_id, start + i * interval, interval, j - i, data[i * width : j * width])
         return out
     if full:
         # Every full item is ``header`` + its samples; headers differ only in their 8 start-time
@@ -389,10 +408,9 @@ def _periodic_entries(channel_id, run, max_samples):
         out += header.join(blocks)
         starts = struct.pack(f"<{full}q", *range(start, start + full * period, period))
         for b in range(8):
-            out[len(lead) + b::record] = starts[b::8]
+            out[len(lead) + b :: record] = starts[b::8]
     if n > full * max_samples:
-        out += _periodic_entry(channel_id, start + full * period, interval, n - full * max_samples,
-                               data[full * step:])
+        out += _periodic_entry(channel_id, start + full * period, interval, n - full * max_samples, data[full * step :])
     return out
 
 

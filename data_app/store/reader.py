@@ -24,6 +24,7 @@ the rest of the request (an unlinked file stays readable), and checks:
   file (inode) after it; rows naming it can then only mean that inode, since
   the name is never unlinked while rows name it. Otherwise: query again.
 """
+
 import errno
 import os
 from collections import OrderedDict
@@ -58,8 +59,17 @@ class ChunkRef:
     channel: int = 0
 
 
-_FIELDS = ("channel_ids", "start_time", "end_time", "file", "offset", "packed_length", "unpacked_length",
-           "compression", "channel")
+_FIELDS = (
+    "channel_ids",
+    "start_time",
+    "end_time",
+    "file",
+    "offset",
+    "packed_length",
+    "unpacked_length",
+    "compression",
+    "channel",
+)
 
 
 def check_request(kind, start=None, end=None):
@@ -165,8 +175,9 @@ def _refs(item):
 def open_identity(identity, kind, channels=None, start=None, end=None):
     """The stored chunks of one data identity, unchanged (the fast path)."""
     check_request(kind, start, end)
-    return open_stream(kind, [identity],
-                       lambda: [(ref, None) for ref in find_chunks(identity, kind, channels, start, end)])
+    return open_stream(
+        kind, [identity], lambda: [(ref, None) for ref in find_chunks(identity, kind, channels, start, end)]
+    )
 
 
 class ChunkStream:
@@ -195,8 +206,9 @@ class ChunkStream:
             return None
         framer = wire.ChunkStreamWriter()
         self._headers = [
-            framer.header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression, ref.unpacked_length,
-                          ref.packed_length)
+            framer.header(
+                ref.start_time, ref.end_time, ref.channel_ids, ref.compression, ref.unpacked_length, ref.packed_length
+            )
             for ref, _ in self.items
         ]
         return sum(map(len, self._headers)) + sum(ref.packed_length for ref, _ in self.items)
@@ -212,15 +224,22 @@ class ChunkStream:
                     if stored_headers is not None:  # every chunk goes out as stored: headers made once
                         head = stored_headers[index]
                     else:
-                        head = header(ref.start_time, ref.end_time, ref.channel_ids, ref.compression,
-                                      ref.unpacked_length, ref.packed_length)
+                        head = header(
+                            ref.start_time,
+                            ref.end_time,
+                            ref.channel_ids,
+                            ref.compression,
+                            ref.unpacked_length,
+                            ref.packed_length,
+                        )
                 else:
                     out = self._transformed(ref, transform, kind, read)
                     if out is None:
                         continue
                     body = wire.compress(out.payload)
-                    head = header(out.start, out.end, out.channel_ids, wire.COMPRESSION_LZ4, len(out.payload),
-                                  len(body))
+                    head = header(
+                        out.start, out.end, out.channel_ids, wire.COMPRESSION_LZ4, len(out.payload), len(body)
+                    )
                 pending += (head, body)
                 size += len(head) + len(body)
                 if size >= block_size:
@@ -234,8 +253,7 @@ class ChunkStream:
     def _transformed(self, item, transform, kind, read):
         if isinstance(item, transforms.Window):
             return transforms.merge(kind, item, [self._unpack_shared(ref, read) for ref in item.refs])
-        return transforms.apply(kind, wire.unpack(read(item), item.unpacked_length, item.compression), transform,
-                                item)
+        return transforms.apply(kind, wire.unpack(read(item), item.unpacked_length, item.compression), transform, item)
 
     def _unpack_shared(self, ref, read, keep=32):
         key = (ref.file, ref.offset)

@@ -1,4 +1,5 @@
 """Checks every kind of sample run shares: sample widths and the int64 nanosecond time range."""
+
 from rta_site.errors import InvalidArgument
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1

@@ -8,6 +8,7 @@ lock is held, until the index rows that point at them are committed.
 Rewritten (merged) chunks are appended again; the old bytes stay behind as
 garbage until compaction.
 """
+
 import fcntl
 import hashlib
 import os
@@ -80,7 +81,7 @@ class Appender:
         views = [view for view in views if view.nbytes]
         first = 0  # views[first:] are still to write
         while first < len(views):
-            written = os.writev(self._fd, views[first:first + _IOV_MAX])
+            written = os.writev(self._fd, views[first : first + _IOV_MAX])
             while first < len(views) and written >= views[first].nbytes:
                 written -= views[first].nbytes
                 first += 1

@@ -11,6 +11,7 @@ Every run spans at most 2^63 - 1 ns (about 292 years), so offsets times scale
 never overflow int64. Arrays held by a run are never changed in place (runs
 made by ``piece`` or ``absorb`` may share them).
 """
+
 import struct
 from itertools import accumulate
 
@@ -81,8 +82,13 @@ class TimestampedRun(SampleParts):
     def absorb(self, other):
         """Append ``other`` if it starts after this run's last sample on the same time grid."""
         gap = other.start - self.end
-        if other.width != self.width or other.scale != self.scale or gap <= 0 or gap % self.scale \
-                or other.end - self.start > INT64_MAX:
+        if (
+            other.width != self.width
+            or other.scale != self.scale
+            or gap <= 0
+            or gap % self.scale
+            or other.end - self.start > INT64_MAX
+        ):
             return False
         deltas = other.deltas.copy()
         deltas[0] = gap // self.scale
@@ -116,8 +122,14 @@ class TimestampedRun(SampleParts):
         deltas = self.deltas[i:j].copy()
         deltas[0] = 0
         w = self.width
-        return TimestampedRun(self.start + self.scale * int(offsets[i]), self.start + self.scale * int(offsets[j - 1]),
-                              self.scale, w, deltas, self.data[i * w:j * w])
+        return TimestampedRun(
+            self.start + self.scale * int(offsets[i]),
+            self.start + self.scale * int(offsets[j - 1]),
+            self.scale,
+            w,
+            deltas,
+            self.data[i * w : j * w],
+        )
 
     def cut(self, span):
         """This run cut at multiples of ``span``: a list of (window start, piece)."""
@@ -128,14 +140,18 @@ class TimestampedRun(SampleParts):
         if last_window - first_window <= self.samples:
             # Each boundary's first sample, found in offset space (time = start + scale * offset).
             top = int(offsets[-1]) + 1
-            bounds = [min(top, -(-(b * span - self.start) // self.scale)) for b in range(first_window + 1,
-                                                                                         last_window + 1)]
+            bounds = [
+                min(top, -(-(b * span - self.start) // self.scale)) for b in range(first_window + 1, last_window + 1)
+            ]
             edges = [0, *np.searchsorted(offsets, bounds).tolist(), self.samples]
         else:  # sparse samples over many windows
             windows = (self.start + self.scale * offsets) // span
             edges = [0, *(np.flatnonzero(np.diff(windows)) + 1).tolist(), self.samples]
-        return [((self.start + self.scale * int(offsets[i])) // span * span, self.piece(i, j, offsets))
-                for i, j in zip(edges, edges[1:]) if j > i]
+        return [
+            ((self.start + self.scale * int(offsets[i])) // span * span, self.piece(i, j, offsets))
+            for i, j in zip(edges, edges[1:])
+            if j > i
+        ]
 
     def item_bodies(self, channel_id, max_samples):
         """Serialized ``TimestampedData`` items of at most ``max_samples``, with each item's first and last time.
@@ -173,9 +189,9 @@ class TimestampedRun(SampleParts):
         if k < 2 or m < 2:
             return None
         deltas = self.deltas
-        blocks = deltas[:k * m].reshape(k, m)
+        blocks = deltas[: k * m].reshape(k, m)
         inner = blocks[:, 1:]  # each full item's deltas after its first (written as 0)
-        step = _equal_varint_length(deltas[1:k * m])  # all at once (a contiguous array) ...
+        step = _equal_varint_length(deltas[1 : k * m])  # all at once (a contiguous array) ...
         if step is None:
             step = _equal_varint_length(inner)  # ... else without the items' first deltas
             if step is None:
@@ -186,11 +202,12 @@ class TimestampedRun(SampleParts):
             return None
         tail = b""
         if n > k * m:
-            rest = deltas[k * m:].copy()
+            rest = deltas[k * m :].copy()
             first = self.start + self.scale * (int(sums.sum()) + int(rest[0]))
             rest[0] = 0
-            tail = TimestampedRun(first, self.end, self.scale, w, rest, self.data[k * m * w:]).list_entries(
-                channel_id, m)
+            tail = TimestampedRun(first, self.end, self.scale, w, rest, self.data[k * m * w :]).list_entries(
+                channel_id, m
+            )
         head = b"\x08" + encode_varint(channel_id) if channel_id else b""
         delta_bytes = 1 + (m - 1) * step
         middle = b"\x18" + encode_varint(self.scale) + b"\x22" + encode_varint(delta_bytes) + b"\x00"
@@ -200,8 +217,8 @@ class TimestampedRun(SampleParts):
         widths = (len(lead), 8, len(middle), (m - 1) * step, len(buffer_header), m * w)
         row = sum(widths)
         out = np.empty(k * row + len(tail), np.uint8)
-        out[k * row:] = np.frombuffer(tail, dtype=np.uint8)
-        table = out[:k * row].reshape(k, row)
+        out[k * row :] = np.frombuffer(tail, dtype=np.uint8)
+        table = out[: k * row].reshape(k, row)
         edges = list(accumulate(widths, initial=0))
         column = [table[:, a:b] for a, b in zip(edges, edges[1:])]
         column[0][:] = np.frombuffer(lead, dtype=np.uint8)
@@ -251,8 +268,18 @@ class TimestampedRun(SampleParts):
             first = starts[k]
             time_field = b"\x11" + _FIXED64(first) if first else b""
             deltas_length, buffer_length = encode_varint(1 + b - a), encode_varint((last + 1 - i) * w)
-            fields = (head, time_field, scale_field, b"\x22", deltas_length, b"\x00", packed[a:b],
-                      b"\x2a", buffer_length, data[i * w:(last + 1) * w])
+            fields = (
+                head,
+                time_field,
+                scale_field,
+                b"\x22",
+                deltas_length,
+                b"\x00",
+                packed[a:b],
+                b"\x2a",
+                buffer_length,
+                data[i * w : (last + 1) * w],
+            )
             size = fixed + len(time_field) + len(deltas_length) + b - a + len(buffer_length) + (last + 1 - i) * w
             out.append((fields, size, first, ends[k]))
         return out

@@ -4,6 +4,7 @@ The store writes some messages in wire format itself (a chunk's items differ
 only in a few fields, and protobuf's Python API converts a repeated field one
 element at a time); these encode exactly as protobuf does.
 """
+
 import numpy as np
 
 _UINT64 = (1 << 64) - 1

@@ -41,6 +41,7 @@ time order (overlapping samples: the later write wins, see
 ``items.window_payload``), appended again and its index row updated in the
 same transaction (the old bytes become segment garbage for compaction).
 """
+
 import json
 import logging
 import threading
@@ -64,7 +65,7 @@ SUBSECOND_SPANS = [SECOND // 10, SECOND // 5, SECOND // 2]
 DEFAULT_SPAN = 10 * SECOND
 TARGET_LIST_BYTES = 64 * 1024
 MAX_SPAN_LIST_BYTES = 1024 * 1024
-MAX_LIST_BYTES = 4 * 1024 * 1024     # spec §8: a list must not exceed this
+MAX_LIST_BYTES = 4 * 1024 * 1024  # spec §8: a list must not exceed this
 DEFAULT_BUDGET_BYTES = 32 * 1024 * 1024
 DEFAULT_FLUSH_AGE = 10.0
 # Serialized bytes an item adds beyond its samples (tags, times, lengths): for the budget and rates.
@@ -85,8 +86,22 @@ def choose_span(total_bytes, extent_ns):
     return best
 
 
-_COLUMNS = ("identity", "kind", "channel", "channel_ids", "window_start", "span", "start_time", "end_time", "file",
-            "offset", "packed_length", "unpacked_length", "sample_count", "compression")
+_COLUMNS = (
+    "identity",
+    "kind",
+    "channel",
+    "channel_ids",
+    "window_start",
+    "span",
+    "start_time",
+    "end_time",
+    "file",
+    "offset",
+    "packed_length",
+    "unpacked_length",
+    "sample_count",
+    "compression",
+)
 
 
 def _insert_chunks(rows):
@@ -110,8 +125,16 @@ def _insert_chunks(rows):
 
 
 # What a merge changes in a chunk's index row (its window and channels stay).
-_REPOINTED = ("start_time", "end_time", "file", "offset", "packed_length", "unpacked_length", "sample_count",
-              "compression")
+_REPOINTED = (
+    "start_time",
+    "end_time",
+    "file",
+    "offset",
+    "packed_length",
+    "unpacked_length",
+    "sample_count",
+    "compression",
+)
 
 
 def _repoint_chunks(rows):
@@ -156,8 +179,9 @@ class ChunkWriter:
 
     def __init__(self, identity, budget_bytes=None, compression=wire.COMPRESSION_LZ4, flush_age=None, lz4_level=None):
         self.identity = identity
-        self.budget_bytes = _setting("RTA_DATA_BUFFER_BYTES", DEFAULT_BUDGET_BYTES) if budget_bytes is None \
-            else budget_bytes
+        self.budget_bytes = (
+            _setting("RTA_DATA_BUFFER_BYTES", DEFAULT_BUDGET_BYTES) if budget_bytes is None else budget_bytes
+        )
         self.flush_age = float(_setting("RTA_DATA_FLUSH_AGE", DEFAULT_FLUSH_AGE) if flush_age is None else flush_age)
         self.lz4_level = int(_setting("RTA_DATA_LZ4_LEVEL", 0) if lz4_level is None else lz4_level)
         self.compression = compression
@@ -200,8 +224,10 @@ class ChunkWriter:
         if buf is None:
             buf = self._buffers[(kind, channel)] = _Buffer([channel])
         elif buf.runs and buf.runs[-1].width != run.width:
-            raise InvalidArgument(f"{kind} data for channel {channel:x}: sample width {run.width} differs from the "
-                                  f"{buf.runs[-1].width} bytes of earlier samples")
+            raise InvalidArgument(
+                f"{kind} data for channel {channel:x}: sample width {run.width} differs from the "
+                f"{buf.runs[-1].width} bytes of earlier samples"
+            )
         if not buf.runs or not buf.runs[-1].absorb(run):
             buf.runs.append(run)
         size = len(run.parts[0]) + _ITEM_OVERHEAD * (run.samples // it.TARGET_ITEM_SAMPLES + 1)
@@ -303,8 +329,12 @@ class ChunkWriter:
         # encodes its windows while the one before it is still writing, then stores them after
         # it, in order (a later flush may merge into chunks an earlier one writes).
         previous = self._background if self._background is not None and self._background.is_alive() else None
-        thread = threading.Thread(target=self._store_in_background, args=(windows, previous),
-                                  name=f"chunk-flush {self.identity[:40]}", daemon=True)
+        thread = threading.Thread(
+            target=self._store_in_background,
+            args=(windows, previous),
+            name=f"chunk-flush {self.identity[:40]}",
+            daemon=True,
+        )
         thread.previous = previous
         self._background = thread
         thread.start()
@@ -405,23 +435,47 @@ class ChunkWriter:
                     row = existing.get((kind, key, window_start))
                     if row is not None:  # merged with what is stored (encoded ahead without it)
                         old = it.LIST_TYPES[kind].FromString(
-                            wire.unpack(reader.read(row.file, row.offset, row.packed_length), row.unpacked_length,
-                                        row.compression))
+                            wire.unpack(
+                                reader.read(row.file, row.offset, row.packed_length),
+                                row.unpacked_length,
+                                row.compression,
+                            )
+                        )
                         if kind in ("periodic", "timestamped"):
                             runs = it.runs_of_list(kind, old) + runs
                         else:
                             runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
                     fresh = row is None and encoded is not None
-                    payload, first, last, samples, packed = encoded[index] if fresh else \
-                        self._encoded(kind, key, runs)
+                    payload, first, last, samples, packed = encoded[index] if fresh else self._encoded(kind, key, runs)
                     if len(payload) > MAX_LIST_BYTES:
-                        log.warning("chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
-                                    "rate rose far above the one its %d ns span was chosen for)",
-                                    self.identity, kind, key, window_start, len(payload), span)
+                        log.warning(
+                            "chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
+                            "rate rose far above the one its %d ns span was chosen for)",
+                            self.identity,
+                            kind,
+                            key,
+                            window_start,
+                            len(payload),
+                            span,
+                        )
                     blobs.append(packed)
                     # Offsets are relative to this append until it tells where it starts.
-                    values = (self.identity, kind, key, channel_ids, window_start, span, first, last, self.segment,
-                              offset, len(packed), len(payload), samples, self.compression)
+                    values = (
+                        self.identity,
+                        kind,
+                        key,
+                        channel_ids,
+                        window_start,
+                        span,
+                        first,
+                        last,
+                        self.segment,
+                        offset,
+                        len(packed),
+                        len(payload),
+                        samples,
+                        self.compression,
+                    )
                     if row is None:
                         new.append(values)
                     else:

@@ -1,4 +1,5 @@
 """Readiness checks: the database, the data store and, when configured, Redis."""
+
 import os
 import uuid
 

@@ -1,4 +1,5 @@
 """Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
+
 import functools
 import re
 import time
@@ -9,16 +10,18 @@ from prometheus_client import Counter, Histogram
 
 from rta_site.grpc_calls import wrap_calls
 
-HTTP_REQUESTS = Counter(
-    "rta_http_requests_total", "HTTP requests served", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("rta_http_requests_total", "HTTP requests served", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
-    "rta_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "rta_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 GRPC_CALLS = Counter("rta_grpc_calls_total", "gRPC calls handled", ["method", "code"])
 GRPC_LATENCY = Histogram(
-    "rta_grpc_call_duration_seconds", "gRPC call latency", ["method"],
+    "rta_grpc_call_duration_seconds",
+    "gRPC call latency",
+    ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
 )
 
@@ -59,6 +62,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         method, handler = handler_call_details.method, continuation(handler_call_details)
         wrapped = self._wrapped.get((method, handler))
         if wrapped is None:
+
             @contextmanager
             def timed(context):
                 started = time.perf_counter()

@@ -1,4 +1,5 @@
 """Service endpoints outside /rta/v2: product info, health and Prometheus metrics."""
+
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

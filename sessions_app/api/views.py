@@ -1,4 +1,5 @@
 """REST adapters for the Session Service (spec §2–§6): parse, call the service layer, render."""
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema

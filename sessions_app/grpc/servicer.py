@@ -4,6 +4,7 @@ Each RPC translates its request (``translate``), calls the service layer and
 translates the result back. Service errors become status codes: InvalidArgument
 → INVALID_ARGUMENT, NotFound → NOT_FOUND, each with the service's message.
 """
+
 import functools
 import logging
 
@@ -131,4 +132,3 @@ def register(server):
     """Add the SessionStore servicer to ``server``; returns the service names it serves."""
     pb_grpc.add_SessionStoreServicer_to_server(SessionStoreServicer(), server)
     return [SERVICE_NAME]
-

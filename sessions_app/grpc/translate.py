@@ -5,8 +5,9 @@ pairs for ``create_or_update_session``); models become ``Session`` messages.
 No rule is checked here beyond what the wire format itself implies (wrapper
 presence, JSON text): validation belongs to ``sessions_app.services``.
 """
+
 import json
-from datetime import timezone
+from datetime import UTC
 
 from django.core.serializers.json import DjangoJSONEncoder
 from rta.toolkit.api import session_service_pb2 as pb
@@ -77,9 +78,7 @@ def marker(category, m):
 def _markers(value):
     # Categories in a stable order, so duplicate-id errors are reported deterministically.
     return [
-        marker(category, m)
-        for category, markers in sorted(value.markers_by_category.items())
-        for m in markers.markers
+        marker(category, m) for category, markers in sorted(value.markers_by_category.items()) for m in markers.markers
     ]
 
 
@@ -197,7 +196,7 @@ def to_json(value):
 
 def heartbeat_utc(session):
     """The heartbeat as ISO 8601 in UTC (``+00:00``)."""
-    return session.heartbeat.astimezone(timezone.utc).isoformat()
+    return session.heartbeat.astimezone(UTC).isoformat()
 
 
 def data_binding_message(binding):
@@ -244,8 +243,11 @@ def session_message(session, elements, relations=None):
     if elements.folders:
         out.folders.extend(sorted(link.folder_id for link in session.folder_links.all()))
     if elements.refs:
-        by_kind = {RefKind.ANCHOR: out.ref_anchors, RefKind.CHILD_OF: out.child_of_refs,
-                   RefKind.ALTERNATE_OF: out.alternate_of_refs}
+        by_kind = {
+            RefKind.ANCHOR: out.ref_anchors,
+            RefKind.CHILD_OF: out.child_of_refs,
+            RefKind.ALTERNATE_OF: out.alternate_of_refs,
+        }
         for ref in session.refs.all():
             by_kind[ref.kind].append(ref.uri)
     return out
@@ -264,4 +266,3 @@ def property_summary_message(summary):
     return pb.PropertySummary(
         id=summary["id"], label=summary.get("label", ""), description=summary.get("description", "")
     )
-

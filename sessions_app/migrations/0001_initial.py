@@ -5,126 +5,204 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Folder',
+            name="Folder",
             fields=[
-                ('identity', models.CharField(blank=True, max_length=1024, primary_key=True, serialize=False)),
-                ('label', models.CharField(blank=True, default='', max_length=1024)),
-                ('description', models.TextField(blank=True, default='')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='sessions_app.folder')),
+                ("identity", models.CharField(blank=True, max_length=1024, primary_key=True, serialize=False)),
+                ("label", models.CharField(blank=True, default="", max_length=1024)),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="sessions_app.folder",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['label', 'identity'],
+                "ordering": ["label", "identity"],
             },
         ),
         migrations.CreateModel(
-            name='Session',
+            name="Session",
             fields=[
-                ('identity', models.CharField(max_length=1024, primary_key=True, serialize=False)),
-                ('state', models.IntegerField(choices=[(0, 'unknown'), (1, 'waiting'), (2, 'open'), (4, 'closed'), (12, 'truncated'), (28, 'failed'), (44, 'abandoned')], default=4)),
-                ('timestamp_text', models.CharField(max_length=64)),
-                ('timestamp_ns', models.BigIntegerField(db_index=True)),
-                ('timestamp', models.DateTimeField(help_text='The timestamp as an instant (UTC), for filtering in the admin.')),
-                ('identifier', models.CharField(max_length=1024)),
-                ('start_time', models.BigIntegerField(blank=True, null=True)),
-                ('end_time', models.BigIntegerField(blank=True, null=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('ext_details', models.JSONField(blank=True, default=dict)),
-                ('type', models.CharField(blank=True, max_length=256, null=True)),
-                ('quality', models.FloatField(blank=True, null=True)),
-                ('group', models.CharField(blank=True, max_length=256, null=True)),
-                ('version', models.CharField(blank=True, max_length=256, null=True)),
-                ('heartbeat', models.DateTimeField()),
-                ('last_sequence', models.BigIntegerField(blank=True, null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
+                ("identity", models.CharField(max_length=1024, primary_key=True, serialize=False)),
+                (
+                    "state",
+                    models.IntegerField(
+                        choices=[
+                            (0, "unknown"),
+                            (1, "waiting"),
+                            (2, "open"),
+                            (4, "closed"),
+                            (12, "truncated"),
+                            (28, "failed"),
+                            (44, "abandoned"),
+                        ],
+                        default=4,
+                    ),
+                ),
+                ("timestamp_text", models.CharField(max_length=64)),
+                ("timestamp_ns", models.BigIntegerField(db_index=True)),
+                (
+                    "timestamp",
+                    models.DateTimeField(help_text="The timestamp as an instant (UTC), for filtering in the admin."),
+                ),
+                ("identifier", models.CharField(max_length=1024)),
+                ("start_time", models.BigIntegerField(blank=True, null=True)),
+                ("end_time", models.BigIntegerField(blank=True, null=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("ext_details", models.JSONField(blank=True, default=dict)),
+                ("type", models.CharField(blank=True, max_length=256, null=True)),
+                ("quality", models.FloatField(blank=True, null=True)),
+                ("group", models.CharField(blank=True, max_length=256, null=True)),
+                ("version", models.CharField(blank=True, max_length=256, null=True)),
+                ("heartbeat", models.DateTimeField()),
+                ("last_sequence", models.BigIntegerField(blank=True, null=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['-timestamp_ns', 'identity'], name='session_ts_desc'), models.Index(fields=['identifier'], name='session_identifier'), models.Index(fields=['state'], name='session_state'), models.Index(fields=['type'], name='session_type'), models.Index(fields=['timestamp'], name='session_timestamp')],
+                "indexes": [
+                    models.Index(fields=["-timestamp_ns", "identity"], name="session_ts_desc"),
+                    models.Index(fields=["identifier"], name="session_identifier"),
+                    models.Index(fields=["state"], name="session_state"),
+                    models.Index(fields=["type"], name="session_type"),
+                    models.Index(fields=["timestamp"], name="session_timestamp"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Marker',
+            name="Marker",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('marker_id', models.CharField(max_length=1024)),
-                ('category', models.CharField(blank=True, default='', max_length=256)),
-                ('type', models.CharField(blank=True, default='', max_length=256)),
-                ('label', models.CharField(blank=True, default='', max_length=1024)),
-                ('description', models.TextField(blank=True, null=True)),
-                ('start_time', models.BigIntegerField(blank=True, null=True)),
-                ('end_time', models.BigIntegerField(blank=True, null=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='markers', to='sessions_app.session')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("marker_id", models.CharField(max_length=1024)),
+                ("category", models.CharField(blank=True, default="", max_length=256)),
+                ("type", models.CharField(blank=True, default="", max_length=256)),
+                ("label", models.CharField(blank=True, default="", max_length=1024)),
+                ("description", models.TextField(blank=True, null=True)),
+                ("start_time", models.BigIntegerField(blank=True, null=True)),
+                ("end_time", models.BigIntegerField(blank=True, null=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="markers", to="sessions_app.session"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['category', 'start_time', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('session', 'marker_id'), name='marker_unique')],
+                "ordering": ["category", "start_time", "id"],
+                "constraints": [models.UniqueConstraint(fields=("session", "marker_id"), name="marker_unique")],
             },
         ),
         migrations.CreateModel(
-            name='FolderLink',
+            name="FolderLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('folder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='session_links', to='sessions_app.folder')),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='folder_links', to='sessions_app.session')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="session_links",
+                        to="sessions_app.folder",
+                    ),
+                ),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="folder_links",
+                        to="sessions_app.session",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['folder', 'session'], name='folderlink_folder')],
-                'constraints': [models.UniqueConstraint(fields=('session', 'folder'), name='folderlink_unique')],
+                "indexes": [models.Index(fields=["folder", "session"], name="folderlink_folder")],
+                "constraints": [models.UniqueConstraint(fields=("session", "folder"), name="folderlink_unique")],
             },
         ),
         migrations.CreateModel(
-            name='DataBinding',
+            name="DataBinding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(blank=True, default='', max_length=256)),
-                ('identity', models.CharField(max_length=1024)),
-                ('time_ref', models.BigIntegerField(default=0)),
-                ('session_start_time', models.BigIntegerField(blank=True, null=True)),
-                ('session_end_time', models.BigIntegerField(blank=True, null=True)),
-                ('session_time_offset', models.BigIntegerField(default=0)),
-                ('channel_bindings', models.JSONField(blank=True, default=list)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_bindings', to='sessions_app.session')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source", models.CharField(blank=True, default="", max_length=256)),
+                ("identity", models.CharField(max_length=1024)),
+                ("time_ref", models.BigIntegerField(default=0)),
+                ("session_start_time", models.BigIntegerField(blank=True, null=True)),
+                ("session_end_time", models.BigIntegerField(blank=True, null=True)),
+                ("session_time_offset", models.BigIntegerField(default=0)),
+                ("channel_bindings", models.JSONField(blank=True, default=list)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_bindings",
+                        to="sessions_app.session",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.UniqueConstraint(fields=('session', 'source', 'identity', 'time_ref'), name='databinding_unique')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("session", "source", "identity", "time_ref"), name="databinding_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ConfigBinding',
+            name="ConfigBinding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('identifier', models.CharField(max_length=1024)),
-                ('channel_offset', models.PositiveIntegerField(default=0)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='config_bindings', to='sessions_app.session')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("identifier", models.CharField(max_length=1024)),
+                ("channel_offset", models.PositiveIntegerField(default=0)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="config_bindings",
+                        to="sessions_app.session",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['identifier'], name='configbinding_identifier')],
-                'constraints': [models.UniqueConstraint(fields=('session', 'identifier'), name='configbinding_unique')],
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["identifier"], name="configbinding_identifier")],
+                "constraints": [models.UniqueConstraint(fields=("session", "identifier"), name="configbinding_unique")],
             },
         ),
         migrations.CreateModel(
-            name='SessionRef',
+            name="SessionRef",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('anchor', 'anchor'), ('child_of', 'child of'), ('alternate_of', 'alternate of')], max_length=16)),
-                ('uri', models.CharField(max_length=1024)),
-                ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='refs', to='sessions_app.session')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("anchor", "anchor"), ("child_of", "child of"), ("alternate_of", "alternate of")],
+                        max_length=16,
+                    ),
+                ),
+                ("uri", models.CharField(max_length=1024)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="refs", to="sessions_app.session"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['kind', 'uri'], name='sessionref_kind_uri')],
-                'constraints': [models.UniqueConstraint(fields=('session', 'kind', 'uri'), name='sessionref_unique')],
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["kind", "uri"], name="sessionref_kind_uri")],
+                "constraints": [models.UniqueConstraint(fields=("session", "kind", "uri"), name="sessionref_unique")],
             },
         ),
     ]

@@ -1,4 +1,5 @@
 """The fixed root folder, and on PostgreSQL GIN indexes that serve detail equality queries."""
+
 from django.db import migrations
 
 GIN_INDEXES = [

@@ -16,13 +16,14 @@ Kept out of the model state (like 0002's GIN indexes) as they are PostgreSQL-spe
 sorts NULLs first on ascending order, so ``session_ts_desc`` already serves it there.
 Built CONCURRENTLY so applying this to a live database does not block session writes.
 """
+
 from django.db import migrations
 
 INDEXES = [
     ("session_ts_desc_nulls_last", '("timestamp_ns" DESC NULLS LAST, "identity")'),
     ("session_group_idx", '("group")'),
     ("session_version_idx", '("version")'),
-    ("session_has_ext_details", "(\"identity\") WHERE \"ext_details\" <> '{}'::jsonb"),
+    ("session_has_ext_details", '("identity") WHERE "ext_details" <> \'{}\'::jsonb'),
 ]
 
 

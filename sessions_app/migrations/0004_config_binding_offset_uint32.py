@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0003_session_listing_indexes'),
+        ("sessions_app", "0003_session_listing_indexes"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='configbinding',
-            name='channel_offset',
+            model_name="configbinding",
+            name="channel_offset",
             field=models.PositiveBigIntegerField(default=0),
         ),
     ]

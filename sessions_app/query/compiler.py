@@ -8,6 +8,7 @@ Positive conditions are plain comparisons, which indexes can serve; negations
 so that absent properties and values of another type match the negation, as
 they do in MongoDB.
 """
+
 import json
 import math
 
@@ -99,7 +100,7 @@ def _condition(prop, condition, path, depth):
         raise InvalidArgument(f"{path}: condition nests deeper than {MAX_DEPTH} levels")
     if len(condition) != 1:
         raise InvalidArgument(f"{path}: a condition object must hold exactly one operator, got {sorted(condition)}")
-    (op, operand), = condition.items()
+    ((op, operand),) = condition.items()
     where = f"{path}.{op}"
     if op in COMPARISONS:
         return _compare(prop, op, operand, where)

@@ -4,6 +4,7 @@ A property is either a core column (with the operand type it compares as) or
 a value inside the ``details`` / ``ext_details`` JSON documents. JSON values
 are typed: a comparison only matches values of the operand's JSON type.
 """
+
 from dataclasses import dataclass
 
 from django.db import connection

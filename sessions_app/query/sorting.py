@@ -4,6 +4,7 @@ Unknown or unsortable keys are ignored, never an error. Details sort by type
 first (numbers, then strings, then booleans, absent last) and within a type by
 value, so numbers sort numerically and strings ordinally.
 """
+
 from django.db.models import F
 from django.db.models.expressions import RawSQL
 

@@ -10,6 +10,7 @@ Nothing here writes around the service layer: edits are still applied by
 * bulk helpers for admin actions (close sessions, link or move to a folder);
 * read helpers for the folder tree (depth-first order, paths, session counts).
 """
+
 import re
 import uuid
 

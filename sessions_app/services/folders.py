@@ -1,4 +1,5 @@
 """Virtual folders: a tree under the fixed root "", with sessions symbolically linked in."""
+
 from django.db import connection, transaction
 
 from rta_site.errors import InvalidArgument

@@ -1,4 +1,5 @@
 """Listing, querying and fetching sessions; relationships resolved from anchors at read time."""
+
 from collections import defaultdict
 
 from django.conf import settings
@@ -74,9 +75,7 @@ def get_session(identity):
     if "\x00" in identity:
         # No session identity can hold NUL (PostgreSQL text cannot store it).
         raise NotFound(f"session {identity!r} not found")
-    session = (
-        Session.objects.filter(identity=identity).prefetch_related("markers", "config_bindings").first()
-    )
+    session = Session.objects.filter(identity=identity).prefetch_related("markers", "config_bindings").first()
     if session is None:
         raise NotFound(f"session {identity!r} not found")
     return session

@@ -1,4 +1,5 @@
 """The session metamodel (spec §6): capabilities, and values aggregated in SQL per folder scope."""
+
 import json
 
 from django.conf import settings
@@ -70,9 +71,12 @@ def _distinct(qs, field):
 def metamodel(folder=None, props=()):
     qs = scoped_sessions(folder)
     agg = qs.aggregate(
-        min_start=Min("start_time"), max_start=Max("start_time"),
-        min_end=Min("end_time"), max_end=Max("end_time"),
-        min_quality=Min("quality"), max_quality=Max("quality"),
+        min_start=Min("start_time"),
+        max_start=Max("start_time"),
+        min_end=Min("end_time"),
+        max_end=Max("end_time"),
+        min_quality=Min("quality"),
+        max_quality=Max("quality"),
     )
     out = {"state": dict(CAPABILITIES)}
     first, last = _timestamp_bounds(qs)
@@ -125,14 +129,16 @@ def _detail_values(folder, column, path):
             f"FROM {TABLE} s, {source}{scope} GROUP BY 1, 2) g"
         )
     else:
-        sql = (
-            f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} "
-            f"GROUP BY {key}, {jtype}, {value}"
-        )
+        sql = f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} GROUP BY {key}, {jtype}, {value}"
     if is_postgres():
         # Reused while the scope's data is unchanged, checked in the same statement (metamodel_cache).
         rows = metamodel_cache.detail_rows(
-            (column, tuple(path), scope, tuple(scope_params)), TABLE, scope, scope_params, column, sql,
+            (column, tuple(path), scope, tuple(scope_params)),
+            TABLE,
+            scope,
+            scope_params,
+            column,
+            sql,
             params + scope_params,
         )
     else:
@@ -252,16 +258,10 @@ def property_summaries(partial="", folder=None):
     scope, scope_params = _scope_sql(folder)
     if is_postgres():
         details = f"SELECT DISTINCT jsonb_object_keys(s.details) FROM {TABLE} s{scope}"
-        ext = (
-            f"SELECT DISTINCT g.key, jsonb_object_keys(g.value) FROM {TABLE} s, "
-            f"jsonb_each(s.ext_details) g{scope}"
-        )
+        ext = f"SELECT DISTINCT g.key, jsonb_object_keys(g.value) FROM {TABLE} s, jsonb_each(s.ext_details) g{scope}"
     else:
         details = f"SELECT DISTINCT d.key FROM {TABLE} s, json_each(s.details) d{scope}"
-        ext = (
-            f"SELECT DISTINCT g.key, k.key FROM {TABLE} s, json_each(s.ext_details) g, "
-            f"json_each(g.value) k{scope}"
-        )
+        ext = f"SELECT DISTINCT g.key, k.key FROM {TABLE} s, json_each(s.ext_details) g, json_each(g.value) k{scope}"
     found = [(name, LABELS.get(name, name), "") for name in CORE if "." not in name]
     found += [(f"details.{k}", k, "") for (k,) in _fetch(details, scope_params)]
     found += [(f"extDetails.{g}.{k}", k, f"{g} (extended details)") for g, k in _fetch(ext, scope_params)]

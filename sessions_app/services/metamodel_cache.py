@@ -19,6 +19,7 @@ changes a fingerprint (barring a 64-bit hash-sum collision) and the values are c
 afresh, in that same statement. Entries live per process, least recently used dropped
 beyond RTA_METAMODEL_CACHE_ENTRIES (0 turns reuse off).
 """
+
 import threading
 from collections import OrderedDict
 
@@ -103,8 +104,13 @@ def detail_rows(key, table, scope, scope_params, column, values_sql, values_para
     # known_content is None until computed: the gated CTE's (0, NULL) is no fingerprint.
     known_rows, known_content, cached = entry if entry else ((None, None), None, None)
     params = [
-        *scope_params, *scope_params, cached is not None, *known_rows,
-        *values_params, *known_rows, *(known_content or (None, None)),
+        *scope_params,
+        *scope_params,
+        cached is not None,
+        *known_rows,
+        *values_params,
+        *known_rows,
+        *(known_content or (None, None)),
     ]
     with connection.cursor() as cursor:
         cursor.execute(_sql(table, scope, column, values_sql), params)

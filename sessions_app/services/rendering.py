@@ -1,4 +1,5 @@
 """The REST JSON of sessions (spec §3): camelCase, with null and empty properties omitted."""
+
 from sessions_app.services.values import STATE_NAMES
 from sessions_app.timeutil import format_ns
 

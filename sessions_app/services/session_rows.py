@@ -7,6 +7,7 @@ they run through a server-binding cursor that psycopg may prepare. Also here:
 the rows this process wrote last (``RECENT``), which spare the next live update
 of a session its read.
 """
+
 import collections
 import functools
 import threading
@@ -106,8 +107,10 @@ def marker_upsert(vendor, count, guard):
         row = "(" + ", ".join(["%s"] * len(MARKER_INSERT_FIELDS)) + ")"
         source = f"VALUES {', '.join([row] * count)}"
     else:
-        typed = [f"%s::{_SQL_TYPES[f.target_field.get_internal_type() if f.is_relation else f.get_internal_type()]}"
-                 for f in MARKER_INSERT_FIELDS]
+        typed = [
+            f"%s::{_SQL_TYPES[f.target_field.get_internal_type() if f.is_relation else f.get_internal_type()]}"
+            for f in MARKER_INSERT_FIELDS
+        ]
         rows = ", ".join(["(" + ", ".join(typed) + ")"] * count)
         source = f"SELECT * FROM (VALUES {rows}) AS markers WHERE {guard}"
     updates = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in MARKER_FIELDS)

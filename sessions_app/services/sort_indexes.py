@@ -10,6 +10,7 @@ managed with ``manage.py index_details``. PostgreSQL only: SQLite sorts scan.
 Index names carry a hash of the property; the property and direction are kept
 in the index comment so ``list_indexes`` can report them.
 """
+
 import hashlib
 
 from django.db import connection
@@ -44,7 +45,9 @@ def index_sql(prop, direction):
         order = "" if descending is None else (" DESC NULLS LAST" if descending else " ASC NULLS LAST")
         columns.append(f"({expr}){order}")
     columns.append('"identity"')
-    return f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{index_name(prop, direction)}" ON "{TABLE}" ({", ".join(columns)})'
+    return (
+        f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{index_name(prop, direction)}" ON "{TABLE}" ({", ".join(columns)})'
+    )
 
 
 def _require_postgres():

@@ -16,6 +16,7 @@ must be read) instead of BEGIN, SELECT FOR UPDATE, INSERT, UPDATE and COMMIT.
 The same ops apply the rules on every path; the row and marker SQL is built
 once per vendor instead of being compiled by the ORM on every call.
 """
+
 import contextlib
 import copy
 import functools
@@ -140,12 +141,31 @@ def _row_values(session):
 # --- the unlocked path -----------------------------------------------------------------------
 
 # Ops that change only the loaded row, and update_markers, whose upsert the row write can carry.
-_UNLOCKED_OPS = frozenset({
-    "update_heartbeat", "set_state", "set_timestamp", "set_time_range", "extend_time_range", "clear_time_range",
-    "set_identifier", "set_details", "update_details", "set_details_json", "update_details_json", "delete_details",
-    "set_type", "clear_type", "set_quality", "clear_quality", "set_group", "clear_group", "set_version",
-    "clear_version", "update_markers",
-})
+_UNLOCKED_OPS = frozenset(
+    {
+        "update_heartbeat",
+        "set_state",
+        "set_timestamp",
+        "set_time_range",
+        "extend_time_range",
+        "clear_time_range",
+        "set_identifier",
+        "set_details",
+        "update_details",
+        "set_details_json",
+        "update_details_json",
+        "delete_details",
+        "set_type",
+        "clear_type",
+        "set_quality",
+        "clear_quality",
+        "set_group",
+        "clear_group",
+        "set_version",
+        "clear_version",
+        "update_markers",
+    }
+)
 
 
 def _unlocked_applies(db, updates):
@@ -523,9 +543,7 @@ def _update_data_bindings(change, bindings):
 
 def _delete_data_bindings(change, keys):
     for source, identity, time_ref in (_binding_key(k) for k in keys):
-        DataBinding.objects.filter(
-            session=change.session, source=source, identity=identity, time_ref=time_ref
-        ).delete()
+        DataBinding.objects.filter(session=change.session, source=source, identity=identity, time_ref=time_ref).delete()
 
 
 # --- folders -------------------------------------------------------------------------------

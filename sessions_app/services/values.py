@@ -1,4 +1,5 @@
 """Validation of the plain values sessions carry (details, quality, state, time ranges)."""
+
 import json
 import math
 
@@ -11,9 +12,7 @@ STATE_NAMES = {value: label for value, label in SessionState.choices}
 
 def validate_state(value):
     if isinstance(value, bool) or not isinstance(value, int) or value not in STATE_NAMES:
-        raise InvalidArgument(
-            f"state {value!r} is not one of " + ", ".join(f"{n}={v}" for v, n in STATE_NAMES.items())
-        )
+        raise InvalidArgument(f"state {value!r} is not one of " + ", ".join(f"{n}={v}" for v, n in STATE_NAMES.items()))
     return value
 
 

@@ -1,4 +1,5 @@
 """``manage.py load_dependencies FILE...``: publish Advanced Streams dependency documents."""
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         for index, envelope in enumerate(envelopes):
             if not isinstance(envelope, dict) or "type" not in envelope or "document" not in envelope:
                 raise dependencies.InvalidArgument(
-                    f"entry {index} is not an envelope {{\"type\", \"id\", \"document\"}} (or pass --type)"
+                    f'entry {index} is not an envelope {{"type", "id", "document"}} (or pass --type)'
                 )
             out.append((envelope["type"], envelope.get("id"), envelope["document"]))
         return out

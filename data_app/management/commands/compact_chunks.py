@@ -1,4 +1,5 @@
 """``manage.py compact_chunks``: reclaim the garbage merged chunks leave in segment files."""
+
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,14 +18,20 @@ def _size(n):
 
 
 class Command(BaseCommand):
-    help = ("Rewrite chunk segment files whose garbage (bytes no index row points at) is at least "
-            "--min-garbage-ratio of their size, keeping only live chunks; remove segments with nothing live. "
-            "Safe while the server reads and writes.")
+    help = (
+        "Rewrite chunk segment files whose garbage (bytes no index row points at) is at least "
+        "--min-garbage-ratio of their size, keeping only live chunks; remove segments with nothing live. "
+        "Safe while the server reads and writes."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--identity", help="only the segments of this data identity")
-        parser.add_argument("--min-garbage-ratio", type=float, default=compaction.DEFAULT_MIN_GARBAGE_RATIO,
-                            help="compact a segment when garbage / size is at least this (0..1, default %(default)s)")
+        parser.add_argument(
+            "--min-garbage-ratio",
+            type=float,
+            default=compaction.DEFAULT_MIN_GARBAGE_RATIO,
+            help="compact a segment when garbage / size is at least this (0..1, default %(default)s)",
+        )
         parser.add_argument("--dry-run", action="store_true", help="only report what would be compacted")
 
     def handle(self, *args, **options):
@@ -33,8 +40,14 @@ class Command(BaseCommand):
             raise CommandError("--min-garbage-ratio must be between 0 and 1")
         console = Console(file=self.stdout, highlight=False)
         started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("compacting", total=0)
             chosen = []
 
@@ -55,18 +68,26 @@ class Command(BaseCommand):
         if chosen:
             table = Table(title="segments " + ("to compact" if dry_run else "compacted"))
             for column in ("segment", "identity", "size", "live", "garbage"):
-                table.add_column(column, justify="right" if column in ("size", "live", "garbage") else "left",
-                                 overflow="fold")
+                table.add_column(
+                    column, justify="right" if column in ("size", "live", "garbage") else "left", overflow="fold"
+                )
             for s in chosen:
-                table.add_row(s.name, s.identity or "(no chunks)", _size(s.size), _size(s.live),
-                              f"{_size(s.garbage)} ({s.garbage_ratio:.0%})")
+                table.add_row(
+                    s.name,
+                    s.identity or "(no chunks)",
+                    _size(s.size),
+                    _size(s.live),
+                    f"{_size(s.garbage)} ({s.garbage_ratio:.0%})",
+                )
             console.print(table)
         for name, reason in summary.skipped:
             console.print(f"skipped {name}: {reason}")
         if dry_run:
             garbage = sum(s.garbage for s in chosen)
-            console.print(f"{summary.examined} segments examined, {len(chosen)} to compact, "
-                          f"{_size(garbage)} reclaimable (dry run: nothing changed)")
+            console.print(
+                f"{summary.examined} segments examined, {len(chosen)} to compact, "
+                f"{_size(garbage)} reclaimable (dry run: nothing changed)"
+            )
             return
         console.print(
             f"{summary.examined} segments examined, {summary.compacted} compacted, {summary.removed} removed: "

@@ -1,4 +1,5 @@
 """``manage.py ingest_streams``: ingest ATLAS Advanced Streams from Kafka (or a recorded file)."""
+
 import os
 import signal
 import threading
@@ -29,18 +30,31 @@ class Command(BaseCommand):
             help="a group with no committed offsets starts at the earliest message (default: the latest)",
         )
         parser.add_argument(
-            "--partitions", help="comma-separated partitions to read without joining the group's rebalancing "
+            "--partitions",
+            help="comma-separated partitions to read without joining the group's rebalancing "
             "(static assignment; offsets are still committed to the group)",
         )
         parser.add_argument("--file", help="replay this recorded stream file instead of consuming Kafka")
         parser.add_argument(
-            "-X", dest="options", action="append", default=[], metavar="KEY=VALUE",
+            "-X",
+            dest="options",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="extra librdkafka consumer property (repeatable), e.g. -X security.protocol=SASL_SSL",
         )
-        parser.add_argument("--flush-seconds", type=float, default=None,
-                            help="seconds between flushes and offset commits (default RTA_INGEST_FLUSH_SECONDS)")
-        parser.add_argument("--idle-stop", type=float, default=None,
-                            help="stop after this many seconds without a message (default: run until stopped)")
+        parser.add_argument(
+            "--flush-seconds",
+            type=float,
+            default=None,
+            help="seconds between flushes and offset commits (default RTA_INGEST_FLUSH_SECONDS)",
+        )
+        parser.add_argument(
+            "--idle-stop",
+            type=float,
+            default=None,
+            help="stop after this many seconds without a message (default: run until stopped)",
+        )
 
     def handle(self, *args, **options):
         out = getattr(self.stdout, "_out", self.stdout)
@@ -106,8 +120,13 @@ class Command(BaseCommand):
             size = os.path.getsize(path)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from None
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                   TimeElapsedColumn()]
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+        ]
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task(self._status(ingestor.stats), total=size)
 
@@ -119,14 +138,21 @@ class Command(BaseCommand):
     def _consume(self, console, ingestor, options, kafka_options, flush_seconds, stopping):
         group = options["group"] or settings.RTA_INGEST_GROUP
         source = KafkaIngest(
-            ingestor, options["bootstrap"], options["topic"], group,
-            from_beginning=options["from_beginning"], flush_seconds=flush_seconds, options=kafka_options,
+            ingestor,
+            options["bootstrap"],
+            options["topic"],
+            group,
+            from_beginning=options["from_beginning"],
+            flush_seconds=flush_seconds,
+            options=kafka_options,
             partitions=options["partitions"],
         )
-        console.print(f"consuming [bold]{options['topic']}[/bold] from {options['bootstrap']} as group {group!r} "
-                      "(Ctrl-C to stop)")
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
+        console.print(
+            f"consuming [bold]{options['topic']}[/bold] from {options['bootstrap']} as group {group!r} (Ctrl-C to stop)"
+        )
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+        ) as progress:
             task = progress.add_task(self._status(ingestor.stats), total=None)
             source.run(
                 stop=stopping.is_set,
@@ -147,7 +173,10 @@ class Command(BaseCommand):
         rows = [
             ("messages", f"{stats.messages:,} ({stats.messages / seconds:,.0f}/s)"),
             ("by type", ", ".join(f"{k} {v:,}" for k, v in sorted(stats.by_type.items())) or "-"),
-            ("sessions", f"{len(stats.sessions):,} ({stats.closed:,} closed, {stats.partial_streams:,} partial streams)"),
+            (
+                "sessions",
+                f"{len(stats.sessions):,} ({stats.closed:,} closed, {stats.partial_streams:,} partial streams)",
+            ),
             ("samples", f"{stats.samples:,} ({stats.samples / seconds:,.0f}/s)"),
             ("events, laps", f"{stats.events:,}, {stats.laps:,}"),
             ("duplicates dropped", f"{stats.duplicates:,}"),
@@ -158,8 +187,7 @@ class Command(BaseCommand):
         ]
         if lag is not None and lag.samples:
             ordered = sorted(lag.samples)
-            rows.append(("lag to durable (p50 / max)",
-                         f"{ordered[len(ordered) // 2]:,.0f} ms / {ordered[-1]:,.0f} ms"))
+            rows.append(("lag to durable (p50 / max)", f"{ordered[len(ordered) // 2]:,.0f} ms / {ordered[-1]:,.0f} ms"))
         for row in rows:
             table.add_row(*row)
         console.print(table)

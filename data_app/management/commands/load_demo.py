@@ -1,4 +1,5 @@
 """``manage.py load_demo``: demo sessions so a new installation shows real data (see ``data_app.demo``)."""
+
 import sys
 
 from django.conf import settings
@@ -26,7 +27,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--sessions", type=int, default=3, help=f"how many sessions (1-{demo.MAX_SESSIONS}, default 3)")
+        parser.add_argument(
+            "--sessions", type=int, default=3, help=f"how many sessions (1-{demo.MAX_SESSIONS}, default 3)"
+        )
         parser.add_argument("--minutes", type=float, default=10.0, help="length of each session (default 10)")
         parser.add_argument("--replace", action="store_true", help="delete and reload demo sessions that exist")
         parser.add_argument("--remove", action="store_true", help="delete the demo sessions, their data and config")
@@ -72,41 +75,67 @@ class Command(BaseCommand):
 
     def _load(self, console, options):
         sessions = options["sessions"]
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TimeElapsedColumn()]
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+        ]
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("demo sessions", total=sessions * len(demo.STEPS))
 
             def report(index, step):
                 progress.update(task, advance=1, description=f"session {index + 1}/{sessions}: {step}")
 
-            result = demo.load_demo(sessions=sessions, minutes=options["minutes"], replace=options["replace"],
-                                    report=report)
+            result = demo.load_demo(
+                sessions=sessions, minutes=options["minutes"], replace=options["replace"], report=report
+            )
             progress.update(task, description="demo sessions")
         self._summary(console, result)
 
     def _summary(self, console, result):
         table = Table(title="Demo sessions", title_justify="left")
-        for name, justify in (("#", "right"), ("identifier", "left"), ("status", "left"), ("laps", "right"),
-                              ("best lap", "right"), ("samples", "right"), ("stored", "right")):
+        for name, justify in (
+            ("#", "right"),
+            ("identifier", "left"),
+            ("status", "left"),
+            ("laps", "right"),
+            ("best lap", "right"),
+            ("samples", "right"),
+            ("stored", "right"),
+        ):
             table.add_column(name, justify=justify)
         for s in result.sessions:
-            table.add_row(str(s.index + 1), s.identifier, s.status, str(s.laps), s.best_lap, f"{s.samples:,}",
-                          _size(s.stored_bytes))
+            table.add_row(
+                str(s.index + 1),
+                s.identifier,
+                s.status,
+                str(s.laps),
+                s.best_lap,
+                f"{s.samples:,}",
+                _size(s.stored_bytes),
+            )
         console.print(table)
         loaded, replaced, skipped = (result.count(k) for k in ("loaded", "replaced", "skipped"))
         config_state = "published" if result.config_published else "already published"
         console.print(f"Config {result.config_identifier}: {config_state}.")
         if skipped and not (loaded or replaced):
-            console.print(f"All {skipped} demo sessions were already loaded: nothing to do "
-                          "(--replace loads them again).")
+            console.print(
+                f"All {skipped} demo sessions were already loaded: nothing to do (--replace loads them again)."
+            )
         else:
-            parts = [f"{n} {label}" for n, label in ((loaded, "loaded"), (replaced, "replaced"),
-                                                     (skipped, "skipped (already loaded)")) if n]
+            parts = [
+                f"{n} {label}"
+                for n, label in ((loaded, "loaded"), (replaced, "replaced"), (skipped, "skipped (already loaded)"))
+                if n
+            ]
             console.print("Sessions: " + ", ".join(parts) + ".")
         port = settings.RTA_HTTP_PORT
-        console.print(f"Browse them at http://localhost:{port}/admin/sessions_app/session/?folder={demo.FOLDER} "
-                      f"or point ATLAS at http://<this host>:{port}/rta/v2 (folder '{demo.FOLDER}').")
+        console.print(
+            f"Browse them at http://localhost:{port}/admin/sessions_app/session/?folder={demo.FOLDER} "
+            f"or point ATLAS at http://<this host>:{port}/rta/v2 (folder '{demo.FOLDER}')."
+        )
 
     def _remove(self, console):
         result = demo.remove_demo()

@@ -1,4 +1,5 @@
 """``manage.py trim_streams``: trim the live buffer's streams, once or every interval (spec §9)."""
+
 import time
 
 from django.conf import settings
@@ -11,13 +12,17 @@ from data_app.live.trimmer import trim_streams
 
 
 class Command(BaseCommand):
-    help = ("Trim every stream of the live buffer to RTA_STREAM_TRIM_LENGTH entries and drop stale streams; "
-            "repeat every RTA_STREAM_TRIM_INTERVAL seconds unless --once.")
+    help = (
+        "Trim every stream of the live buffer to RTA_STREAM_TRIM_LENGTH entries and drop stale streams; "
+        "repeat every RTA_STREAM_TRIM_INTERVAL seconds unless --once."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
         parser.add_argument("--length", type=int, default=None, help="entries kept per stream (RTA_STREAM_TRIM_LENGTH)")
-        parser.add_argument("--interval", type=float, default=None, help="seconds between passes (RTA_STREAM_TRIM_INTERVAL)")
+        parser.add_argument(
+            "--interval", type=float, default=None, help="seconds between passes (RTA_STREAM_TRIM_INTERVAL)"
+        )
 
     def handle(self, *args, **options):
         console = Console()
@@ -41,8 +46,9 @@ class Command(BaseCommand):
         buffer = get_buffer()
         names = buffer.stream_names()
         started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+        ) as progress:
             task = progress.add_task("streams", total=len(names))
             report = trim_streams(buffer, max_length=length, progress=lambda _name: progress.advance(task))
         console.print(

@@ -1,4 +1,5 @@
 """Serve only the gRPC services."""
+
 import signal
 import threading
 
@@ -12,10 +13,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=None)
         parser.add_argument("--port", type=int, default=None)
-        parser.add_argument("--processes", type=int, default=None,
-                            help="processes sharing the port (RTA_GRPC_PROCESSES, default 1)")
-        parser.add_argument("--reuse-port", action="store_true",
-                            help="share the port with other processes (set for the extra processes)")
+        parser.add_argument(
+            "--processes", type=int, default=None, help="processes sharing the port (RTA_GRPC_PROCESSES, default 1)"
+        )
+        parser.add_argument(
+            "--reuse-port",
+            action="store_true",
+            help="share the port with other processes (set for the extra processes)",
+        )
 
     def handle(self, *args, **options):
         from rta_site.grpc_server import build_server

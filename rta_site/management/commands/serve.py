@@ -1,4 +1,5 @@
 """Serve everything in one process: HTTP + WebSocket (daphne) and gRPC."""
+
 import logging
 
 from django.conf import settings
@@ -15,8 +16,12 @@ class Command(BaseCommand):
         parser.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (RTA_HTTP_PORT)")
         parser.add_argument("--grpc-port", type=int, default=None, help="gRPC port (RTA_GRPC_PORT)")
         parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC server")
-        parser.add_argument("--grpc-processes", type=int, default=None,
-                            help="processes sharing the gRPC port (RTA_GRPC_PROCESSES, default 1)")
+        parser.add_argument(
+            "--grpc-processes",
+            type=int,
+            default=None,
+            help="processes sharing the gRPC port (RTA_GRPC_PROCESSES, default 1)",
+        )
 
     def handle(self, *args, **options):
         from daphne.endpoints import build_endpoint_description_strings

@@ -1,4 +1,5 @@
 """Create, drop and list the expression indexes behind fast sorts by detail values."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from rta_site.errors import InvalidArgument
@@ -22,8 +23,10 @@ class Command(BaseCommand):
                 rows = sort_indexes.list_indexes()
                 for row in rows:
                     state = "" if row["valid"] else "  (INVALID: drop and create again)"
-                    self.stdout.write(f"{row['property']:40} {row['direction']:4} {row['bytes'] / 2**20:8.1f} MiB"
-                                      f"  {row['name']}{state}")
+                    self.stdout.write(
+                        f"{row['property']:40} {row['direction']:4} {row['bytes'] / 2**20:8.1f} MiB"
+                        f"  {row['name']}{state}"
+                    )
                 self.stdout.write(f"{len(rows)} detail sort indexes")
                 return
             if options["drop"]:
