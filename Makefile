@@ -3,12 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 # Tests talk to the machine's PostgreSQL and Redis (override to point elsewhere).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rta
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install protos migrate run test test-embedded bench clean
+.PHONY: install install-dev protos migrate run test test-embedded lint bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +17,14 @@ $(STAMP): requirements.txt
 	$(PIP) install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# Test, lint and benchmark tools on top of the runtime set (`make run` does not need them).
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 install: $(STAMP) protos
+
+install-dev: $(DEV_STAMP) protos
 
 protos: $(STAMP)
 	$(PY) -c "from rta_site import protos; built = protos.build(force=True); print(f'compiled {len(built)} proto files')"
@@ -29,17 +37,23 @@ run: migrate
 	$(PY) manage.py load_demo --offer
 	$(PY) manage.py serve
 
-test: install
+test: install-dev
 	RTA_DATABASE_URL=$${RTA_DATABASE_URL:-$(TEST_DATABASE_URL)} RTA_TEST_REDIS_URL=$${RTA_TEST_REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest -n 2 --dist loadfile -q
 	$(MAKE) --no-print-directory test-embedded
 
 # The query dialect again on the embedded default database (SQLite), whose SQL differs.
-test-embedded: install
+test-embedded: install-dev
 	RTA_DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 \
 		$(PY) -m pytest -q -m embedded
 
-bench: install
+# Style (ruff), formatting and the import-linter contracts of pyproject.toml (apps depend one way).
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+bench: install-dev
 	RTA_DATABASE_URL=$${RTA_DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) -m bench
 
 clean:

@@ -220,7 +220,7 @@ def tidy():
 
 def _session_rows(count, rng):
     """Yield ``(session fields, details, folder, i)`` for ``count`` deterministic sessions."""
-    from sessions_app.timeutil import format_ns
+    from rta_core.timeutil import format_ns
 
     setups = [f"SU-{n:04d}" for n in range(1, 2001)]
     epoch = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, path, reverse
 
 from config_app.models import Config
 from config_app.services import bindings, outline, store
-from rta_site.errors import ServiceError
+from rta_core.errors import ServiceError
 
 # JSON configs up to this size are shown as tables on their admin page.
 OUTLINE_MAX_BYTES = 16 * 1024 * 1024

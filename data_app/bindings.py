@@ -45,7 +45,7 @@ from data_app.channels import MAX_CHANNEL, ChannelSet
 from data_app.models import Chunk
 from data_app.store import reader
 from data_app.transforms import MERGE, ChunkTransform, Window
-from rta_site.errors import NotFound
+from rta_core.errors import NotFound
 
 _ALL_CHANNELS = ChannelSet([(0, MAX_CHANNEL)])
 

@@ -9,7 +9,7 @@ import re
 
 from django.db.models import Q
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 MAX_CHANNEL = 0xFFFFFFFF
 _HEX = re.compile(r"[0-9A-Fa-f]{1,8}")

@@ -36,7 +36,7 @@ from data_app import wire
 from data_app.models import Chunk
 from data_app.store.segments import SegmentReader
 from data_app.summary import data_summary
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 DEFAULT_WIDTH = 960
 MIN_WIDTH, MAX_WIDTH = 480, 2400

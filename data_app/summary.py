@@ -198,7 +198,7 @@ def channel_labels(identity):
     """
     from config_app.models import JSON_CONTENT_TYPE
     from config_app.services import store
-    from rta_site.errors import ServiceError
+    from rta_core.errors import ServiceError
     from sessions_app.models import ConfigBinding
 
     labels = {}

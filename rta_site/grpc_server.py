@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rta_site.grpc_calls import wrap_calls
+from rta_site.grpc_errors import ErrorInterceptor
 from rta_site.monitoring.metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,12 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
     unary_workers = _WorkerThreads(max_workers=settings.RTA_GRPC_UNARY_WORKERS, thread_name_prefix="grpc-unary")
     server = grpc.server(
         workers,
-        interceptors=[UnaryThreadsInterceptor(unary_workers), DatabaseConnectionInterceptor(), MetricsInterceptor()],
+        interceptors=[
+            UnaryThreadsInterceptor(unary_workers),
+            DatabaseConnectionInterceptor(),
+            MetricsInterceptor(),
+            ErrorInterceptor(),
+        ],
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),

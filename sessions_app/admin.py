@@ -37,7 +37,7 @@ from django.utils.text import Truncator
 
 from data_app import plot as data_plot
 from data_app.summary import data_summary
-from rta_site.errors import InvalidArgument, ServiceError, json_error
+from rta_core.errors import InvalidArgument, ServiceError, json_error
 from sessions_app import admin_display as display
 from sessions_app.admin_forms import (
     ConfigBindingForm,

@@ -14,7 +14,8 @@ from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
+from rta_core.timeutil import now_timestamp, parse_timestamp
 from sessions_app.models import (
     ROOT_FOLDER,
     ConfigBinding,
@@ -27,7 +28,6 @@ from sessions_app.models import (
     SessionRef,
 )
 from sessions_app.services import admin_ops, values
-from sessions_app.timeutil import now_timestamp, parse_timestamp
 
 # --- fields ----------------------------------------------------------------------------------
 

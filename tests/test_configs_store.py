@@ -14,7 +14,7 @@ from django.db import connection
 
 from config_app.models import FFC_CONTENT_TYPE, JSON_CONTENT_TYPE, Config
 from config_app.services import store
-from rta_site.errors import InvalidArgument, NotFound, TooLarge
+from rta_core.errors import InvalidArgument, NotFound, TooLarge
 from tests.test_configs_validation import demo_config
 
 DEMO = json.dumps(demo_config()).encode()

@@ -7,7 +7,7 @@ import pytest
 
 from config_app.services.outline import interval_text, outline
 from config_app.services.validation import CHANNEL_SOURCES, CHANNEL_TYPES, validate_config, validate_config_json
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 
 def demo_config():

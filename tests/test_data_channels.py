@@ -1,7 +1,7 @@
 import pytest
 
 from data_app.channels import MAX_CHANNEL, parse_channels
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 
 def test_spec_example():

@@ -11,7 +11,7 @@ from data_app.models import Chunk
 from data_app.store import items, reader, segments
 from data_app.store.writer import SECOND as S
 from data_app.store.writer import ChunkWriter, choose_span
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 T0 = 1_700_000_000 * S
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,7 +12,7 @@ from rta.model import data_pb2
 from data_app.store import items
 from data_app.store.timestamped import TimestampedRun, timestamped_run
 from data_app.store.varints import encode_varint, encode_varints, varint_lengths
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 S = 1_000_000_000
 INT64_MAX = (1 << 63) - 1

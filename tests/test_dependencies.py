@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from config_app.models import Dependency
 from config_app.services import dependencies
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 pytestmark = pytest.mark.django_db
 

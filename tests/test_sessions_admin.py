@@ -525,7 +525,7 @@ def test_add_session_creates_it_through_the_service(admin_client, db):
 
 
 def test_service_rejection_at_save_time_rolls_back_and_reports(admin_client, sessions):
-    from rta_site.errors import InvalidArgument
+    from rta_core.errors import InvalidArgument
 
     data = form_data(admin_client.get(change_url("s-race")), "session_form")
     data["identifier"] = "edited"

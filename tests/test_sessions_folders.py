@@ -2,7 +2,7 @@
 
 import pytest
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import ROOT_FOLDER, Folder, FolderLink, Session
 from sessions_app.services.folders import child_folders, delete_folders, put_folder, subtree_identities
 from sessions_app.services.listing import list_sessions

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.query.compiler import compile_query, parse_query
 from sessions_app.services.listing import list_sessions
 from tests.factories import make_session

@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import (
     ROOT_FOLDER,
     ConfigBinding,

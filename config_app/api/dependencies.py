@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config_app.services import dependencies
-from rta_site.errors import ServiceError, TooLarge
+from rta_core.errors import ServiceError, TooLarge
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 TYPE = OpenApiParameter("dependency_type", str, OpenApiParameter.PATH, description="Dependency type, e.g. dataFormat.")

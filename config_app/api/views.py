@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from config_app.api.negotiation import accepts
 from config_app.services import store
-from rta_site.errors import NotAcceptable, ServiceError
+from rta_core.errors import NotAcceptable, ServiceError
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 

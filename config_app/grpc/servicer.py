@@ -1,60 +1,20 @@
 """ConfigStore servicer: translates protobuf messages to ``config_app.services.store`` calls.
 
-Errors of the service layer become status codes: InvalidArgument ->
-INVALID_ARGUMENT, NotFound -> NOT_FOUND, TooLarge -> RESOURCE_EXHAUSTED.
+Errors of the service layer reach the client through the one gRPC error
+interceptor (``rta_site.grpc_errors``).
 """
 
-import functools
-
-import grpc
 from django.conf import settings
 from google.protobuf import empty_pb2, wrappers_pb2
 from rta.toolkit.api import config_service_pb2 as pb
 from rta.toolkit.api import config_service_pb2_grpc as pb_grpc
 
 from config_app.services import store
-from rta_site.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, TooLarge
+from rta_core.errors import InvalidArgument
 
-STATUS_CODES = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotAcceptable: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 # Room for the rest of a GetConfigResponse / ConfigStreamMessage around the bytes
 # (field tags, lengths and a content type of at most 64 characters).
 ENVELOPE_BYTES = 128
-
-
-def status_code(exc):
-    for kind in type(exc).__mro__:
-        if kind in STATUS_CODES:
-            return STATUS_CODES[kind]
-    return grpc.StatusCode.INVALID_ARGUMENT
-
-
-def translate_errors(method):
-    """Abort the call with the status code matching a service-layer error."""
-
-    @functools.wraps(method)
-    def call(self, request, context):
-        try:
-            return method(self, request, context)
-        except ServiceError as exc:
-            context.abort(status_code(exc), exc.message)
-
-    return call
-
-
-def translate_stream_errors(method):
-    @functools.wraps(method)
-    def call(self, request, context):
-        try:
-            yield from method(self, request, context)
-        except ServiceError as exc:
-            context.abort(status_code(exc), exc.message)
-
-    return call
 
 
 def _message_limit():
@@ -72,12 +32,10 @@ def _pieces(messages):
 
 
 class ConfigStoreServicer(pb_grpc.ConfigStoreServicer):
-    @translate_errors
     def PutConfig(self, request, context):
         store.put_config(request.identifier, request.content_type, request.data)
         return empty_pb2.Empty()
 
-    @translate_errors
     def PutConfigStream(self, request_iterator, context):
         first = next(request_iterator, None)
         if first is None:
@@ -87,16 +45,13 @@ class ConfigStoreServicer(pb_grpc.ConfigStoreServicer):
         store.put_config_stream(first.info.identifier, first.info.content_type, _pieces(request_iterator))
         return empty_pb2.Empty()
 
-    @translate_errors
     def HasConfig(self, request, context):
         return wrappers_pb2.BoolValue(value=store.has_config(request.identifier))
 
-    @translate_errors
     def GetConfig(self, request, context):
         config, data = store.read_config(request.identifier, max_size=_message_limit())
         return pb.GetConfigResponse(content_type=config.content_type, data=data)
 
-    @translate_stream_errors
     def GetConfigStream(self, request, context):
         config = store.get_config(request.identifier)
         handle = store.open_config(config)
@@ -110,7 +65,6 @@ class ConfigStoreServicer(pb_grpc.ConfigStoreServicer):
         finally:
             handle.close()
 
-    @translate_errors
     def DeleteConfig(self, request, context):
         store.delete_config(request.identifier)
         return empty_pb2.Empty()

@@ -40,7 +40,7 @@ from django.db import IntegrityError, transaction
 
 from config_app.models import Dependency
 from config_app.services.validation import validate_config
-from rta_site.errors import InvalidArgument, NotFound, ServiceError
+from rta_core.errors import InvalidArgument, NotFound, ServiceError
 
 DATA_FORMAT = "dataFormat"
 ATLAS_CONFIGURATION = "atlasConfiguration"

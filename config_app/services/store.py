@@ -35,7 +35,7 @@ from django.db import IntegrityError, transaction
 
 from config_app.models import FFC_CONTENT_TYPE, JSON_CONTENT_TYPE, Config
 from config_app.services.validation import parse_json, validate_config_json
-from rta_site.errors import InvalidArgument, NotFound, TooLarge
+from rta_core.errors import InvalidArgument, NotFound, TooLarge
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ is reported as ``InvalidArgument`` with its path, e.g.
 import json
 import re
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 CHANNEL_TYPES = ("u8", "s8", "u16", "s16", "u32", "s32", "f32", "3f32", "f64")
 CHANNEL_SOURCES = ("can", "event", "periodic", "synchro", "timestamped", "row", "subSampledPeriodic")

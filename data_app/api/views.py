@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from data_app import wire
 from data_app.bindings import read_session_data
 from data_app.channels import parse_channels
-from rta_site.errors import InvalidArgument, ServiceError, json_error
+from rta_core.errors import InvalidArgument, ServiceError, json_error
 
 _METHODS = ("GET", "HEAD")
 

@@ -22,11 +22,11 @@ from data_app.demo import car
 from data_app.demo import config as demo_config
 from data_app.models import Chunk
 from data_app.sink import DataSink
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
+from rta_core.timeutil import format_ns
 from sessions_app.models import ROOT_FOLDER, ConfigBinding, Folder, FolderLink, Session, SessionState
 from sessions_app.services import folders
 from sessions_app.services.updates import create_or_update_session, delete_sessions
-from sessions_app.timeutil import format_ns
 
 FOLDER = "demo"
 FOLDER_LABEL = "Demo sessions"

@@ -1,8 +1,10 @@
-"""DataWriter and DataReader gRPC services (spec §7), over ``data_app.store``."""
+"""DataWriter and DataReader gRPC services (spec §7), over ``data_app.store``.
+
+Errors reach the client through the one gRPC error interceptor (``rta_site.grpc_errors``).
+"""
 
 import logging
 
-import grpc
 from django.db import connection
 from google.protobuf.message import DecodeError
 from rta.toolkit.api import chunk_service_pb2 as pb
@@ -11,22 +13,13 @@ from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 from data_app.channels import parse_channels
 from data_app.sink import DataSink
 from data_app.store import reader
-from rta_site.errors import NotFound, ServiceError
+from rta_core.errors import InvalidArgument, ServiceError
 
 log = logging.getLogger(__name__)
 
 WRITER_NAME = pb.DESCRIPTOR.services_by_name["DataWriter"].full_name
 READER_NAME = pb.DESCRIPTOR.services_by_name["DataReader"].full_name
 _KINDS = {"timestamped_data": "timestamped", "periodic_data": "periodic", "row_data": "row", "event": "events"}
-
-
-def _abort(context, exc):
-    if isinstance(exc, NotFound):
-        context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
-    if isinstance(exc, ServiceError):
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-    log.exception("data service call failed", exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, "internal server error")
 
 
 def write_data_stream(request_iterator, context):
@@ -43,13 +36,11 @@ def write_data_stream(request_iterator, context):
             try:
                 message.ParseFromString(raw)
             except DecodeError:
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"message {index} is not a valid WriteDataStreamMessage"
-                )
+                raise InvalidArgument(f"message {index} is not a valid WriteDataStreamMessage") from None
             which = message.WhichOneof("type")
             if writer is None:
                 if which != "data_identity" or not message.data_identity:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must name the data_identity")
+                    raise InvalidArgument("the first message must name the data_identity")
                 writer = DataSink(message.data_identity)
                 continue
             if which == "flush_marker":
@@ -59,19 +50,17 @@ def write_data_stream(request_iterator, context):
                 try:
                     writer.add(_KINDS[which], getattr(message, which))
                 except ServiceError as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message {index}: {exc.message}")
+                    raise type(exc)(f"message {index}: {exc.message}", field=exc.field) from None
             elif which == "data_identity":
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "data_identity may only be sent once, first")
+                raise InvalidArgument("data_identity may only be sent once, first")
             else:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"message {index} is empty")
+                raise InvalidArgument(f"message {index} is empty")
         if writer is not None:
             writer.flush()
-    except Exception as exc:
+    except BaseException:
         if writer is not None:
             writer.discard()
-        if context.code() is not None or isinstance(exc, grpc.RpcError):
-            raise
-        _abort(context, exc)
+        raise
     finally:
         connection.close()
 
@@ -88,13 +77,9 @@ def _read(kind, with_channels):
     def method(self, request, context):
         try:
             if not request.data_identity:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "data_identity is required")
+                raise InvalidArgument("data_identity is required")
             channels = parse_channels(request.channels) if with_channels else None
             stream = reader.open_identity(request.data_identity, kind, channels, *_bounds(request))
-        except reader.StoreBusy as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, exc.message)
-        except ServiceError as exc:
-            _abort(context, exc)
         finally:
             connection.close()
         yield from stream.lists()  # closes the stream's files when done or cancelled

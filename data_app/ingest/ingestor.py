@@ -53,11 +53,11 @@ from data_app.ingest import messages as m
 from data_app.ingest.dedupe import Watermarks, new_mask
 from data_app.sink import DataSink
 from data_app.store.timestamped import TimestampedRun
-from rta_site.errors import ServiceError
+from rta_core.errors import ServiceError
+from rta_core.timeutil import parse_timestamp
 from sessions_app.models import Marker, Session
 from sessions_app.services.updates import create_or_update_session
 from sessions_app.services.values import STATE_BY_NAME
-from sessions_app.timeutil import parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from django.db.models import Count, Min, Sum
 
 from data_app.models import Chunk
 from data_app.store import segments
-from rta_site.errors import ServiceError
+from rta_core.errors import ServiceError
 
 LOCK_NAME = ".compaction.lock"
 DEFAULT_MIN_GARBAGE_RATIO = 0.2

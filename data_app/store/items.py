@@ -26,7 +26,7 @@ from rta.model import data_pb2
 from data_app.store.samples import SampleParts, check_time, sample_width
 from data_app.store.timestamped import TimestampedRun, timestamped_run
 from data_app.store.varints import encode_varint
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 MAX_ITEM_SAMPLES = 10_000  # spec §8: an item must not exceed this
 TARGET_ITEM_SAMPLES = 128  # ... and should hold up to this

@@ -33,17 +33,15 @@ from dataclasses import dataclass
 from data_app import transforms, wire
 from data_app.models import Chunk
 from data_app.store import segments
-from rta_site.errors import InvalidArgument, ServiceError
+from rta_core.errors import InvalidArgument, Unavailable
 
 KINDS = ("timestamped", "periodic", "row", "events")
 ATTEMPTS = 5
 BLOCK_SIZE = 4 * 1024 * 1024
 
 
-class StoreBusy(ServiceError):
+class StoreBusy(Unavailable):
     """The chunks moved under every attempt to open them (compaction); try again."""
-
-    http_status = 503
 
 
 @dataclass(frozen=True)

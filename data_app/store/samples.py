@@ -1,6 +1,6 @@
 """Checks every kind of sample run shares: sample widths and the int64 nanosecond time range."""
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 WIDTHS = (1, 2, 4, 8)

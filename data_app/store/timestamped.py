@@ -19,7 +19,7 @@ import numpy as np
 
 from data_app.store.samples import INT64_MAX, SampleParts, check_time, sample_width
 from data_app.store.varints import encode_small_varints, encode_varint, encode_varints, varint_lengths
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 _FIXED64 = struct.Struct("<q").pack
 

@@ -55,7 +55,7 @@ from data_app import wire
 from data_app.models import Chunk
 from data_app.store import items as it
 from data_app.store import segments
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rta_site.errors import InvalidArgument, NotFound
+from rta_core.errors import InvalidArgument, NotFound
 from sessions_app.query.compiler import parse_query
 from sessions_app.services import folders, listing, metamodel, rendering
 

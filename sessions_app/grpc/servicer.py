@@ -1,21 +1,17 @@
 """The SessionStore gRPC service (spec §7): a thin adapter over ``sessions_app.services``.
 
 Each RPC translates its request (``translate``), calls the service layer and
-translates the result back. Service errors become status codes: InvalidArgument
-→ INVALID_ARGUMENT, NotFound → NOT_FOUND, each with the service's message.
+translates the result back. Service errors reach the client through the one
+gRPC error interceptor (``rta_site.grpc_errors``).
 """
 
-import functools
 import logging
 
-import grpc
-from django.db import DataError
 from django.db.models import prefetch_related_objects
 from google.protobuf import empty_pb2
 from rta.toolkit.api import session_service_pb2 as pb
 from rta.toolkit.api import session_service_pb2_grpc as pb_grpc
 
-from rta_site.errors import NotFound, ServiceError, TooLarge
 from sessions_app.grpc import translate
 from sessions_app.query.compiler import parse_query
 from sessions_app.services import folders, listing, metamodel, updates
@@ -26,58 +22,27 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionStore"].full_name
 _EMPTY = empty_pb2.Empty()
 
 
-def _status(method):
-    """Run an RPC, turning service (and database value) errors into gRPC status codes."""
-
-    @functools.wraps(method)
-    def call(self, request, context):
-        try:
-            return method(self, request, context)
-        except NotFound as exc:
-            code, message = grpc.StatusCode.NOT_FOUND, exc.message
-        except TooLarge as exc:
-            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message
-        except ServiceError as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, exc.message
-        except DataError as exc:
-            # A value the database column cannot hold (too long, out of range): the client's data.
-            # Only the first line: the rest of PostgreSQL's message quotes the SQL.
-            reason = (str(exc).strip().splitlines() or ["invalid value"])[0]
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, f"value not storable: {reason}"
-        except Exception:
-            log.exception("SessionStore.%s failed", method.__name__)
-            code, message = grpc.StatusCode.INTERNAL, "internal server error"
-        context.abort(code, message)
-
-    return call
-
-
 class SessionStoreServicer(pb_grpc.SessionStoreServicer):
     # --- folders ----------------------------------------------------------------------------
 
-    @_status
     def GetSessionFolders(self, request, context):
         children = folders.child_folders(request.parent_identity)
         return pb.GetSessionFoldersResponse(folders=[translate.folder_message(f) for f in children])
 
-    @_status
     def PutSessionFolder(self, request, context):
         folders.put_folder(request.parent_identity, request.identity, request.label, request.description)
         return _EMPTY
 
-    @_status
     def DeleteSessionFolders(self, request, context):
         folders.delete_folders(list(request.folder_identities))
         return _EMPTY
 
     # --- metamodel --------------------------------------------------------------------------
 
-    @_status
     def GetSessionMetamodel(self, request, context):
         model = metamodel.metamodel(request.folder_subtree or None, list(request.json_properties))
         return pb.GetSessionMetamodelResponse(metamodel_json=translate.to_json(model))
 
-    @_status
     def QuerySessionMetamodel(self, request, context):
         summaries = metamodel.property_summaries(request.partial_match, request.folder_subtree or None)
         return pb.QuerySessionMetamodelResponse(
@@ -86,7 +51,6 @@ class SessionStoreServicer(pb_grpc.SessionStoreServicer):
 
     # --- sessions ---------------------------------------------------------------------------
 
-    @_status
     def ListSessions(self, request, context):
         sessions = listing.list_sessions(
             query=parse_query(request.query),
@@ -98,12 +62,10 @@ class SessionStoreServicer(pb_grpc.SessionStoreServicer):
         )
         return pb.ListSessionsResponse(sessions=_session_messages(sessions, request.session_elements))
 
-    @_status
     def GetSession(self, request, context):
         session = listing.get_session(request.identity)
         return _session_messages([session], request.elements)[0]
 
-    @_status
     def CreateOrUpdateSession(self, request, context):
         updates.create_or_update_session(
             request.identity,
@@ -113,7 +75,6 @@ class SessionStoreServicer(pb_grpc.SessionStoreServicer):
         )
         return _EMPTY
 
-    @_status
     def DeleteSessions(self, request, context):
         updates.delete_sessions(list(request.identities))
         return _EMPTY

@@ -12,7 +12,7 @@ from datetime import UTC
 from django.core.serializers.json import DjangoJSONEncoder
 from rta.toolkit.api import session_service_pb2 as pb
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import RefKind
 from sessions_app.services import rendering
 from sessions_app.services.values import parse_json_object

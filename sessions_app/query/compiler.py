@@ -12,10 +12,10 @@ they do in MongoDB.
 import json
 import math
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
+from rta_core.timeutil import parse_timestamp
 from sessions_app.query.properties import TABLE, CoreProperty, JsonSql, is_postgres, resolve
 from sessions_app.services.values import STATE_BY_NAME
-from sessions_app.timeutil import parse_timestamp
 
 COMPARISONS = {"$eq": "=", "$neq": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 TEXT_MATCHES = ("$startsWith", "$endsWith", "$contains")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import Session
 
 TABLE = Session._meta.db_table

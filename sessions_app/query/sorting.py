@@ -8,7 +8,7 @@ value, so numbers sort numerically and strings ordinally.
 from django.db.models import F
 from django.db.models.expressions import RawSQL
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.query.properties import CoreProperty, JsonSql, is_postgres, resolve
 
 DEFAULT_SORTS = ("timestamp:desc",)

@@ -17,7 +17,7 @@ import uuid
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import Count
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import ROOT_FOLDER, Folder, FolderLink, RefKind, SessionRef, SessionState
 from sessions_app.services import folders, updates
 

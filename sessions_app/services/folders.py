@@ -2,7 +2,7 @@
 
 from django.db import connection, transaction
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import ROOT_FOLDER, Folder, FolderLink, Session
 
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 
-from rta_site.errors import InvalidArgument, NotFound
+from rta_core.errors import InvalidArgument, NotFound
 from sessions_app.models import ROOT_FOLDER, FolderLink, RefKind, Session, SessionRef
 from sessions_app.query.compiler import compile_query
 from sessions_app.query.properties import TABLE

@@ -7,11 +7,11 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Max, Min
 
+from rta_core.timeutil import format_ns, parse_timestamp
 from sessions_app.query.properties import CORE, TABLE, is_postgres
 from sessions_app.services import metamodel_cache
 from sessions_app.services.listing import scoped_sessions
 from sessions_app.services.rendering import offset_minutes
-from sessions_app.timeutil import format_ns, parse_timestamp
 
 # Every property the list endpoint can filter on can also sort it (sessions_app.query).
 CAPABILITIES = {"filter": True, "sort": True}

@@ -1,7 +1,7 @@
 """The REST JSON of sessions (spec §3): camelCase, with null and empty properties omitted."""
 
+from rta_core.timeutil import format_ns
 from sessions_app.services.values import STATE_NAMES
-from sessions_app.timeutil import format_ns
 
 
 def offset_minutes(timestamp_text):

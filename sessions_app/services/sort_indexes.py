@@ -15,7 +15,7 @@ import hashlib
 
 from django.db import connection
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.query.properties import CORE, TABLE, resolve
 from sessions_app.query.sorting import json_sort_terms
 

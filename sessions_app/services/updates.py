@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from data_app.live import sessions as live_sessions
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
+from rta_core.timeutil import now_timestamp, parse_timestamp
 from sessions_app.models import (
     ROOT_FOLDER,
     ConfigBinding,
@@ -39,7 +40,6 @@ from sessions_app.models import (
     SessionState,
 )
 from sessions_app.services import session_rows, values
-from sessions_app.timeutil import now_timestamp, parse_timestamp
 
 
 class SessionChange:

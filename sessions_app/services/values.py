@@ -3,7 +3,7 @@
 import json
 import math
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.models import SessionState
 
 STATE_BY_NAME = {label: value for value, label in SessionState.choices}

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config_app.services import dependencies
-from rta_site.errors import ServiceError
+from rta_core.errors import ServiceError
 
 
 class Command(BaseCommand):

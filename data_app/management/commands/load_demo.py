@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.table import Table
 
 from data_app import demo
-from rta_site.errors import ServiceError
+from rta_core.errors import ServiceError
 
 
 def _size(n):

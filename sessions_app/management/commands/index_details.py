@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 from sessions_app.services import sort_indexes
 
 

@@ -3,7 +3,7 @@
 import re
 from datetime import UTC, datetime, timedelta
 
-from rta_site.errors import InvalidArgument
+from rta_core.errors import InvalidArgument
 
 _ISO = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2})?)"
