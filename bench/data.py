@@ -352,7 +352,7 @@ def walk_headers(body):
 
 def decoded_samples(body, kind):
     """Samples in a chunked response, by decoding every list (verification, untimed)."""
-    from data_app import wire
+    from data_app.services import wire
 
     total = 0
     for chunk in wire.read_chunks(body):
@@ -416,8 +416,8 @@ def store_fast_path(identity, kind, data_path, repeat):
 
 def chunk_payloads(identity, data_path, limit=64):
     """Unpacked payloads of up to ``limit`` stored chunks of ``identity`` (periodic)."""
-    from data_app import wire
     from data_app.models import Chunk
+    from data_app.services import wire
     from data_app.store.segments import SegmentReader
 
     rows = list(Chunk.objects.filter(identity=identity, kind="periodic").order_by("channel", "start_time")[:limit])
@@ -464,7 +464,7 @@ def signal_sweep(channels_samples=40_000):
     """Bytes per sample (LZ4 fast, the writer's chunk layout) of walks with other step sizes."""
     from rta.model import data_pb2
 
-    from data_app import wire
+    from data_app.services import wire
 
     out = []
     cases = [(f"random walk, steps -{k}..+{k}", k) for k in (1, 2, 4, 16)] + [("uniform noise (worst case)", None)]

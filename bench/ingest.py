@@ -274,7 +274,7 @@ def run_baseline(messages, format_document):
     """The obvious ingest: stdlib json, Python loops over samples, 128-sample items, same DataSink."""
     from rta.model import data_pb2
 
-    from data_app.sink import DataSink
+    from data_app.services.sink import DataSink
 
     channel_of = {p: i for i, p in enumerate(format_document["feeds"][""]["parameters"])}
     sinks, samples = {}, 0

@@ -215,7 +215,7 @@ def sink_writer(grpc_port, identity, t0, ticks, period_ns, channels, sent, ready
     common.setup_bench_django(verbose=False)
     from django.db import connections
 
-    from data_app.sink import DataSink
+    from data_app.services.sink import DataSink
 
     sink = DataSink(identity)
     for item in _ticks(identity, t0, ticks, period_ns, channels, sent, ready):

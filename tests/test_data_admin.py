@@ -13,10 +13,10 @@ from rta.model import data_pb2
 
 from config_app.models import JSON_CONTENT_TYPE
 from config_app.services import store as config_store
-from data_app import plot
+from data_app.admin import plot
+from data_app.admin.summary import data_summary
 from data_app.models import Chunk
-from data_app.sink import DataSink
-from data_app.summary import data_summary
+from data_app.services.sink import DataSink
 from sessions_app.services.updates import create_or_update_session
 
 pytestmark = pytest.mark.django_db
@@ -307,7 +307,7 @@ def test_names_from_configs_are_escaped_and_odd_configs_tolerated(staff):
     assert float(path.get("data-max")) == 5  # an unknown conversion name counts as 1:1
     html = staff.get(change_url("h1")).content.decode()
     assert "a\x01&lt;b&gt;&amp;&quot;x" in html
-    from data_app.summary import labels_from_document
+    from data_app.admin.summary import labels_from_document
 
     assert labels_from_document({"x": {"parameters": "nope", "channels": [{"id": "7"}, 5]}}) == {}
     assert labels_from_document([1, 2]) == {}

@@ -1,7 +1,7 @@
 """Data bindings on the REST data endpoints: time offset, clipping, channel re-mapping, composition.
 
 Served data is checked sample by sample against a direct model of the binding
-rules (see ``data_app.bindings``) applied to the samples written, for every
+rules (see ``data_app.services.bindings``) applied to the samples written, for every
 kind, plus the chunk rules: header times are the data's, channels are session
 channels, chunk boundaries follow the stored chunks, time order per channel.
 """
@@ -15,8 +15,8 @@ from rta.model import data_pb2
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
-from data_app import wire
 from data_app.models import Chunk
+from data_app.services import wire
 from data_app.store import segments
 from data_app.store.writer import ChunkWriter
 from sessions_app.services.updates import create_or_update_session

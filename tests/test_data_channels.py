@@ -1,6 +1,6 @@
 import pytest
 
-from data_app.channels import MAX_CHANNEL, parse_channels
+from data_app.services.channels import MAX_CHANNEL, parse_channels
 from rta_core.errors import InvalidArgument
 
 

@@ -9,9 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from rta.model import data_pb2
 
-from data_app import wire
-from data_app.channels import parse_channels
 from data_app.models import Chunk
+from data_app.services import wire
+from data_app.services.channels import parse_channels
 from data_app.store import compaction, reader, segments
 from data_app.store.writer import ChunkWriter
 from sessions_app.services.updates import create_or_update_session

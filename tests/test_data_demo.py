@@ -11,11 +11,12 @@ from django.core.management import CommandError, call_command
 
 from config_app.services import store as config_store
 from config_app.services.validation import validate_config
-from data_app import demo, wire
+from data_app import demo
+from data_app.admin.summary import labels_from_document
 from data_app.demo import car
 from data_app.demo import config as demo_config
 from data_app.models import Chunk
-from data_app.summary import labels_from_document
+from data_app.services import wire
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 

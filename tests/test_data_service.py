@@ -9,8 +9,8 @@ from rta.model import data_pb2
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
-from data_app import wire
 from data_app.models import Chunk
+from data_app.services import wire
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 

@@ -6,8 +6,8 @@ import time
 import pytest
 from rta.model import data_pb2
 
-from data_app.channels import parse_channels
 from data_app.models import Chunk
+from data_app.services.channels import parse_channels
 from data_app.store import items, reader, segments
 from data_app.store.writer import SECOND as S
 from data_app.store.writer import ChunkWriter, choose_span

@@ -17,7 +17,7 @@ from data_app.live.buffer import Directory, MemoryBuffer, get_buffer
 from data_app.live.publisher import Publisher
 from data_app.live.redis_buffer import RedisBuffer
 from data_app.live.trimmer import trim_streams
-from data_app.sink import DataSink
+from data_app.services.sink import DataSink
 from sessions_app.services.updates import create_or_update_session
 
 S = 1_000_000_000

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import RequestFactory
 
-from sessions_app import admin_display
+from sessions_app.admin import display as admin_display
 from sessions_app.models import ROOT_FOLDER, Folder, FolderLink, Marker, RefKind, Session, SessionRef
 from sessions_app.services import admin_ops, folders
 from sessions_app.services.updates import create_or_update_session

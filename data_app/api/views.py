@@ -13,9 +13,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from data_app import wire
-from data_app.bindings import read_session_data
-from data_app.channels import parse_channels
+from data_app.services import wire
+from data_app.services.bindings import read_session_data
+from data_app.services.channels import parse_channels
 from rta_core.errors import InvalidArgument, ServiceError, json_error
 
 _METHODS = ("GET", "HEAD")

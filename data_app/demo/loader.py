@@ -21,7 +21,7 @@ from config_app.services import store as config_store
 from data_app.demo import car
 from data_app.demo import config as demo_config
 from data_app.models import Chunk
-from data_app.sink import DataSink
+from data_app.services.sink import DataSink
 from rta_core.errors import InvalidArgument
 from rta_core.timeutil import format_ns
 from sessions_app.models import ROOT_FOLDER, ConfigBinding, Folder, FolderLink, Session, SessionState

@@ -10,8 +10,8 @@ from google.protobuf.message import DecodeError
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
-from data_app.channels import parse_channels
-from data_app.sink import DataSink
+from data_app.services.channels import parse_channels
+from data_app.services.sink import DataSink
 from data_app.store import reader
 from rta_core.errors import InvalidArgument, ServiceError
 

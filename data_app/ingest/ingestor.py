@@ -51,7 +51,7 @@ from config_app.services import dependencies
 from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
 from data_app.ingest.dedupe import Watermarks, new_mask
-from data_app.sink import DataSink
+from data_app.services.sink import DataSink
 from data_app.store.timestamped import TimestampedRun
 from rta_core.errors import ServiceError
 from rta_core.timeutil import parse_timestamp

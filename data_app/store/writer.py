@@ -51,8 +51,8 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from data_app import wire
 from data_app.models import Chunk
+from data_app.services import wire
 from data_app.store import items as it
 from data_app.store import segments
 from rta_core.errors import InvalidArgument

@@ -32,10 +32,10 @@ from itertools import accumulate
 from django.conf import settings
 from django.utils.html import escape
 
-from data_app import wire
+from data_app.admin.summary import data_summary
 from data_app.models import Chunk
+from data_app.services import wire
 from data_app.store.segments import SegmentReader
-from data_app.summary import data_summary
 from rta_core.errors import InvalidArgument
 
 DEFAULT_WIDTH = 960
@@ -176,7 +176,7 @@ class Buckets:
 
 @dataclass
 class Trace:
-    summary: object  # data_app.summary.ChannelSummary
+    summary: object  # data_app.admin.summary.ChannelSummary
     buckets: Buckets
     chunks: int = 0  # chunks in range
     chunks_read: int = 0
@@ -291,7 +291,7 @@ def _fit(text, width_px, size=11):
 
 def parse_plot_options(params):
     """``(channels, start, end, width)`` from query parameters (InvalidArgument on bad input)."""
-    from data_app.channels import parse_channels
+    from data_app.services.channels import parse_channels
 
     def integer(name, low=None, high=None):
         value = params.get(name)

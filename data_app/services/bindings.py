@@ -27,7 +27,7 @@ every identity itself and serves bindings whatever their source.
 
 A chunk that needs none of this (offset 0, wholly inside the clip range,
 channels mapped to themselves) is served as stored; any other is decoded,
-transformed (``data_app.transforms``) and re-encoded, one served chunk per
+transformed (``data_app.services.transforms``) and re-encoded, one served chunk per
 stored chunk. Where two bindings feed one session channel (events: any two)
 over intersecting time ranges, their chunks would overlap: that channel is
 served as merged windows instead, aligned to the smallest chunk span of the
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 from django.db.models import Min
 
-from data_app.channels import MAX_CHANNEL, ChannelSet
 from data_app.models import Chunk
+from data_app.services.channels import MAX_CHANNEL, ChannelSet
+from data_app.services.transforms import MERGE, ChunkTransform, Window
 from data_app.store import reader
-from data_app.transforms import MERGE, ChunkTransform, Window
 from rta_core.errors import NotFound
 
 _ALL_CHANNELS = ChannelSet([(0, MAX_CHANNEL)])

@@ -35,11 +35,11 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from data_app import plot as data_plot
-from data_app.summary import data_summary
+from data_app.admin import plot as data_plot
+from data_app.admin.summary import data_summary
 from rta_core.errors import InvalidArgument, ServiceError, json_error
-from sessions_app import admin_display as display
-from sessions_app.admin_forms import (
+from sessions_app.admin import display
+from sessions_app.admin.forms import (
     ConfigBindingForm,
     ConfigBindingFormSet,
     DataBindingForm,

@@ -1,0 +1,1 @@
+"""The Data Service: what the transport adapters (api/, grpc/, ingest/, live/) call."""
