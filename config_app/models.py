@@ -62,3 +62,31 @@ class Dependency(models.Model):
 
     def __str__(self):
         return f"{self.type}/{self.identifier}"
+
+
+class SchemaMapping(models.Model):
+    """How a store's schema maps onto channels and events, for one (data source, data identity):
+    the same pair as a session's data binding. Every rule is in ``config_app.services.schema_mappings``.
+
+    The pair is unique through ``key_hash`` (SHA-256 of both): a b-tree index cannot hold the pair
+    itself when an identity of 1024 characters takes up to 4 KiB in UTF-8.
+    """
+
+    data_source = models.CharField(max_length=256)
+    data_identity = models.TextField(help_text="Up to 1024 characters (like a data binding's identity).")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # {"properties": {...}, "field_mappings": [{...}, ...], "event_mappings": [{...}, ...]} (canonical form).
+    mapping = models.JSONField(default=dict)
+    field_count = models.IntegerField(default=0, help_text="Number of field mappings.")
+    event_count = models.IntegerField(default=0, help_text="Number of event mappings.")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["data_source", "data_identity", "id"]
+        verbose_name = "schema mapping"
+        indexes = [models.Index(fields=["data_source"], name="schemamapping_source")]
+
+    def __str__(self):
+        identity = self.data_identity if len(self.data_identity) <= 120 else self.data_identity[:119] + "…"
+        return f"{self.data_source}:{identity}"

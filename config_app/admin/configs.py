@@ -1,6 +1,7 @@
-"""Admin for configs: read-only browsing, a readable view of JSON configs, delete
-(warning about the sessions bound to the config) and a form to publish a new one.
+"""Admin for configs and Advanced Streams dependencies.
 
+Configs: read-only browsing, a readable view of JSON configs, delete (warning
+about the sessions bound to the config) and a form to publish a new one.
 Configs are immutable, so there is no change form; publishing and deleting go
 through ``config_app.services.store`` like every other caller.
 """
@@ -17,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
-from config_app.models import Config
+from config_app.models import Config, Dependency
 from config_app.services import bindings, outline, store
 from rta_core.errors import ServiceError
 
@@ -189,8 +190,6 @@ class ConfigAdmin(admin.ModelAdmin):
 
 
 # --- Advanced Streams dependencies -----------------------------------------------------------
-
-from config_app.models import Dependency  # noqa: E402  (kept with the admin it serves)
 
 
 @admin.register(Dependency)
