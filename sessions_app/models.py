@@ -20,6 +20,32 @@ class SessionState(models.IntegerChoices):
     FAILED = 28, "failed"
     ABANDONED = 44, "abandoned"
 
+    # The two rules every app asks of a state, written once. Each takes a numeric value (as stored
+    # and sent over gRPC) or a JSON name (as in session JSON and Advanced Streams).
+
+    @classmethod
+    def value_of(cls, state):
+        """The numeric value of ``state`` (a value or a name); None when it names no state."""
+        if isinstance(state, str):
+            return _STATE_BY_NAME.get(state)
+        return state if state in _STATE_NAMES else None
+
+    @classmethod
+    def is_closed(cls, state):
+        """Whether ``state`` is a closed state: closed, truncated, failed, abandoned (bit 4 set, spec §3)."""
+        value = cls.value_of(state)
+        return value is not None and bool(value & cls.CLOSED)
+
+    @classmethod
+    def is_live(cls, state):
+        """Whether ``state`` is live (waiting or open): streamed to WebSocket clients as it changes."""
+        return cls.value_of(state) in (cls.WAITING, cls.OPEN)
+
+
+# Looked up per call on hot paths (every live write asks is_live): built once, not per call.
+_STATE_NAMES = {value: label for value, label in SessionState.choices}
+_STATE_BY_NAME = {label: value for value, label in SessionState.choices}
+
 
 class Folder(models.Model):
     """A virtual folder; the root has identity "" and no parent."""

@@ -13,9 +13,9 @@ from rta.model import data_pb2
 from rta.model.net import stream_pb2
 
 from data_app.live import bursts, container, keys
-from data_app.live.buffer import Directory, MemoryBuffer, get_buffer
+from data_app.live.buffers import Directory, MemoryBuffer, get_buffer
+from data_app.live.buffers.redis import RedisBuffer
 from data_app.live.publisher import Publisher
-from data_app.live.redis_buffer import RedisBuffer
 from data_app.live.trimmer import trim_streams
 from data_app.services.sink import DataSink
 from sessions_app.services.updates import create_or_update_session

@@ -6,9 +6,10 @@ directory and nudge WebSocket consumers (``sessions``). Each server process
 follows the buffer once per watched session (``hub``) and serves every client
 through a ``ClientStream`` (``client``); ``consumer`` is the thin Channels
 adapter, ``http`` answers plain HTTP on the stream path, ``transport`` takes
-from daphne what ASGI leaves out. ``buffer`` holds the interface and the
-in-process buffer used when ``RTA_REDIS_URL`` is unset, ``redis_buffer`` the
-Redis one, ``keys`` the protocol's key names, ``container`` the LZ4 frame
+from daphne what ASGI leaves out. ``buffers`` is the back-end package
+(``base`` the interface, ``memory`` the in-process buffer used when
+``RTA_REDIS_URL`` is unset, ``redis`` the Redis one, ``get_buffer()`` the
+factory), ``keys`` the protocol's key names, ``container`` the LZ4 frame
 container, ``bursts`` the burst encoding, ``batching`` outgoing bursts and
 ``trimmer`` keeps streams bounded.
 """

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from rta.model.net import stream_pb2
 
 from data_app.live import SUBPROTOCOL, sessions, transport
-from data_app.live.buffer import get_buffer
+from data_app.live.buffers import get_buffer
 from data_app.live.client import (
     CLOSE_INTERNAL,
     CLOSE_PROTOCOL_ERROR,

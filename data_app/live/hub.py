@@ -19,7 +19,7 @@ from django.conf import settings
 
 from data_app.live import bursts, container, logs, sessions
 from data_app.live.batching import Batcher
-from data_app.live.buffer import get_buffer, later_id, parse_id
+from data_app.live.buffers import get_buffer, later_id, parse_id
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import time
 from django.conf import settings
 
 from data_app.live import bursts, container, logs, process_wide, sessions
-from data_app.live.buffer import get_buffer
+from data_app.live.buffers import get_buffer
 
 log = logging.getLogger(__name__)
 

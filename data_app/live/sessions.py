@@ -18,26 +18,20 @@ import time
 from django.conf import settings
 
 from data_app.live import logs, process_wide
-from data_app.live.buffer import get_buffer
+from data_app.live.buffers import get_buffer
+from sessions_app.models import SessionState
 
 log = logging.getLogger(__name__)
-
-LIVE_STATES = frozenset({1, 2})  # waiting, open
-LIVE_STATE_NAMES = frozenset({"waiting", "open"})
 
 _lock = threading.Lock()
 _known = {}  # identity -> (live, checked at monotonic)
 _KNOWN_LIMIT = 10_000
 
 
-def is_live_state(state):
-    return state in LIVE_STATES
-
-
 def json_is_live(text):
     """Whether a session JSON (as text) is in a live state."""
     try:
-        return json.loads(text).get("state") in LIVE_STATE_NAMES
+        return SessionState.is_live(json.loads(text).get("state"))
     except (TypeError, ValueError, AttributeError):
         return False
 
@@ -58,7 +52,7 @@ def is_live(identity):
     if known is not None and time.monotonic() - known[1] < settings.RTA_STREAM_LIVE_CHECK_INTERVAL:
         return known[0]
     state = Session.objects.filter(identity=identity).values_list("state", flat=True).first()
-    live = state is not None and is_live_state(state)
+    live = state is not None and SessionState.is_live(state)
     remember(identity, live)
     return live
 
@@ -77,7 +71,7 @@ def load(identity):
     session = Session.objects.filter(identity=identity).first()
     if session is None:
         return None
-    return render(session), is_live_state(session.state)
+    return render(session), SessionState.is_live(session.state)
 
 
 def exists(identity):
@@ -85,6 +79,16 @@ def exists(identity):
     from sessions_app.models import Session
 
     return Session.objects.filter(identity=identity).exists()
+
+
+def on_session_changed(sender, session, **kwargs):
+    """Receiver of ``sessions_app.signals.session_changed`` (sent on commit)."""
+    session_changed(session)
+
+
+def on_sessions_deleted(sender, identities, **kwargs):
+    """Receiver of ``sessions_app.signals.sessions_deleted`` (sent on commit)."""
+    sessions_deleted(identities)
 
 
 def sessions_deleted(identities):
@@ -122,7 +126,7 @@ def session_changed(session):
     changes cost the caller a set insertion: the publisher thread renders and
     publishes them in batches ``RTA_STREAM_SESSION_PUBLISH_INTERVAL`` apart.
     """
-    live = is_live_state(session.state)
+    live = SessionState.is_live(session.state)
     with _lock:
         known = _known.get(session.identity)
     remember(session.identity, live)
@@ -160,7 +164,7 @@ def publish_now(identities, close_connection=True):
             "markers", "config_bindings"
         ):
             try:
-                live = is_live_state(session.state)
+                live = SessionState.is_live(session.state)
                 remember(session.identity, live)
                 if not live and not buffer.has_session(session.identity):
                     continue

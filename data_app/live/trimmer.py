@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from data_app.live.buffer import get_buffer, now_ms
+from data_app.live.buffers import get_buffer, now_ms
 
 log = logging.getLogger(__name__)
 

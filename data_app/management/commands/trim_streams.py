@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from data_app.live.buffer import get_buffer
+from data_app.live.buffers import get_buffer
 from data_app.live.trimmer import trim_streams
 
 
