@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/rta
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install install-dev protos migrate run test test-embedded lint bench clean
+.PHONY: install install-dev protos migrate run run-auth test test-auth test-embedded fuzz lint bench clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,18 @@ run: migrate
 	$(PY) manage.py load_demo --offer
 	$(PY) manage.py serve
 
+# `make run` with OAuth 2.0 on and the embedded authority (docs/security.md); a "demo" client is made once.
+AUTH_ENV := RTA_AUTH_ENABLED=true RTA_AUTH_AUTHORITY=embedded
+run-auth: migrate
+	$(PY) manage.py load_demo --offer
+	@$(AUTH_ENV) $(PY) manage.py issue_token demo >/dev/null 2>&1 || \
+		$(AUTH_ENV) $(PY) manage.py create_client demo --scopes "rta.read rta.write" >/dev/null
+	@url=$${RTA_PUBLIC_URL:-http://127.0.0.1:8080}; \
+		echo "Auth is on (embedded authority, issuer $$url/o). A token of the demo client, for an hour:"; \
+		echo "  export RTA_AUTH_TOKEN=\$$($(AUTH_ENV) $(PY) manage.py issue_token demo)"; \
+		echo "  curl -H \"Authorization: Bearer \$$RTA_AUTH_TOKEN\" $$url/rta/v2/sessions"
+	$(AUTH_ENV) $(PY) manage.py serve
+
 test: install-dev
 	RTA_DATABASE_URL=$${RTA_DATABASE_URL:-$(TEST_DATABASE_URL)} RTA_TEST_REDIS_URL=$${RTA_TEST_REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest -n 2 --dist loadfile -q
@@ -46,6 +58,11 @@ test: install-dev
 test-embedded: install-dev
 	RTA_DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 \
 		$(PY) -m pytest -q -m embedded
+
+# Schemathesis against the server's own OpenAPI document: no 5xx, no schema violation
+# (FUZZ_SECONDS, default 25, bounds it; FUZZ_SEED picks the seed).
+fuzz: install-dev
+	$(PY) -m pytest -q -m fuzz tests/test_fuzz_schema.py
 
 # Style (ruff), formatting and the import-linter contracts of pyproject.toml (apps depend one way).
 lint: install-dev

@@ -11,7 +11,7 @@ import sys
 import time
 
 # Run first, in this order, when present; any other benchmark module in bench/ follows by name.
-PREFERRED = ("sessions_rest", "grpc_sessions")
+PREFERRED = ("sessions_rest", "grpc_sessions", "auth")
 HELPERS = {"common"}
 
 

@@ -120,6 +120,34 @@ def redact(url):
     return url
 
 
+# --- credentials, for servers with RTA_AUTH_ENABLED (RTA_AUTH_TOKEN or client credentials) ------
+
+
+def auth_headers():
+    """The bearer token header the environment names (``rta_site.auth.client``), or ``{}``."""
+    from rta_site.auth.client import http_headers
+
+    return http_headers()
+
+
+def grpc_channel(target, **kwargs):
+    """A plaintext gRPC channel to ``target`` that sends the environment's bearer token, if any."""
+    import grpc
+
+    from rta_site.auth.client import authorized_channel
+
+    return authorized_channel(grpc.insecure_channel(target, **kwargs))
+
+
+def aio_grpc_channel(target, **kwargs):
+    """``grpc.aio.insecure_channel`` sending the environment's bearer token, if any."""
+    from grpc import aio
+
+    from rta_site.auth.client import aio_interceptors
+
+    return aio.insecure_channel(target, interceptors=aio_interceptors(), **kwargs)
+
+
 # --- a real HTTP server ------------------------------------------------------------------------
 
 

@@ -219,10 +219,8 @@ def grpc_write(grpc_port, identity, load, seconds, pb, data_pb2, server_pid):
     """
     import asyncio
 
-    import grpc
-
     async def run():
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        async with common.aio_grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 20)
             call = channel.stream_stream(
                 WRITE, request_serializer=None, response_deserializer=pb.WriteDataStreamResponseMessage.FromString
@@ -291,7 +289,8 @@ def http_get(port, path, timeout=120):
     buf = _RECEIVE_BUFFER
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         began = time.perf_counter()
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        auth = "".join(f"{k}: {v}\r\n" for k, v in common.auth_headers().items())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode())
         size = 0
         while True:
             if size == len(buf):

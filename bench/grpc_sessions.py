@@ -73,7 +73,7 @@ def run_clients(port, clients, calls, sessions_per_client, pb, pb_grpc):
     import grpc
 
     per_client = [calls // clients + (1 if i < calls % clients else 0) for i in range(clients)]
-    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(clients)]
+    channels = [common.grpc_channel(f"127.0.0.1:{port}") for _ in range(clients)]
     for channel in channels:
         grpc.channel_ready_future(channel).result(timeout=10)
     # Requests are built up front so the timed loop measures the call, not protobuf construction.

@@ -96,7 +96,7 @@ def _http_ready(port):
 def _grpc_ready(port):
     import grpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with common.grpc_channel(f"127.0.0.1:{port}") as channel:
         grpc.channel_ready_future(channel).result(timeout=2)
     return True
 
@@ -150,11 +150,10 @@ def deployment(name, database_url, redis_url):
 
 
 def set_state(grpc_port, identity, state):
-    import grpc
     from rta.toolkit.api import session_service_pb2 as spb
     from rta.toolkit.api import session_service_pb2_grpc as sgrpc
 
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    with common.grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
         sgrpc.SessionStoreStub(channel).CreateOrUpdateSession(
             spb.CreateOrUpdateSessionRequest(
                 identity=identity,
@@ -191,7 +190,6 @@ def _ticks(identity, t0, ticks, period_ns, channels, sent, ready):
 
 def grpc_writer(grpc_port, identity, t0, ticks, period_ns, channels, sent, ready):
     """The writer as a gRPC DataWriter client: one WriteDataStream."""
-    import grpc
 
     from rta_site import protos
 
@@ -205,7 +203,7 @@ def grpc_writer(grpc_port, identity, t0, ticks, period_ns, channels, sent, ready
             yield cpb.WriteDataStreamMessage(periodic_data=item)
         yield cpb.WriteDataStreamMessage(flush_marker="end")
 
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    with common.grpc_channel(f"127.0.0.1:{grpc_port}") as channel:
         replies = list(cgrpc.DataWriterStub(channel).WriteDataStream(messages(), timeout=600))
     assert [r.flush_completed for r in replies] == ["end"]
 
@@ -263,6 +261,7 @@ class Client:
             open_timeout=60,
             ping_interval=None,
             proxy=None,
+            additional_headers=common.auth_headers(),
         ) as ws:
             first = stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(await ws.recv()))
             assert first.data[0].WhichOneof("type") == "session_json"

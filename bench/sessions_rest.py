@@ -402,7 +402,7 @@ class Client:
         self.conn = http.client.HTTPConnection(host, port, timeout=120)
 
     def request(self, method, path, form=None):
-        body, headers = None, {}
+        body, headers = None, common.auth_headers()
         if form is not None:
             body = urlencode(form, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"

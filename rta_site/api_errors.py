@@ -7,6 +7,7 @@ else is logged and answered 500.
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 def json_exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return Response({"error": exc.message}, status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):  # Django's own body limit (DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return Response({"error": "the request body is over this endpoint's limit"}, status=413)
+    if isinstance(exc, SuspiciousOperation):  # e.g. more form fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     response = exception_handler(exc, context)
     if response is not None:
         detail = response.data.get("detail") if isinstance(response.data, dict) else None

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP (Django, with static files for the admin) and WebSocket (Channels)."""
+"""ASGI entry point: HTTP (Django, with static files for the admin) and WebSocket (Channels, behind bearer tokens)."""
 
 import os
 
@@ -24,12 +24,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from data_app.live.http import StreamPathGuard  # noqa: E402
+from rta_site.auth.websocket import BearerTokenWebSocketMiddleware  # noqa: E402
 from rta_site.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # A plain GET of a live stream path is answered 400 (it is WebSocket only).
         "http": StreamPathGuard(ASGIStaticFilesHandler(django_http)),
-        "websocket": URLRouter(websocket_urlpatterns),
+        # With RTA_AUTH_ENABLED, a handshake without a valid read token is refused before the upgrade.
+        "websocket": BearerTokenWebSocketMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -4,6 +4,11 @@ Servicers raise the service layer's errors (``rta_core.errors``); this
 interceptor aborts each call with the error's own ``grpc_status``. A value the
 database cannot hold is the client's (INVALID_ARGUMENT); anything unexpected is
 logged with its traceback and answered INTERNAL, never UNKNOWN.
+
+Services quote client input as short excerpts (``rta_core.errors.excerpt``);
+as a last defence a message is cut to ``MAX_DETAILS_CHARS`` here: gRPC carries
+it in trailing metadata (16 KiB in all, percent-encoded), and a longer one
+reaches the client as RESOURCE_EXHAUSTED "Stream removed" instead of its status.
 """
 
 import logging
@@ -16,6 +21,8 @@ from rta_core.errors import ServiceError
 from rta_site.grpc_calls import wrap_calls
 
 log = logging.getLogger(__name__)
+
+MAX_DETAILS_CHARS = 1000
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
@@ -43,7 +50,7 @@ def _mapped_errors(context, method):
     try:
         yield
     except ServiceError as exc:
-        context.abort(exc.grpc_status, exc.message)
+        context.abort(exc.grpc_status, _bounded(exc.message))
     except DataError as exc:
         # A value the database column cannot hold (too long, out of range): the client's data.
         # Only the first line: the rest of PostgreSQL's message quotes the SQL.
@@ -56,6 +63,13 @@ def _mapped_errors(context, method):
             raise  # the handler aborted (or set) its status itself: keep it
         log.exception("%s failed", method)
         context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+
+
+def _bounded(message):
+    """``message`` cut to ``MAX_DETAILS_CHARS`` characters."""
+    if len(message) <= MAX_DETAILS_CHARS:
+        return message
+    return f"{message[: MAX_DETAILS_CHARS - 1]}…"
 
 
 def _already_answered(context):

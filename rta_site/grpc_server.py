@@ -12,8 +12,12 @@ from django.utils.module_loading import import_string
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rta_site.auth import tls
+from rta_site.auth.grpc_interceptor import AuthInterceptor
 from rta_site.grpc_calls import wrap_calls
 from rta_site.grpc_errors import ErrorInterceptor
+from rta_site.grpc_requests import RequestParsingInterceptor
+from rta_site.grpc_streams import StreamLimitsInterceptor
 from rta_site.monitoring.metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -46,33 +50,46 @@ class DatabaseConnectionInterceptor(grpc.ServerInterceptor):
         return wrapped
 
 
-class UnaryThreadsInterceptor(grpc.ServerInterceptor):
-    """Unary calls run on a few threads of their own; streams keep the server's (larger) pool.
+class CallThreadsInterceptor(grpc.ServerInterceptor):
+    """Each kind of call runs on threads of its own, so no kind can take the threads another needs.
 
-    A long-lived stream (a live session's DataWriter) holds its thread for hours,
-    so the server's pool must be large; unary calls, short and CPU-bound under
-    one interpreter lock, go faster on a few threads than spread over many
-    (fewer switches: ~20 % more session updates per CPU second here).
+    - unary calls: a few threads (``RTA_GRPC_UNARY_WORKERS``). Short and CPU-bound
+      under one interpreter lock, they go faster on a few threads than spread
+      over many (fewer switches: ~20 % more session updates per CPU second here);
+    - calls streaming requests (a DataWriter stream, a config upload): the write
+      pool (``RTA_GRPC_WRITE_WORKERS``). A live session's writer holds its thread
+      for hours, and a client may leave one open and silent;
+    - read streams: the server's own pool (``RTA_GRPC_WORKERS``), which writers,
+      however many, never reach.
     """
 
-    def __init__(self, pool):
-        self.pool = pool
+    def __init__(self, unary_pool, write_pool):
+        self.pools = {"unary_unary": unary_pool, "stream_unary": write_pool, "stream_stream": write_pool}
         self._wrapped = {}
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or not handler.unary_unary:
+        kind = _kind(handler)
+        if kind not in self.pools:
             return handler
         wrapped = self._wrapped.get(handler)
         if wrapped is None:
-            behaviour = handler.unary_unary
+            behaviour = getattr(handler, kind)
 
             def call(request, context):
-                return behaviour(request, context)
+                return behaviour(request, context)  # a stream's response iterator, too
 
-            call.experimental_thread_pool = self.pool  # honoured by grpc's server for this behaviour
-            wrapped = self._wrapped.setdefault(handler, handler._replace(unary_unary=call))
+            call.experimental_thread_pool = self.pools[kind]  # honoured by grpc's server for this behaviour
+            wrapped = self._wrapped.setdefault(handler, handler._replace(**{kind: call}))
         return wrapped
+
+
+def _kind(handler):
+    if handler is None:
+        return None
+    return next(
+        kind for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream") if getattr(handler, kind)
+    )
 
 
 @contextmanager
@@ -114,8 +131,11 @@ class _WorkerThreads(futures.ThreadPoolExecutor):
         futures.wait([self.submit(release) for _ in range(count)], timeout=timeout * 2)
 
 
-def _releasing_on_stop(server, workers):
-    """``server.stop`` whose event is set once the server has stopped and its threads' connections are back."""
+def _releasing_on_stop(server, workers, write_workers):
+    """``server.stop`` whose event is set once the server has stopped and its threads' connections are back.
+
+    The write pool's threads end then (streams hand their connections back as they end).
+    """
     stop = server.stop
 
     def stop_and_release(grace=None):
@@ -124,6 +144,7 @@ def _releasing_on_stop(server, workers):
         def finish():
             stopped.wait()
             workers.release_connections()
+            write_workers.shutdown(wait=False)
             released.set()
 
         threading.Thread(target=finish, name="grpc-stop", daemon=True).start()
@@ -148,13 +169,18 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
     max_message = settings.RTA_GRPC_MAX_MESSAGE_BYTES
     workers = _WorkerThreads(max_workers=max_workers or settings.RTA_GRPC_WORKERS, thread_name_prefix="grpc")
     unary_workers = _WorkerThreads(max_workers=settings.RTA_GRPC_UNARY_WORKERS, thread_name_prefix="grpc-unary")
+    write_workers = _WorkerThreads(max_workers=settings.RTA_GRPC_WRITE_WORKERS, thread_name_prefix="grpc-write")
     server = grpc.server(
         workers,
         interceptors=[
-            UnaryThreadsInterceptor(unary_workers),
+            CallThreadsInterceptor(unary_workers, write_workers),
             DatabaseConnectionInterceptor(),
             MetricsInterceptor(),
             ErrorInterceptor(),
+            # Inside the error interceptor, which answers what they raise:
+            AuthInterceptor(),  # bearer tokens (rta_site.auth), before anything reads the request
+            StreamLimitsInterceptor(settings.RTA_GRPC_MAX_STREAMS_PER_PEER, settings.RTA_GRPC_STREAM_IDLE_SECONDS),
+            RequestParsingInterceptor(),
         ],
         options=[
             ("grpc.max_receive_message_length", max_message),
@@ -175,10 +201,12 @@ def build_server(port=None, bind=None, max_workers=None, reuse_port=False):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(names + [reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{bind}:{port}" if ":" not in bind else f"[{bind}]:{port}")
+    address = f"{bind}:{port}" if ":" not in bind else f"[{bind}]:{port}"
+    credentials = tls.grpc_server_credentials()  # TLS with RTA_TLS_CERT_FILE + RTA_TLS_KEY_FILE
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if not bound:
         raise RuntimeError(f"could not bind gRPC port {bind}:{port}")
     server.health_servicer = health_servicer
     server.service_names = names
-    _releasing_on_stop(server, unary_workers)
+    _releasing_on_stop(server, unary_workers, write_workers)
     return server, bound

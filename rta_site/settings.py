@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from rta_site import protos as _protos
 
@@ -16,27 +17,92 @@ VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
 
 
+# --- reading RTA_* variables: a malformed value stops the start with one line (manage.py prints it) ---
+
+
+def _env(name):
+    """The variable's value, stripped; None when unset or blank (the default applies)."""
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _invalid(name, value, allowed):
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: {allowed}")
+
+
+def _range(kind, minimum, maximum):
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{kind} of at least {minimum}"
+    return f"{kind} of at most {maximum}" if maximum is not None else kind
+
+
 def env_bool(name, default=False):
-    value = os.environ.get(name)
-    if value is None or value == "":
+    value = _env(name)
+    if value is None:
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise _invalid(name, value, "expected true or false (or 1/0, yes/no, on/off)")
 
 
-def env_int(name, default):
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+def _env_number(name, default, parse, kind, minimum, maximum):
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        number = parse(value)
+    except ValueError:
+        number = None
+    if (
+        number is None
+        or number != number  # NaN
+        or number in (float("inf"), float("-inf"))
+        or (minimum is not None and number < minimum)
+        or (maximum is not None and number > maximum)
+    ):
+        raise _invalid(name, value, f"expected {_range(kind, minimum, maximum)}")
+    return number
+
+
+def env_int(name, default, minimum=None, maximum=None):
+    return _env_number(name, default, int, "an integer", minimum, maximum)
+
+
+def env_float(name, default, minimum=None, maximum=None):
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
+def env_choice(name, default, choices):
+    value = _env(name)
+    if value is None:
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise _invalid(name, value, f"expected one of {', '.join(choices)}")
+
+
+def _database(url, conn_max_age):
+    try:
+        return dj_database_url.parse(url, conn_max_age=conn_max_age)
+    except ValueError:  # dj-database-url's errors (unknown scheme, unparsable URL) are ValueErrors
+        shown = "…@" + url.rsplit("@", 1)[1] if "@" in url else url  # no credentials in the message
+        raise _invalid("RTA_DATABASE_URL", shown, "expected postgres://user@host:port/name or sqlite:///path") from None
 
 
 # Generated protobuf modules live beside the .proto files; make them importable.
 _protos.ensure_importable()
 
-SECRET_KEY = os.environ.get("RTA_SECRET_KEY") or "rta-insecure-development-key-change-me"
+# SECRET_KEY: RTA_SECRET_KEY, else generated once under the data path (the authentication block below).
 DEBUG = env_bool("RTA_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("RTA_ALLOWED_HOSTS", "*").split(",") if h.strip()]
 
-RTA_HTTP_PORT = env_int("RTA_HTTP_PORT", 8080)
-RTA_GRPC_PORT = env_int("RTA_GRPC_PORT", 8082)
+RTA_HTTP_PORT = env_int("RTA_HTTP_PORT", 8080, 1, 65535)
+RTA_GRPC_PORT = env_int("RTA_GRPC_PORT", 8082, 1, 65535)
 RTA_BIND_ADDRESS = os.environ.get("RTA_BIND_ADDRESS", "0.0.0.0")
 RTA_ENABLE_GRPC = env_bool("RTA_ENABLE_GRPC", True)
 RTA_SERVICE_LABEL = os.environ.get("RTA_SERVICE_LABEL", "RTA Server")
@@ -47,14 +113,14 @@ RTA_EXPOSE_DATA_BINDINGS = env_bool("RTA_EXPOSE_DATA_BINDINGS", False)
 RTA_REDIS_URL = os.environ.get("RTA_REDIS_URL", "")
 RTA_DATA_PATH = Path(os.environ.get("RTA_DATA_PATH") or (VAR_DIR / "data")).resolve()
 # Most samples the admin decodes to draw one session plot (the plot is downsampled to pixels anyway).
-RTA_ADMIN_PLOT_MAX_SAMPLES = env_int("RTA_ADMIN_PLOT_MAX_SAMPLES", 4_000_000)
+RTA_ADMIN_PLOT_MAX_SAMPLES = env_int("RTA_ADMIN_PLOT_MAX_SAMPLES", 4_000_000, 1)
 # Detail keys sorted often enough to deserve an index each (asc + desc; PostgreSQL), e.g. "Driver,Lap".
 RTA_INDEXED_DETAILS = [k.strip() for k in os.environ.get("RTA_INDEXED_DETAILS", "").split(",") if k.strip()]
-RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000)
-RTA_METAMODEL_MAX_VALUES = env_int("RTA_METAMODEL_MAX_VALUES", 200)
+RTA_MAX_PAGE_SIZE = env_int("RTA_MAX_PAGE_SIZE", 10000, 1)
+RTA_METAMODEL_MAX_VALUES = env_int("RTA_METAMODEL_MAX_VALUES", 200, 0)
 # Metamodel detail-value answers a server process keeps, each re-validated against the data on every
 # request (sessions_app.services.metamodel_cache); 0 computes every answer afresh.
-RTA_METAMODEL_CACHE_ENTRIES = env_int("RTA_METAMODEL_CACHE_ENTRIES", 64)
+RTA_METAMODEL_CACHE_ENTRIES = env_int("RTA_METAMODEL_CACHE_ENTRIES", 64, 0)
 
 INSTALLED_APPS = [
     "daphne",
@@ -68,6 +134,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "rta_site",
+    "oauth2_provider",
+    "rta_site.auth",
     "sessions_app",
     "config_app",
     "data_app",
@@ -75,7 +143,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "rta_site.monitoring.metrics.MetricsMiddleware",
+    "rta_site.request_limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "rta_site.auth.middleware.BearerTokenMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,11 +176,11 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "rta_site.asgi.application"
 
 # Connections held at most by this process's PostgreSQL pool (0 = no pool, one connection per thread).
-RTA_DATABASE_POOL_SIZE = env_int("RTA_DATABASE_POOL_SIZE", 40)
+RTA_DATABASE_POOL_SIZE = env_int("RTA_DATABASE_POOL_SIZE", 40, 0)
 DATABASES = {
-    "default": dj_database_url.parse(
+    "default": _database(
         os.environ.get("RTA_DATABASE_URL") or f"sqlite:///{VAR_DIR / 'rta.sqlite3'}",
-        conn_max_age=env_int("RTA_DATABASE_CONN_MAX_AGE", 60),
+        env_int("RTA_DATABASE_CONN_MAX_AGE", 60, 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -190,24 +260,43 @@ from rta_site.openapi_paths import APPEND_PATHS  # noqa: E402
 
 SPECTACULAR_SETTINGS["APPEND_PATHS"] = APPEND_PATHS
 
+# RTA_LOG_FORMAT=json: one JSON object a line (time, level, logger, message and the record's fields).
+RTA_LOG_FORMAT = env_choice("RTA_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("RTA_LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "rta_site.monitoring.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RTA_LOG_FORMAT}},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("RTA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
 # gRPC: one server, every app registers its servicers through a function returning service names.
-# Threads for streaming calls (each open DataWriter/DataReader stream holds one) and for unary calls.
-RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 64)
+# Threads for read streams (each open DataReader stream holds one), for write streams (each open
+# DataWriter stream, or any call streaming requests, holds one) and for unary calls.
+RTA_GRPC_WORKERS = env_int("RTA_GRPC_WORKERS", 64, 1)
+RTA_GRPC_WRITE_WORKERS = max(1, env_int("RTA_GRPC_WRITE_WORKERS", 256))
 RTA_GRPC_UNARY_WORKERS = max(1, env_int("RTA_GRPC_UNARY_WORKERS", 4))
+# A write stream whose client sends nothing for this long is ended (DEADLINE_EXCEEDED); 0: never.
+RTA_GRPC_STREAM_IDLE_SECONDS = env_float("RTA_GRPC_STREAM_IDLE_SECONDS", 300.0, 0)
+# Streaming calls one client address may hold open at once (more: RESOURCE_EXHAUSTED); 0: no cap.
+RTA_GRPC_MAX_STREAMS_PER_PEER = env_int("RTA_GRPC_MAX_STREAMS_PER_PEER", 100, 0)
 # Processes serving gRPC on one port (SO_REUSEPORT); more than one uses more than one core.
 RTA_GRPC_PROCESSES = max(1, env_int("RTA_GRPC_PROCESSES", 1))
-RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)
-RTA_GRPC_STREAM_WINDOW_BYTES = env_int("RTA_GRPC_STREAM_WINDOW_BYTES", 4 * 1024 * 1024)
-RTA_GRPC_SERVICES = ["sessions_app.grpc.register", "config_app.grpc.register", "data_app.grpc.register"]
+RTA_GRPC_MAX_MESSAGE_BYTES = env_int("RTA_GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1)
+RTA_GRPC_STREAM_WINDOW_BYTES = env_int("RTA_GRPC_STREAM_WINDOW_BYTES", 4 * 1024 * 1024, 1)
+RTA_GRPC_SERVICES = [
+    "sessions_app.grpc.register",
+    "config_app.grpc.register",
+    "config_app.grpc.register_schema_mappings",
+    "data_app.grpc.register",
+]
 
 # --- live streaming (issue 6) ---
 # The channel layer is channels-redis on RTA_REDIS_URL, else in-memory; so is the live buffer.
@@ -222,51 +311,128 @@ if RTA_REDIS_URL:
     }
 
 
-def env_float(name, default):
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
-
-
-RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000)  # entries kept per stream
-RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0)  # seconds between trims
-RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0)  # directory entry expiry (s)
-RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1))  # <= 10 Hz
+RTA_STREAM_TRIM_LENGTH = env_int("RTA_STREAM_TRIM_LENGTH", 10_000, 1)  # entries kept per stream
+RTA_STREAM_TRIM_INTERVAL = env_float("RTA_STREAM_TRIM_INTERVAL", 30.0, 0.1)  # seconds between trims
+RTA_STREAM_SESSION_TTL = env_float("RTA_STREAM_SESSION_TTL", 3_600.0, 1)  # directory entry expiry (s)
+RTA_STREAM_TIME_RANGE_INTERVAL = max(0.1, env_float("RTA_STREAM_TIME_RANGE_INTERVAL", 0.1, 0))  # <= 10 Hz
 # Session changes (JSON, time range) reach the directory at once after a quiet spell, then batched this
 # far apart: rendering every live session's JSON for every update would cost more than the updates.
-RTA_STREAM_SESSION_PUBLISH_INTERVAL = max(0.1, env_float("RTA_STREAM_SESSION_PUBLISH_INTERVAL", 1.0))
-RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024)  # burst target before LZ4
-RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0)  # writer batching: at most ...
-RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0)  # ... or once the writer pauses
-RTA_STREAM_WRITER_MAX_PENDING_BYTES = env_int("RTA_STREAM_WRITER_MAX_PENDING_BYTES", 64 * 1024 * 1024)
-RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0)  # WebSocket batching delay
-RTA_STREAM_MAX_SENDS_PER_SECOND = env_int("RTA_STREAM_MAX_SENDS_PER_SECOND", 5000)  # stretches it with many clients
-RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024)
-RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0)  # writers re-read session state
+RTA_STREAM_SESSION_PUBLISH_INTERVAL = max(0.1, env_float("RTA_STREAM_SESSION_PUBLISH_INTERVAL", 1.0, 0))
+RTA_STREAM_BURST_BYTES = env_int("RTA_STREAM_BURST_BYTES", 64 * 1024, 1)  # burst target before LZ4
+RTA_STREAM_WRITER_LINGER_MS = env_float("RTA_STREAM_WRITER_LINGER_MS", 10.0, 0)  # writer batching: at most ...
+RTA_STREAM_WRITER_IDLE_MS = env_float("RTA_STREAM_WRITER_IDLE_MS", 1.0, 0)  # ... or once the writer pauses
+RTA_STREAM_WRITER_MAX_PENDING_BYTES = env_int("RTA_STREAM_WRITER_MAX_PENDING_BYTES", 64 * 1024 * 1024, 1)
+RTA_STREAM_BATCH_DELAY_MS = env_float("RTA_STREAM_BATCH_DELAY_MS", 5.0, 0)  # WebSocket batching delay
+RTA_STREAM_MAX_SENDS_PER_SECOND = env_int("RTA_STREAM_MAX_SENDS_PER_SECOND", 5000, 1)  # stretches it with many clients
+RTA_STREAM_CLIENT_MAX_BUFFER_BYTES = env_int("RTA_STREAM_CLIENT_MAX_BUFFER_BYTES", 16 * 1024 * 1024, 1)
+RTA_STREAM_LIVE_CHECK_INTERVAL = env_float("RTA_STREAM_LIVE_CHECK_INTERVAL", 1.0, 0.01)  # writers re-read session state
 # Longest a WebSocket may stay open, in seconds; -1 (default): as long as the session streams
 # (a 24-hour race is followed from start to finish).
-RTA_WEBSOCKET_MAX_SECONDS = env_int("RTA_WEBSOCKET_MAX_SECONDS", -1)
+RTA_WEBSOCKET_MAX_SECONDS = env_int("RTA_WEBSOCKET_MAX_SECONDS", -1, -1)
 RTA_STREAM_TRIMMER = env_bool("RTA_STREAM_TRIMMER", True)  # `serve` runs the trimmer
 
 # --- Advanced Streams ingest (issue 7) ---
 # Seconds between flushes of ingested data; Kafka offsets are committed after each flush.
-RTA_INGEST_FLUSH_SECONDS = float(os.environ.get("RTA_INGEST_FLUSH_SECONDS") or 2.0)
+RTA_INGEST_FLUSH_SECONDS = env_float("RTA_INGEST_FLUSH_SECONDS", 2.0, 0.01)
 # Buffered (not yet flushed) ingest data that forces an early flush.
-RTA_INGEST_FLUSH_BYTES = env_int("RTA_INGEST_FLUSH_BYTES", 256 * 1024 * 1024)
+RTA_INGEST_FLUSH_BYTES = env_int("RTA_INGEST_FLUSH_BYTES", 256 * 1024 * 1024, 1)
 # Consumer group of manage.py ingest_streams when --group is not given.
 RTA_INGEST_GROUP = os.environ.get("RTA_INGEST_GROUP") or "rta-ingest"
 # Seconds before dependencies that were missing are looked up again.
-RTA_INGEST_RETRY_SECONDS = float(os.environ.get("RTA_INGEST_RETRY_SECONDS") or 5.0)
+RTA_INGEST_RETRY_SECONDS = env_float("RTA_INGEST_RETRY_SECONDS", 5.0, 0)
 # A stream silent this long no longer holds back the committed offset of its partition.
-RTA_INGEST_IDLE_SECONDS = float(os.environ.get("RTA_INGEST_IDLE_SECONDS") or 300.0)
+RTA_INGEST_IDLE_SECONDS = env_float("RTA_INGEST_IDLE_SECONDS", 300.0, 0)
 # Largest dependency document /api/dependencies accepts.
-RTA_DEPENDENCY_MAX_BYTES = env_int("RTA_DEPENDENCY_MAX_BYTES", 32 * 1024 * 1024)
+RTA_DEPENDENCY_MAX_BYTES = env_int("RTA_DEPENDENCY_MAX_BYTES", 32 * 1024 * 1024, 1)
 # Largest config PutConfig / PutConfigStream accept (a JSON config is also validated in memory).
-RTA_CONFIG_MAX_BYTES = env_int("RTA_CONFIG_MAX_BYTES", 256 * 1024 * 1024)
+RTA_CONFIG_MAX_BYTES = env_int("RTA_CONFIG_MAX_BYTES", 256 * 1024 * 1024, 1)
 
 # --- data store writes ---
 # Bytes a write stream may buffer before it flushes in the foreground (half of it starts a background flush).
-RTA_DATA_BUFFER_BYTES = env_int("RTA_DATA_BUFFER_BYTES", 32 * 1024 * 1024)
+RTA_DATA_BUFFER_BYTES = env_int("RTA_DATA_BUFFER_BYTES", 32 * 1024 * 1024, 1)
 # Seconds buffered data may wait before it is flushed (checked as items arrive; 0 = off).
-RTA_DATA_FLUSH_AGE = env_float("RTA_DATA_FLUSH_AGE", 10.0)
+RTA_DATA_FLUSH_AGE = env_float("RTA_DATA_FLUSH_AGE", 10.0, 0)
 # LZ4 level for stored chunks: 0 fast (default), 1-12 high compression (smaller, slower writes).
-RTA_DATA_LZ4_LEVEL = env_int("RTA_DATA_LZ4_LEVEL", 0)
+RTA_DATA_LZ4_LEVEL = env_int("RTA_DATA_LZ4_LEVEL", 0, 0, 12)
+
+# --- HTTP server limits (issue 16; rta_site.http_server, rta_site.request_limits) ---
+# Largest request body of any endpoint without a limit of its own (/api/dependencies takes
+# RTA_DEPENDENCY_MAX_BYTES, the admin's config upload RTA_CONFIG_MAX_BYTES): refused with 413.
+RTA_HTTP_MAX_BODY_BYTES = env_int("RTA_HTTP_MAX_BODY_BYTES", 2_621_440, 0)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RTA_HTTP_MAX_BODY_BYTES
+# Seconds a request may take from its first byte to the end of its headers (408 past it); 0: no limit.
+RTA_HTTP_HEADER_TIMEOUT = env_float("RTA_HTTP_HEADER_TIMEOUT", 20.0, 0)
+# Seconds a request body may take to arrive once its headers are in (408 past it); 0: no limit.
+RTA_HTTP_BODY_TIMEOUT = env_float("RTA_HTTP_BODY_TIMEOUT", 300.0, 0)
+# Seconds a connection may stay open without a request in progress (keep-alive); 0: no limit.
+RTA_HTTP_IDLE_TIMEOUT = env_float("RTA_HTTP_IDLE_TIMEOUT", 75.0, 0)
+# Seconds a streamed response waits for a client that takes no data before dropping it; 0: no limit.
+RTA_HTTP_SEND_TIMEOUT = env_float("RTA_HTTP_SEND_TIMEOUT", 60.0, 0)
+# Response bytes all clients that do not keep up may hold in this process (each holds the block it is
+# sent and the one read ahead); past it the client stalled longest is dropped. 0: no limit.
+RTA_HTTP_RESPONSE_BUFFER_BYTES = env_int("RTA_HTTP_RESPONSE_BUFFER_BYTES", 512 * 1024 * 1024, 0)
+# `serve` logs one line per HTTP request (logger rta_site.access): method, path, status, bytes, duration.
+RTA_ACCESS_LOG = env_bool("RTA_ACCESS_LOG", True)
+
+# --- authentication and transport security (issue 15; docs/security.md) ---
+from rta_site.auth import keys as _keys  # noqa: E402
+from rta_site.auth.provider import provider_settings as _provider_settings  # noqa: E402
+
+RTA_SECRETS_PATH = RTA_DATA_PATH / "secrets"
+
+
+def _kept_secret(path, make, variable):
+    try:
+        return _keys.kept_secret(path, make)
+    except OSError as exc:
+        raise _invalid(variable, "", f"set it, or let the server keep one in {path} ({exc.strerror})") from None
+
+
+# Never a fixed string: generated once and kept (0600) when not given. Set it alike on every machine of a deployment.
+SECRET_KEY = _env("RTA_SECRET_KEY") or _kept_secret(
+    RTA_SECRETS_PATH / "secret_key", _keys.new_secret_key, "RTA_SECRET_KEY"
+)
+RTA_AUTH_ENABLED = env_bool("RTA_AUTH_ENABLED", False)
+# The OpenID Connect issuer URL (discovery at {authority}/.well-known/openid-configuration), or "embedded".
+RTA_AUTH_AUTHORITY = (_env("RTA_AUTH_AUTHORITY") or "").rstrip("/")
+RTA_AUTH_AUDIENCE = _env("RTA_AUTH_AUDIENCE") or "rta"
+RTA_AUTH_READ_SCOPE = _env("RTA_AUTH_READ_SCOPE") or "rta.read"
+RTA_AUTH_WRITE_SCOPE = _env("RTA_AUTH_WRITE_SCOPE") or "rta.write"
+# Claim listing the folder identities a token is limited to; unset: tokens are not folder-restricted.
+RTA_AUTH_FOLDERS_CLAIM = _env("RTA_AUTH_FOLDERS_CLAIM") or ""
+RTA_AUTH_LEEWAY_SECONDS = env_int("RTA_AUTH_LEEWAY_SECONDS", 30, minimum=0, maximum=300)
+# The address clients reach this server at; the embedded authority's issuer is {RTA_PUBLIC_URL}/o.
+RTA_PUBLIC_URL = (_env("RTA_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/")
+# Life of the embedded authority's access tokens, in seconds.
+RTA_AUTH_TOKEN_SECONDS = env_int("RTA_AUTH_TOKEN_SECONDS", 3600, minimum=60)
+RTA_AUTH_SIGNING_KEY_FILE = Path(_env("RTA_AUTH_SIGNING_KEY_FILE") or RTA_SECRETS_PATH / "oidc-signing-key.pem")
+if RTA_AUTH_ENABLED and not RTA_AUTH_AUTHORITY:
+    raise _invalid("RTA_AUTH_AUTHORITY", "", "set an issuer URL, or embedded, when RTA_AUTH_ENABLED is on")
+if RTA_AUTH_AUTHORITY not in ("", "embedded") and not RTA_AUTH_AUTHORITY.startswith(("https://", "http://")):
+    raise _invalid("RTA_AUTH_AUTHORITY", RTA_AUTH_AUTHORITY, "expected an http(s) issuer URL, or embedded")
+if not RTA_PUBLIC_URL.startswith(("https://", "http://")):
+    raise _invalid("RTA_PUBLIC_URL", RTA_PUBLIC_URL, "expected an http(s) URL")
+OAUTH2_PROVIDER = _provider_settings(
+    RTA_PUBLIC_URL,
+    (
+        _kept_secret(RTA_AUTH_SIGNING_KEY_FILE, _keys.new_rsa_private_key_pem, "RTA_AUTH_SIGNING_KEY_FILE")
+        if RTA_AUTH_AUTHORITY == "embedded"
+        else None
+    ),
+    RTA_AUTH_TOKEN_SECONDS,
+)
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"  # named, so migrations can refer to it
+LOGIN_URL = "/o/login/"  # where the embedded authority's authorization code flow signs users in
+# Native apps' loopback redirects (RFC 8252) need http:// redirect URIs.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
+
+# TLS: with a certificate and key, `serve` also listens HTTPS/WSS on RTA_HTTPS_PORT and gRPC uses TLS.
+RTA_TLS_CERT_FILE = _env("RTA_TLS_CERT_FILE") or ""
+RTA_TLS_KEY_FILE = _env("RTA_TLS_KEY_FILE") or ""
+if bool(RTA_TLS_CERT_FILE) != bool(RTA_TLS_KEY_FILE):
+    _missing = "RTA_TLS_KEY_FILE" if RTA_TLS_CERT_FILE else "RTA_TLS_CERT_FILE"
+    raise _invalid(_missing, "", "set RTA_TLS_CERT_FILE and RTA_TLS_KEY_FILE together, or neither")
+RTA_HTTPS_PORT = env_int("RTA_HTTPS_PORT", 8081, minimum=0, maximum=65535)
+# Deployments serving the admin over HTTPS only turn these on (manage.py check --deploy asks for them).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("RTA_SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = env_int("RTA_HSTS_SECONDS", 0, minimum=0)

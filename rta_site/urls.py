@@ -14,6 +14,8 @@ urlpatterns = [
     path("rta/v2/", include("sessions_app.api.urls")),
     path("rta/v2/", include("config_app.api.urls")),
     path("api/", include("config_app.api.dependency_urls")),
+    # The embedded authority (RTA_AUTH_AUTHORITY=embedded; 404 otherwise): rta_site.auth.
+    path("o/", include("rta_site.auth.urls")),
 ]
 
 handler404 = "rta_site.monitoring.views.not_found"

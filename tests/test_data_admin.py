@@ -170,6 +170,16 @@ def test_change_page_shows_the_data_summary_and_plot(staff, session):
     assert f'{plot_url(session)}?channels=10"' in section  # each plottable channel links to its own plot
 
 
+def test_the_data_panel_reaches_the_session_page_through_the_hook(staff, session):
+    from data_app.admin import session_data
+    from sessions_app.admin import panels
+
+    assert session_data.PANEL in panels.registered()  # registered by data_app's admin, not imported by sessions_app
+    html = staff.get(change_url(session)).content.decode()
+    assert html.index(">Timeline</h2>") < html.index(">Data</h2>") < html.index('class="rta-data"')
+    assert 'class="module aligned rta-panel rta-data-set"' in html
+
+
 def test_change_page_of_a_session_without_data(staff):
     create_or_update_session("empty")
     html = staff.get(change_url("empty")).content.decode()

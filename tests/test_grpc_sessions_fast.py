@@ -7,6 +7,7 @@ from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 from rta.toolkit.api import session_service_pb2 as pb  # noqa: E402  (importable once settings load)
 
+from rta_site.grpc_errors import _mapped_errors
 from sessions_app.grpc.servicer import SessionStoreServicer
 from sessions_app.models import Marker, Session
 from sessions_app.services import session_rows, updates
@@ -123,6 +124,9 @@ class _Context:
     def abort(self, code, message):
         raise _Aborted(code, message)
 
+    def code(self):
+        return None
+
 
 class _Aborted(Exception):
     pass
@@ -138,7 +142,7 @@ def test_a_value_the_database_cannot_store_changes_nothing(postgres):
             [("update_details", {"details": {"x": 1}}), ("update_markers", [{"id": "long", "label": "x" * 2000}])],
         )
     assert snapshot("full") == before
-    # Through the gRPC adapter it is the client's error.
+    # Through the gRPC adapter (and the server's one error mapping) it is the client's error.
     request = pb.CreateOrUpdateSessionRequest(
         identity="full",
         updates=[
@@ -151,8 +155,9 @@ def test_a_value_the_database_cannot_store_changes_nothing(postgres):
             )
         ],
     )
-    with pytest.raises(_Aborted) as aborted:
-        SessionStoreServicer().CreateOrUpdateSession(request, _Context())
+    context = _Context()
+    with pytest.raises(_Aborted) as aborted, _mapped_errors(context, "CreateOrUpdateSession"):
+        SessionStoreServicer().CreateOrUpdateSession(request, context)
     code, message = aborted.value.args
     assert code.name == "INVALID_ARGUMENT" and message.startswith("value not storable")
     assert snapshot("full") == before

@@ -9,9 +9,10 @@ import pytest
 from django.contrib.admin.sites import site
 from django.test import RequestFactory
 
+from rta_core import timeutil
 from sessions_app.admin import display as admin_display
 from sessions_app.models import ROOT_FOLDER, Folder, FolderLink, Marker, RefKind, Session, SessionRef
-from sessions_app.services import admin_ops, folders
+from sessions_app.services import folders, updates
 from sessions_app.services.updates import create_or_update_session
 
 S = 1_000_000_000
@@ -162,7 +163,7 @@ def body(response):
     return response.content.decode()
 
 
-SERVICE = "sessions_app.services.admin_ops.updates.create_or_update_session"
+SERVICE = "sessions_app.services.updates.create_or_update_session"
 
 
 def service_spy(**kwargs):
@@ -173,20 +174,20 @@ def service_spy(**kwargs):
 
 def applied(spy):
     """The calls that applied changes (forms also dry-run ops on throw-away sessions)."""
-    return [c for c in spy.call_args_list if not c.args[0].startswith("admin-dry-run-")]
+    return [c for c in spy.call_args_list if not c.args[0].startswith(updates.DRY_RUN_PREFIX)]
 
 
 # --- pictures and formatting -----------------------------------------------------------------
 
 
 def test_durations_and_ranges_read_as_people_write_them():
-    assert admin_display.format_duration(600 * S) == "10 min 0 s"
-    assert admin_display.format_duration(3723 * S) == "1 h 2 min 3 s"
-    assert admin_display.format_duration(2 * S + S // 2) == "2.5 s"
-    assert admin_display.format_duration(350_000_000) == "350 ms"
-    assert admin_display.format_duration(2 * 86400 * S + 3 * 3600 * S) == "2 d 3 h 0 min"
-    assert admin_display.format_range(START, START + 600 * S) == "2024-05-20 14:00:00.000 → 14:10:00.000 UTC"
-    assert admin_display.format_range(None, None) == "—"
+    assert timeutil.format_duration(600 * S) == "10 min 0 s"
+    assert timeutil.format_duration(3723 * S) == "1 h 2 min 3 s"
+    assert timeutil.format_duration(2 * S + S // 2) == "2.5 s"
+    assert timeutil.format_duration(350_000_000) == "350 ms"
+    assert timeutil.format_duration(2 * 86400 * S + 3 * 3600 * S) == "2 d 3 h 0 min"
+    assert timeutil.format_range(START, START + 600 * S) == "2024-05-20 14:00:00.000 → 14:10:00.000 UTC"
+    assert timeutil.format_range(None, None) == "—"
 
 
 def test_timeline_svg_draws_markers_as_labelled_bars_per_category():
@@ -287,7 +288,7 @@ def test_move_to_folder_action(admin_client, sessions):
 
 
 def test_deleting_a_session_goes_through_the_service(admin_client, sessions):
-    with mock.patch("sessions_app.admin.updates.delete_sessions", wraps=admin_ops.updates.delete_sessions) as spy:
+    with mock.patch("sessions_app.services.updates.delete_sessions", wraps=updates.delete_sessions) as spy:
         response = admin_client.post(f"{CHANGELIST}s-practice/delete/", {"post": "yes"})
     assert response.status_code == 302
     spy.assert_called_once_with(["s-practice"])
@@ -452,13 +453,23 @@ def test_invalid_scalar_values_are_refused(admin_client, sessions):
     assert Session.objects.get(identity="s-race").quality == 0.9
 
 
+def inline_row_html(html, prefix, index):
+    """The markup of one tabular inline row (its fields and their errors)."""
+    start = html.index(f'id="{prefix}-{index}"')
+    return html[start : html.index("</tr>", start)]
+
+
 def test_invalid_marker_rows_are_refused_by_the_service_rules(admin_client, sessions):
     data = form_data(admin_client.get(change_url("s-race")), "session_form")
     add_inline_row(data, "markers", marker_id="lap1", label="again", start_time=str(START))
-    add_inline_row(data, "markers", marker_id="bad", start_time=str(START + 10 * S), end_time=str(START), details="[1]")
-    html = body(admin_client.post(change_url("s-race"), data))
-    assert "The marker ends before it starts." in html
-    assert "Marker details must be a JSON object." in html
+    bad_range = add_inline_row(
+        data, "markers", marker_id="bad-range", start_time=str(START + 10 * S), end_time=str(START)
+    )
+    bad_details = add_inline_row(data, "markers", marker_id="bad-details", start_time=str(START), details="[1]")
+    html = body(admin_client.post(change_url("s-race"), data)).replace("&#x27;", "'")
+    # The service's messages, each on the row (and field) it names.
+    assert "marker 'bad-range' starts after it ends" in inline_row_html(html, "markers", bad_range)
+    assert "marker 'bad-details' details must be a JSON object" in inline_row_html(html, "markers", bad_details)
     assert "Please correct the duplicate data for marker_id" in html or "already exists" in html
     assert Marker.objects.filter(session_id="s-race").count() == 3
 
@@ -474,8 +485,23 @@ def test_data_binding_channel_bindings_are_validated(admin_client, sessions):
         session_time_offset="0",
         channel_bindings='[{"first_data_channel": "x"}]',
     )
-    html = body(admin_client.post(change_url("s-race"), data))
-    assert "first_data_channel must be a non-negative integer" in html
+    for channel_bindings, message in (
+        ('[{"first_data_channel": "x"}]', "first_data_channel must be a non-negative integer"),
+        ('[{"first_data_channel": -1}]', "first_data_channel must be a non-negative integer"),
+        ('[{"first_channel": 0}]', "unknown keys 'first_channel'"),
+        ('[{"first_session_channel": 5, "last_session_channel": 4}]', "last_session_channel 4 is below"),
+        ('{"first_data_channel": 0}', "channel bindings must be a list"),
+        ("[5]", "channel binding 0 must be an object"),
+        ('[{"last_session_channel": true}]', "last_session_channel must be a non-negative integer"),
+        ('[{"first_data_channel": 1.5}]', "first_data_channel must be a non-negative integer"),
+    ):
+        data["data_bindings-0-channel_bindings"] = channel_bindings
+        html = body(admin_client.post(change_url("s-race"), data)).replace("&#x27;", "'")
+        # The service's message, on the row's channel bindings field.
+        row = inline_row_html(html, "data_bindings", 0)
+        errors = row[row.index('id="id_data_bindings-0-channel_bindings_error"') :]
+        assert message in errors[: errors.index("</ul>")], channel_bindings
+    assert not Session.objects.get(identity="s-race").data_bindings.exists()
     data["data_bindings-0-channel_bindings"] = (
         '[{"first_data_channel": 0, "first_session_channel": 10, "last_session_channel": 19}]'
     )
@@ -485,6 +511,24 @@ def test_data_binding_channel_bindings_are_validated(admin_client, sessions):
     assert binding.channel_bindings == [
         {"first_data_channel": 0, "first_session_channel": 10, "last_session_channel": 19}
     ]
+
+
+def field_errors(html, name):
+    """The text of the error list shown for the session form's field ``name``."""
+    start = html.index(f'id="id_{name}_error"')
+    return html[start : html.index("</ul>", start)]
+
+
+def test_errors_the_service_finds_show_on_the_field_they_name(admin_client, sessions):
+    data = form_data(admin_client.get(change_url("s-race")), "session_form")
+    data.update({"start_time": str(START + 10 * S), "end_time": str(START)})
+    with service_spy() as spy:
+        response = admin_client.post(change_url("s-race"), data)
+    assert response.status_code == 200
+    assert f"time range start {START + 10 * S} is after end {START}" in field_errors(body(response), "end_time")
+    assert applied(spy) == []
+    race = Session.objects.get(identity="s-race")
+    assert (race.start_time, race.end_time) == (START, START + 600 * S)
 
 
 def test_add_session_creates_it_through_the_service(admin_client, db):
@@ -531,7 +575,7 @@ def test_service_rejection_at_save_time_rolls_back_and_reports(admin_client, ses
     data["identifier"] = "edited"
 
     def refuse(identity, ops, create=None):
-        if identity.startswith("admin-dry-run-"):
+        if identity.startswith(updates.DRY_RUN_PREFIX):
             return create_or_update_session(identity, ops, create=create)
         raise InvalidArgument("updates[0] set_identifier: refused")
 
@@ -563,7 +607,7 @@ def test_add_and_move_folders_through_put_folder(admin_client, sessions):
     data = form_data(response, "folder_form")
     assert data["parent"] == "f:"  # the root by default
     data.update({"identity": "quali", "label": "Qualifying", "parent": "f:season"})
-    with mock.patch("sessions_app.admin.folders.put_folder", wraps=folders.put_folder) as spy:
+    with mock.patch("sessions_app.services.folders.put_folder", wraps=folders.put_folder) as spy:
         response = admin_client.post(f"{FOLDERS}add/", data)
     assert response.status_code == 302, body(response)
     # The form dry-runs put_folder first; the save is the last call.
@@ -592,7 +636,7 @@ def test_deleting_a_folder_reroots_orphaned_sessions(admin_client, sessions):
     create_or_update_session("s-child", [("set_folders", ["silverstone", "tests"])])
     response = admin_client.get(f"{FOLDERS}season/delete/")
     assert "No session is deleted" in body(response)
-    with mock.patch("sessions_app.admin.folders.delete_folders", wraps=folders.delete_folders) as spy:
+    with mock.patch("sessions_app.services.folders.delete_folders", wraps=folders.delete_folders) as spy:
         response = admin_client.post(f"{FOLDERS}season/delete/", {"post": "yes"})
     assert response.status_code == 302
     spy.assert_called_once_with(["season"])

@@ -68,7 +68,11 @@ class ConfigView(APIView):
         operation_id="get-config",
         parameters=[IDENTIFIER],
         responses={
-            (200, media): OpenApiResponse(OpenApiTypes.BINARY, description="The config as published.")
+            # A JSON config is a JSON document (clients parse it as one); an FFC config is bytes.
+            (200, media): OpenApiResponse(
+                OpenApiTypes.ANY if media == store.JSON_CONTENT_TYPE else OpenApiTypes.BINARY,
+                description="The config as published.",
+            )
             for media in store.CONTENT_TYPES
         }
         | {304: None, 404: OpenApiTypes.OBJECT, 406: OpenApiTypes.OBJECT},

@@ -40,7 +40,7 @@ from django.db import IntegrityError, transaction
 
 from config_app.models import Dependency
 from config_app.services.validation import validate_config
-from rta_core.errors import InvalidArgument, NotFound, ServiceError
+from rta_core.errors import InvalidArgument, NotFound, ServiceError, excerpt
 
 DATA_FORMAT = "dataFormat"
 ATLAS_CONFIGURATION = "atlasConfiguration"
@@ -64,7 +64,8 @@ class Conflict(ServiceError):
 def check_type(dependency_type):
     if not isinstance(dependency_type, str) or not _TYPE_RE.fullmatch(dependency_type):
         raise InvalidArgument(
-            f"dependency type {dependency_type!r} is not 1-64 letters, digits, '_', '.' or '-' starting with a letter"
+            f"dependency type {excerpt(dependency_type)} is not 1-64 letters, digits, '_', '.' or '-' "
+            "starting with a letter"
         )
     return dependency_type
 
@@ -125,7 +126,7 @@ def parse_aggregates(value, path="aggregates"):
     for name in names:
         lowered = name.lower()
         if lowered not in AGGREGATES:
-            _fail(path, f"unknown aggregate {name!r} (expected {', '.join(AGGREGATES)})")
+            _fail(path, f"unknown aggregate {excerpt(name)} (expected {', '.join(AGGREGATES)})")
         found.add(lowered)
     if not found:
         return ["avg"]
@@ -139,12 +140,12 @@ def validate_data_format(document):
     if not isinstance(feeds, dict) or not feeds:
         _fail("dataFormat.feeds", "must be a non-empty object of feeds")
     for feed_name, feed in feeds.items():
-        path = f"dataFormat.feeds[{feed_name!r}]"
+        path = f"dataFormat.feeds[{excerpt(feed_name)}]"
         if not isinstance(feed, dict):
             _fail(path, "must be a JSON object")
         frequency = feed.get("frequency")
         if frequency is not None and (not _is_number(frequency) or not frequency > 0):
-            _fail(f"{path}.frequency", f"must be a positive number of Hz, got {frequency!r}")
+            _fail(f"{path}.frequency", f"must be a positive number of Hz, got {excerpt(frequency)}")
         parameters = feed.get("parameters")
         if not isinstance(parameters, list):
             _fail(f"{path}.parameters", "must be a list")
@@ -161,7 +162,7 @@ def validate_data_format(document):
             if not isinstance(identifier, str) or not identifier:
                 _fail(f"{item_path}.identifier", "must be a non-empty string")
             if identifier in seen:
-                _fail(f"{item_path}.identifier", f"{identifier!r} appears twice in the feed")
+                _fail(f"{item_path}.identifier", f"{excerpt(identifier)} appears twice in the feed")
             seen.add(identifier)
 
 
@@ -175,7 +176,7 @@ def _validate_groups(groups, path, depth=0):
     if not isinstance(groups, dict):
         _fail(path, "must be an object of groups")
     for name, group in groups.items():
-        group_path = f"{path}[{name!r}]"
+        group_path = f"{path}[{excerpt(name)}]"
         if not name:
             _fail(group_path, "group names must not be empty")
         if not isinstance(group, dict):
@@ -184,7 +185,7 @@ def _validate_groups(groups, path, depth=0):
         if not isinstance(parameters, dict):
             _fail(f"{group_path}.parameters", "must be an object of parameters by identifier")
         for identifier, parameter in parameters.items():
-            parameter_path = f"{group_path}.parameters[{identifier!r}]"
+            parameter_path = f"{group_path}.parameters[{excerpt(identifier)}]"
             if not identifier:
                 _fail(parameter_path, "identifiers must not be empty")
             if not isinstance(parameter, dict):
@@ -206,7 +207,7 @@ def validate_atlas_configuration(document):
     if not isinstance(app_groups, dict):
         _fail("atlasConfiguration.appGroups", "must be an object of application groups")
     for name, app in app_groups.items():
-        path = f"atlasConfiguration.appGroups[{name!r}]"
+        path = f"atlasConfiguration.appGroups[{excerpt(name)}]"
         if not name:
             _fail(path, "application group names must not be empty")
         if not isinstance(app, dict):
@@ -225,7 +226,7 @@ def validate_atlas_configuration(document):
     if not isinstance(events, dict):
         _fail("atlasConfiguration.events", "must be an object of event definitions by event id")
     for event_id, event in events.items():
-        path = f"atlasConfiguration.events[{event_id!r}]"
+        path = f"atlasConfiguration.events[{excerpt(event_id)}]"
         if not event_id or not isinstance(event, dict):
             _fail(path, "must be a JSON object under a non-empty event id")
         if "description" in event and not isinstance(event["description"], str):
@@ -268,7 +269,7 @@ def publish(dependency_type, document, dependency_id=None):
             existing = Dependency.objects.get(type=dependency_type, identifier=dependency_id)
     if existing.sha256 != digest:
         raise Conflict(
-            f"{dependency_type} {dependency_id!r} is already published with different content "
+            f"{dependency_type} {excerpt(dependency_id)} is already published with different content "
             "(dependencies never change: publish the new document under a new id)"
         )
     return dependency_id, False
@@ -290,7 +291,7 @@ def get(dependency_type, dependency_id):
     check_id(dependency_id)
     row = Dependency.objects.filter(type=dependency_type, identifier=dependency_id).first()
     if row is None:
-        raise NotFound(f"{dependency_type} {dependency_id!r} not found")
+        raise NotFound(f"{dependency_type} {excerpt(dependency_id)} not found")
     return row
 
 

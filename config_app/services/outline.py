@@ -1,29 +1,79 @@
 """A configuration JSON document as people read it: applications, their parameter
 tree and tables of parameters, channels, conversions, error and event definitions.
 
-Used by the admin detail page. It reads documents leniently (missing or
-mistyped fields show as blanks, defaults come from the configuration schema)
-so that any stored document renders; tables longer than ``max_rows`` are cut.
+Used by the config admin's detail page; the lenient readers below are also how
+data_app's session admin names channels (``data_app.admin.summary``). They read
+documents leniently (missing or mistyped fields show as blanks, defaults come
+from the configuration schema) so that any stored document renders; tables
+longer than ``max_rows`` are cut.
 """
 
 MAX_ROWS = 2000
 
 
-def outline(document, max_rows=MAX_ROWS):
-    """``[application, ...]``, each a dict of display-ready values (see the template)."""
+# --- lenient readers -------------------------------------------------------------------------
+
+
+def applications(document):
+    """``[(name, application)]``: the document's members that are objects (a non-object document has none)."""
     if not isinstance(document, dict):
         return []
-    conversions = {}
-    for app in document.values():
-        for conversion in _items(app, "conversions"):
-            if isinstance(conversion.get("name"), str):
-                conversions.setdefault(conversion["name"], conversion)
-    return [_application(name, app, conversions, max_rows) for name, app in document.items() if isinstance(app, dict)]
+    return [(name, app) for name, app in document.items() if isinstance(app, dict)]
 
 
-def _items(app, key):
+def items(app, key):
+    """The objects listed under ``app[key]`` (other entries, or a value that is not a list, give nothing)."""
     value = app.get(key) if isinstance(app, dict) else None
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def text(value):
+    """``value`` when it is a string, else blank."""
+    return value if isinstance(value, str) else ""
+
+
+def integer(value):
+    """``value`` as an int when it is one (or a float holding one), else None; booleans are not numbers here."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def conversions_by_name(document):
+    """``{name: conversion}`` of every application's conversions (parameters may name another application's);
+    the first of a name wins."""
+    conversions = {}
+    for _, app in applications(document):
+        for conversion in items(app, "conversions"):
+            if isinstance(conversion.get("name"), str):
+                conversions.setdefault(conversion["name"], conversion)
+    return conversions
+
+
+def conversion_of(parameter, conversions):
+    """The conversion ``parameter`` names (``conv``), or ``{}`` (none, or none of that name)."""
+    name = parameter.get("conv")
+    return conversions.get(name, {}) if isinstance(name, str) else {}
+
+
+def parameter_unit(parameter, conversion):
+    """A parameter's unit: its own when it gives one, else its conversion's."""
+    if isinstance(parameter.get("unit"), str):
+        return parameter["unit"]
+    return text(conversion.get("unit"))
+
+
+# --- the outline -----------------------------------------------------------------------------
+
+
+def outline(document, max_rows=MAX_ROWS):
+    """``[application, ...]``, each a dict of display-ready values (see the template)."""
+    conversions = conversions_by_name(document)
+    return [_application(name, app, conversions, max_rows) for name, app in applications(document)]
 
 
 def _table(rows, max_rows):
@@ -47,11 +97,11 @@ def _application(name, app, conversions, max_rows):
             else [],
             "params": _strings(tree.get("params")),
         },
-        "parameters": _table([_parameter(p, conversions) for p in _items(app, "parameters")], max_rows),
-        "channels": _table([_channel(c) for c in _items(app, "channels")], max_rows),
-        "conversions": _table([_conversion(c) for c in _items(app, "conversions")], max_rows),
-        "errors": _table([_error(e) for e in _items(app, "errors")], max_rows),
-        "events": _table([_event(e) for e in _items(app, "events")], max_rows),
+        "parameters": _table([_parameter(p, conversions) for p in items(app, "parameters")], max_rows),
+        "channels": _table([_channel(c) for c in items(app, "channels")], max_rows),
+        "conversions": _table([_conversion(c) for c in items(app, "conversions")], max_rows),
+        "errors": _table([_error(e) for e in items(app, "errors")], max_rows),
+        "events": _table([_event(e) for e in items(app, "events")], max_rows),
     }
 
 
@@ -70,16 +120,13 @@ def _group(group, depth=0):
 
 
 def _parameter(parameter, conversions):
-    conversion = conversions.get(parameter.get("conv"), {})
-    unit = parameter.get("unit")
-    if unit is None:
-        unit = conversion.get("unit", "")
+    conversion = conversion_of(parameter, conversions)
     return {
         "id": parameter.get("id", ""),
         "name": parameter.get("name", ""),
         "desc": parameter.get("desc", ""),
         "type": parameter.get("type", "std"),
-        "unit": unit,
+        "unit": parameter_unit(parameter, conversion),
         "format": parameter.get("format", conversion.get("format", "")),
         "min": parameter.get("min", 0.0),
         "max": parameter.get("max", 0.0),

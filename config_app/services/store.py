@@ -35,7 +35,8 @@ from django.db import IntegrityError, transaction
 
 from config_app.models import FFC_CONTENT_TYPE, JSON_CONTENT_TYPE, Config
 from config_app.services.validation import parse_json, validate_config_json
-from rta_core.errors import InvalidArgument, NotFound, TooLarge
+from rta_core.errors import InvalidArgument, NotFound, TooLarge, excerpt
+from rta_core.identities import validate_identity
 
 log = logging.getLogger(__name__)
 
@@ -49,31 +50,26 @@ INCOMING = f"{STORAGE_PREFIX}/.incoming"
 # --- arguments -------------------------------------------------------------------------------
 
 
-def shown(identifier, limit=200):
-    """An identifier as quoted in messages (long ones shortened)."""
-    return repr(identifier if len(identifier) <= limit else identifier[:limit] + "…")
+def shown(identifier):
+    """An identifier as quoted in messages (long ones cut to an excerpt)."""
+    return excerpt(identifier)
 
 
 def identifier_hash(identifier):
     """SHA-256 (hex) of a valid identifier; InvalidArgument when the identifier is not one."""
     if not isinstance(identifier, str) or not identifier:
         raise InvalidArgument("identifier must not be empty")
-    if len(identifier) > MAX_IDENTIFIER_LENGTH:
-        raise InvalidArgument(f"identifier is {len(identifier)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}")
-    if "\x00" in identifier:
-        raise InvalidArgument("identifier must not contain NUL characters")
-    try:
-        encoded = identifier.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument("identifier is not valid Unicode text") from None
-    return hashlib.sha256(encoded).hexdigest()
+    validate_identity(identifier, "identifier", limit=MAX_IDENTIFIER_LENGTH)
+    return hashlib.sha256(identifier.encode("utf-8")).hexdigest()
 
 
 def check_content_type(content_type):
     """The content type in canonical (lower-case) form; InvalidArgument unless JSON or FFC config."""
     normalized = (content_type or "").strip().lower()
     if normalized not in CONTENT_TYPES:
-        raise InvalidArgument(f"unsupported content type {content_type!r}: expected {' or '.join(CONTENT_TYPES)}")
+        raise InvalidArgument(
+            f"unsupported content type {excerpt(content_type)}: expected {' or '.join(CONTENT_TYPES)}"
+        )
     return normalized
 
 

@@ -19,7 +19,7 @@ is reported as ``InvalidArgument`` with its path, e.g.
 import json
 import re
 
-from rta_core.errors import InvalidArgument
+from rta_core.errors import InvalidArgument, excerpt
 
 CHANNEL_TYPES = ("u8", "s8", "u16", "s16", "u32", "s32", "f32", "3f32", "f64")
 CHANNEL_SOURCES = ("can", "event", "periodic", "synchro", "timestamped", "row", "subSampledPeriodic")
@@ -118,9 +118,9 @@ class _Checker:
         if non_empty and not value:
             raise ConfigError(self.at(name), "must not be empty")
         if choices is not None and value not in choices:
-            raise ConfigError(self.at(name), f"must be one of {', '.join(choices)} (got {value!r})")
+            raise ConfigError(self.at(name), f"must be one of {', '.join(choices)} (got {excerpt(value)})")
         if pattern is not None and not pattern.fullmatch(value):
-            raise ConfigError(self.at(name), f"must match {pattern.pattern} (got {value!r})")
+            raise ConfigError(self.at(name), f"must match {pattern.pattern} (got {excerpt(value)})")
         return value
 
     def number(self, name):

@@ -26,7 +26,6 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 from django.conf import settings
@@ -37,6 +36,9 @@ from data_app.models import Chunk
 from data_app.services import wire
 from data_app.store.segments import SegmentReader
 from rta_core.errors import InvalidArgument
+from rta_core.timeutil import NS_PER_S, format_duration, ns_to_datetime, tick_step
+from sessions_app.models import Marker
+from sessions_app.services.values import LAPS_CATEGORY
 
 DEFAULT_WIDTH = 960
 MIN_WIDTH, MAX_WIDTH = 480, 2400
@@ -54,8 +56,6 @@ _CODES = {"u8": "B", "s8": "b", "u16": "H", "s16": "h", "u32": "I", "s32": "i", 
 _BY_WIDTH = {1: "u8", 2: "s16", 4: "f32", 8: "f64"}
 _SIZES = {name: array(code).itemsize for name, code in _CODES.items()}
 _SWAP = sys.byteorder == "big"  # stored samples are little-endian
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NS = 1_000_000_000
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot hold
 
 
@@ -227,27 +227,14 @@ def read_trace(identity, summary, lo, hi, columns, budget):
 
 # --- the picture -----------------------------------------------------------------------------
 
-_TICKS = (
-    [n * 1_000_000 for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)]
-    + [n * NS for n in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)]
-    + [n * 3600 * NS for n in (1, 2, 3, 6, 12, 24, 48, 168)]
-)
-
-
-def _tick_step(span, max_ticks):
-    for step in _TICKS:
-        if span / step <= max_ticks:
-            return step
-    return span
-
 
 def _clock(ns, step, span):
-    dt = _EPOCH + timedelta(microseconds=ns // 1000)
-    if span > 2 * 86400 * NS:
+    dt = ns_to_datetime(ns)
+    if span > 2 * 86400 * NS_PER_S:
         return dt.strftime("%m-%d %H:%M")
-    text = dt.strftime("%H:%M:%S" if step < 60 * NS or ns % (60 * NS) else "%H:%M")
-    if step < NS:
-        text += f".{(ns % NS) // 1_000_000:03d}"
+    text = dt.strftime("%H:%M:%S" if step < 60 * NS_PER_S or ns % (60 * NS_PER_S) else "%H:%M")
+    if step < NS_PER_S:
+        text += f".{(ns % NS_PER_S) // 1_000_000:03d}"
     return text
 
 
@@ -260,17 +247,6 @@ def _number(v):
     if a >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}".rstrip("0").rstrip(".") if a else "0"
-
-
-def _duration(ns):
-    s = ns / NS
-    if s < 1:
-        return f"{ns / 1e6:g} ms"
-    if s < 120:
-        return f"{s:.3g} s"
-    if s < 7200:
-        return f"{int(s // 60)} min {int(s % 60)} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
 
 
 def _xml(text):
@@ -334,7 +310,7 @@ def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WID
     if lo > hi:
         return _empty(width, title, "No data in this time range.")
     if lo == hi:
-        lo, hi = lo - NS // 2, hi + NS // 2
+        lo, hi = lo - NS_PER_S // 2, hi + NS_PER_S // 2
     budget = max(max_samples() // len(shown), 1)
     traces = [read_trace(identity, c, lo, hi, plot_w, budget) for c in shown]
     laps = [
@@ -374,7 +350,11 @@ def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
         f'<rect width="{width}" height="{height}" fill="#fff"/>',
         _text(8, 17, _fit(title, width * 0.55, 12), weight="600", size=12),
         _text(
-            width - RIGHT, 17, f"{_duration(span)} · {read:,} samples · min/max per pixel", anchor="end", fill="#777"
+            width - RIGHT,
+            17,
+            f"{format_duration(span)} · {read:,} samples · min/max per pixel",
+            anchor="end",
+            fill="#777",
         ),
     ]
     panels_bottom = top + len(traces) * (PANEL_H + PANEL_GAP) - PANEL_GAP
@@ -385,7 +365,7 @@ def _svg(width, plot_w, title, lo, hi, traces, hidden, laps, events=()):
         )
 
     # Time grid across every panel, labelled under the last one.
-    step = _tick_step(span, max(2, plot_w // 90))
+    step = tick_step(span, max(2, plot_w // 90))
     tick = -(-lo // step) * step
     while tick <= hi:
         tx = x_of(tick)
@@ -508,12 +488,10 @@ def _panel(trace, y0, x0, plot_w, span):
 
 
 def lap_markers(identity, limit=500):
-    """``(label, start, end)`` of the session's timed markers in the ``Laps`` category (any case)."""
-    from sessions_app.models import Marker
-
+    """``(label, start, end)`` of the session's timed laps (markers in ``LAPS_CATEGORY``)."""
     rows = (
         Marker.objects.filter(
-            session_id=identity, category__iexact="laps", start_time__isnull=False, end_time__isnull=False
+            session_id=identity, category=LAPS_CATEGORY, start_time__isnull=False, end_time__isnull=False
         )
         .order_by("start_time")
         .values_list("label", "marker_id", "start_time", "end_time")[:limit]

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Max, Min, Sum
 
+from config_app.models import JSON_CONTENT_TYPE
+from config_app.services import outline, store
 from data_app.models import Chunk
+from rta_core.errors import ServiceError
+from sessions_app.models import ConfigBinding
 
 KIND_ORDER = {"periodic": 0, "timestamped": 1, "row": 2, "events": 3}
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # larger configs are not parsed for labels (the admin stays fast)
@@ -196,11 +200,6 @@ def channel_labels(identity):
     larger than ``MAX_CONFIG_BYTES`` or unreadable are skipped: labels are a
     convenience and never stop the page.
     """
-    from config_app.models import JSON_CONTENT_TYPE
-    from config_app.services import store
-    from rta_core.errors import ServiceError
-    from sessions_app.models import ConfigBinding
-
     labels = {}
     for identifier, offset in ConfigBinding.objects.filter(session_id=identity).values_list(
         "identifier", "channel_offset"
@@ -217,42 +216,21 @@ def channel_labels(identity):
     return labels
 
 
-def _dicts(value):
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _text(value):
-    return value if isinstance(value, str) else ""
-
-
-def _int(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def labels_from_document(document, identifier="", offset=0):
-    """``{channel + offset: ChannelLabel}`` for one parsed config document (read leniently)."""
-    if not isinstance(document, dict):
-        return {}
-    apps = [app for app in document.values() if isinstance(app, dict)]
-    conversions, channels = {}, {}
+    """``{channel + offset: ChannelLabel}`` for one parsed config document (read leniently, as the config
+    admin's outline reads it)."""
+    apps = [app for _, app in outline.applications(document)]
+    conversions = outline.conversions_by_name(document)
+    channels = {}
     for app in apps:
-        for conversion in _dicts(app.get("conversions")):
-            conversions.setdefault(_text(conversion.get("name")), conversion)
-        for channel in _dicts(app.get("channels")):
-            cid = _int(channel.get("id"))
+        for channel in outline.items(app, "channels"):
+            cid = outline.integer(channel.get("id"))
             if cid is not None:
                 channels.setdefault(cid, channel)
     labels = {}
     for app in apps:
-        for parameter in _dicts(app.get("parameters")):
-            conversion = conversions.get(_text(parameter.get("conv")), {})
-            unit = parameter.get("unit") if isinstance(parameter.get("unit"), str) else _text(conversion.get("unit"))
+        for parameter in outline.items(app, "parameters"):
+            conversion = outline.conversion_of(parameter, conversions)
             rational = conversion.get("rational") if isinstance(conversion.get("rational"), dict) else {}
             coeffs = rational.get("coeffs")
             coeffs = (
@@ -266,27 +244,29 @@ def labels_from_document(document, identifier="", offset=0):
                 coeffs = (0, 1, 0, 0, 0, 1)  # no conversion: the schema's default 1:1
             listed = parameter.get("channels") if isinstance(parameter.get("channels"), list) else []
             for cid in listed:
-                cid = _int(cid)
+                cid = outline.integer(cid)
                 if cid is None or cid + offset in labels:
                     continue
                 channel = channels.get(cid, {})
                 labels[cid + offset] = ChannelLabel(
                     channel=cid + offset,
-                    name=_text(parameter.get("name")) or _text(parameter.get("id")) or f"channel {cid + offset:x}",
-                    description=_text(parameter.get("desc")),
-                    unit=unit,
-                    type=_text(channel.get("type")),
-                    source=_text(channel.get("source")),
+                    name=outline.text(parameter.get("name"))
+                    or outline.text(parameter.get("id"))
+                    or f"channel {cid + offset:x}",
+                    description=outline.text(parameter.get("desc")),
+                    unit=outline.parameter_unit(parameter, conversion),
+                    type=outline.text(channel.get("type")),
+                    source=outline.text(channel.get("source")),
                     coeffs=coeffs,
                     config=identifier,
                 )
     for cid, channel in channels.items():
-        if cid + offset not in labels and _text(channel.get("name")):
+        if cid + offset not in labels and outline.text(channel.get("name")):
             labels[cid + offset] = ChannelLabel(
                 channel=cid + offset,
                 name=channel["name"],
-                type=_text(channel.get("type")),
-                source=_text(channel.get("source")),
+                type=outline.text(channel.get("type")),
+                source=outline.text(channel.get("source")),
                 config=identifier,
             )
     return labels

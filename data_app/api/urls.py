@@ -10,4 +10,10 @@ urlpatterns = [
         views.channel_data,
         name="session-data",
     ),
+    # Anything else under /data/ is not a session identity ending in "/data/...": say what is wrong.
+    re_path(
+        r"^sessions/(?P<identity>.+)/data/(?P<kind>[^/]+)(?:/(?P<channels>[^/]+))?$",
+        views.unknown_kind,
+        name="session-data-unknown",
+    ),
 ]

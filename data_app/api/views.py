@@ -2,7 +2,8 @@
 
 ``GET`` streams the chunks; ``HEAD`` answers with the same status and headers
 and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
-times, 404 unknown session, 405 other methods, 503 chunks moving under
+times, 404 unknown session or data kind, 405 other methods, 406 an Accept
+header that does not admit the chunked media type, 503 chunks moving under
 compaction on every attempt).
 """
 
@@ -13,10 +14,13 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from config_app.api.negotiation import accepts
 from data_app.services import wire
 from data_app.services.bindings import read_session_data
 from data_app.services.channels import parse_channels
-from rta_core.errors import InvalidArgument, ServiceError, json_error
+from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt, json_error
+from sessions_app.api.views import SessionDetailView
+from sessions_app.services import listing
 
 _METHODS = ("GET", "HEAD")
 
@@ -29,6 +33,14 @@ def _time_param(request, name):
         return int(value)
     except ValueError:
         raise InvalidArgument(f"{name} must be an integer number of nanoseconds") from None
+
+
+def _check_accept(request):
+    accept = request.headers.get("Accept", "")
+    if not accepts(accept, wire.MEDIA_TYPE):
+        raise NotAcceptable(
+            f"data is served as {wire.MEDIA_TYPE} only, which the Accept header ({excerpt(accept)}) does not admit"
+        )
 
 
 def _error(request, message, status):
@@ -46,9 +58,10 @@ def _respond(request, identity, kind, channels_expression):
     if request.method not in _METHODS:
         return _error(request, f"method {request.method} is not allowed", 405)
     try:
+        _check_accept(request)
         channels = parse_channels(channels_expression) if channels_expression is not None else None
         start, end = _time_param(request, "start"), _time_param(request, "end")
-        stream = read_session_data(identity, kind, channels, start, end)
+        stream = read_session_data(identity, kind, channels, start, end, access=request.rta_access)
     except ServiceError as exc:
         return _error(request, exc.message, exc.http_status)
     length = stream.wire_length()
@@ -79,7 +92,8 @@ async def _blocks(stream):
     iterator = iter(stream)
     ahead = asyncio.ensure_future(next_block(iterator, None))
     try:
-        while (block := await ahead) is not None:
+        # Shielded: a cancel (the client went away) must not leave a read running beside the close below.
+        while (block := await asyncio.shield(ahead)) is not None:
             ahead = asyncio.ensure_future(next_block(iterator, None))
             yield block
     finally:
@@ -99,3 +113,25 @@ def channel_data(request, identity, kind, channels):
 @csrf_exempt
 def events(request, identity):
     return _respond(request, identity, "events", None)
+
+
+@csrf_exempt
+def unknown_kind(request, identity, kind, channels=None):
+    """``/sessions/{identity}/data/...`` naming no data kind this server serves (or in the wrong shape).
+
+    Identities may contain "/": a session whose identity is the whole path is served as such.
+    """
+    whole = f"{identity}/data/{kind}" + (f"/{channels}" if channels is not None else "")
+    try:
+        listing.get_session(whole, access=request.rta_access)
+    except NotFound:
+        pass
+    else:
+        return SessionDetailView.as_view()(request, identity=whole)
+    if kind == "events":
+        message = "events are read at /data/events (no channels)"
+    elif kind in ("timestamped", "periodic", "row"):
+        message = f"{kind} data is read at /data/{kind}/{{channels}}"
+    else:
+        message = f"unknown data kind {excerpt(kind)}: one of timestamped, periodic, row, events"
+    return _error(request, message, 404)

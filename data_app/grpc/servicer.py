@@ -1,6 +1,8 @@
 """DataWriter and DataReader gRPC services (spec §7), over ``data_app.store``.
 
 Errors reach the client through the one gRPC error interceptor (``rta_site.grpc_errors``).
+A folder-restricted caller (``current_access()``) reads and writes only data identities a
+session in its folders has or binds (``sessions_app.services.scope``).
 """
 
 import logging
@@ -13,7 +15,10 @@ from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 from data_app.services.channels import parse_channels
 from data_app.services.sink import DataSink
 from data_app.store import reader
+from rta_core.access import current_access
 from rta_core.errors import InvalidArgument, ServiceError
+from rta_core.identities import validate_identity
+from sessions_app.services import scope
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ def write_data_stream(request_iterator, context):
             if writer is None:
                 if which != "data_identity" or not message.data_identity:
                     raise InvalidArgument("the first message must name the data_identity")
+                scope.check_data_write(current_access(), message.data_identity)
                 writer = DataSink(message.data_identity)
                 continue
             if which == "flush_marker":
@@ -76,8 +82,8 @@ def _read(kind, with_channels):
     # session's, resolved by the REST data endpoints only.
     def method(self, request, context):
         try:
-            if not request.data_identity:
-                raise InvalidArgument("data_identity is required")
+            validate_identity(request.data_identity, "data_identity")
+            scope.check_data_read(current_access(), request.data_identity)
             channels = parse_channels(request.channels) if with_channels else None
             stream = reader.open_identity(request.data_identity, kind, channels, *_bounds(request))
         finally:

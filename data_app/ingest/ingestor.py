@@ -55,17 +55,15 @@ from data_app.services.sink import DataSink
 from data_app.store.timestamped import TimestampedRun
 from rta_core.errors import ServiceError
 from rta_core.timeutil import parse_timestamp
-from sessions_app.models import Marker, Session
-from sessions_app.services.updates import create_or_update_session
-from sessions_app.services.values import STATE_BY_NAME
+from sessions_app.models import Marker, Session, SessionState
+from sessions_app.services.updates import close_ops, create_or_update_session
+from sessions_app.services.values import LAPS_CATEGORY, STATE_BY_NAME
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TYPE = "StreamSession"
 DEFAULT_QUALITY = 0.9
-LAPS = "Laps"
 TELEMETRY_END = 4  # lap trigger source: ends the last lap, starts none
-CLOSED_STATES = frozenset(("closed", "truncated", "failed", "abandoned"))
 MAX_LOGGED_PROBLEMS = 200
 ENDED_MEMORY = 100_000
 
@@ -322,8 +320,8 @@ class Ingestor:
         """Ops closing the session (``close``) and ending its open lap at the session's end."""
         row = Session.objects.filter(identity=stream.identity).values("state", "end_time").first() or {}
         ops = []
-        if close and row and not row["state"] & STATE_BY_NAME["closed"]:
-            ops.append(("set_state", STATE_BY_NAME["closed"]))
+        if close and row:
+            ops += close_ops(row["state"])
         ends = [e for e in (row.get("end_time"), activity_end) if e is not None]
         lap = stream.last_lap
         if lap is not None and ends and max(ends) > lap["start_time"]:
@@ -356,7 +354,7 @@ class Ingestor:
         if stream.identity != message.id:
             stream.identity = message.id
             stream.last_lap = self._open_lap(message.id)
-        if message.state in CLOSED_STATES:
+        if SessionState.is_closed(message.state):
             # A closed session: its data is flushed and its last lap ends with it.
             self._data(message.id).flush()
             ops += self._closing_ops(stream, close=False, activity_end=_activity_end(message))
@@ -398,7 +396,7 @@ class Ingestor:
     def _open_lap(identity):
         """The session's lap still waiting for the next trigger (after a restart), if any."""
         marker = (
-            Marker.objects.filter(session_id=identity, category=LAPS, end_time__isnull=True)
+            Marker.objects.filter(session_id=identity, category=LAPS_CATEGORY, end_time__isnull=True)
             .order_by("-start_time")
             .first()
         )
@@ -406,7 +404,7 @@ class Ingestor:
             return None
         return {
             "id": marker.marker_id,
-            "category": LAPS,
+            "category": LAPS_CATEGORY,
             "type": marker.type,
             "label": marker.label,
             "start_time": marker.start_time,
@@ -663,7 +661,7 @@ class Ingestor:
         if message.trigger_source != TELEMETRY_END:
             lap = {
                 "id": f"lap-{time_ns}",
-                "category": LAPS,
+                "category": LAPS_CATEGORY,
                 "type": message.type,
                 "label": f"Lap {message.number}",
                 "start_time": time_ns,

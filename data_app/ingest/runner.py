@@ -21,6 +21,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from data_app.metrics import INGEST_COMMITTED_OFFSET, INGEST_CONSUMER_LAG, INGEST_LAG
+
 log = logging.getLogger(__name__)
 
 BASE64_PREFIX = b"base64:"
@@ -46,6 +48,8 @@ class Lag:
         """The messages seen before ``mark()`` returned ``upto`` (default: all) are durable now."""
         upto = len(self._pending) if upto is None else upto
         now = time.time() * 1000
+        for t in self._pending[:upto]:
+            INGEST_LAG.observe(max(0.0, now - t) / 1000)
         if len(self.samples) < self.limit:
             self.samples.extend(now - t for t in self._pending[:upto])
         del self._pending[:upto]
@@ -272,6 +276,14 @@ class KafkaIngest:
                 return
             for tp in offsets:
                 self._committed[tp.partition] = tp.offset
+                self._report_offset(tp)
+
+    def _report_offset(self, tp):
+        labels = (self.topic, str(tp.partition))
+        INGEST_COMMITTED_OFFSET.labels(*labels).set(tp.offset)
+        _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)  # no broker round trip
+        if high >= 0:
+            INGEST_CONSUMER_LAG.labels(*labels).set(max(0, high - tp.offset))
 
     def _assign_statically(self):
         """Read the given partitions without joining the group's rebalancing (offsets still go to the group)."""

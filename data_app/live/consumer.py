@@ -1,8 +1,10 @@
 """``WS /rta/v2/sessions/{identity}/stream``: the Channels adapter over ``ClientStream``.
 
 Handshake: the ``mat.ocs.rta.stream-lz4`` sub-protocol is required (406
-otherwise). A session that cannot be streamed (unknown, or not waiting/open)
-is accepted and closed normally (1000) without a message. Client messages
+otherwise). A session that cannot be streamed (unknown, outside the folders of
+a folder-restricted token, or not waiting/open) is accepted and closed normally
+(1000) without a message. The token was checked before (``scope["rta_access"]``,
+``rta_site.auth.websocket``); its folders are checked here, at the handshake. Client messages
 must be binary ``StreamRequest``s of at most 64 KiB: a text frame closes
 with 1003, an oversized one with 1009, anything undecodable or empty with
 1002 (protocol error).
@@ -26,16 +28,25 @@ from data_app.live.client import (
     ClientStream,
 )
 from data_app.live.hub import get_hub
+from data_app.metrics import WEBSOCKET_CLIENTS
+from rta_core.access import Access
+from sessions_app.services import scope
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 
 
-async def stream_json(identity):
-    """``(json text, live)`` of the session: the database's, else the buffer directory's (third-party ingest)."""
+async def stream_json(identity, access=Access.ANONYMOUS_FULL):
+    """``(json text, live)`` of the session: the database's, else the buffer directory's (third-party ingest).
+
+    ``None`` for a session ``access`` does not reach: a folder-restricted caller streams only stored
+    sessions in its folders (one known to the buffer alone is in no folder).
+    """
+    if access.folder_restricted and not await database_sync_to_async(scope.reaches_session)(access, identity):
+        return None
     loaded = await database_sync_to_async(sessions.load)(identity)
-    if loaded is not None:
+    if loaded is not None or access.folder_restricted:
         return loaded
     try:
         directory = await get_buffer().aget_session(identity)
@@ -55,7 +66,8 @@ class LiveStreamConsumer(AsyncConsumer):
         if SUBPROTOCOL not in (self.scope.get("subprotocols") or []):
             await transport.deny(self.scope, self.base_send, 406, f"the {SUBPROTOCOL} sub-protocol is required")
             raise StopConsumer
-        found = await stream_json(self.identity)
+        # Behind BearerTokenWebSocketMiddleware (rta_site.asgi); mounted without it, nothing restricts access.
+        found = await stream_json(self.identity, self.scope.get("rta_access", Access.ANONYMOUS_FULL))
         await self.base_send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if found is None or not found[1]:
             await self.base_send({"type": "websocket.close", "code": 1000})
@@ -67,6 +79,7 @@ class LiveStreamConsumer(AsyncConsumer):
             except Exception:  # updates still arrive by polling the directory entry
                 log.exception("live: cannot join the channel layer group of %r", self.identity)
         self.stream = ClientStream(self.identity, self.base_send, transport.flow_control(self.base_send))
+        WEBSOCKET_CLIENTS.inc()
         try:
             await self.stream.start(found[0])
         except Exception:
@@ -99,6 +112,7 @@ class LiveStreamConsumer(AsyncConsumer):
 
     async def websocket_disconnect(self, message):
         if self.stream is not None:
+            WEBSOCKET_CLIENTS.dec()
             await self.stream.stop()
             if self.channel_layer is not None:
                 try:

@@ -20,6 +20,7 @@ from django.conf import settings
 from data_app.live import bursts, container, logs, sessions
 from data_app.live.batching import Batcher
 from data_app.live.buffers import get_buffer, later_id, parse_id
+from data_app.metrics import LIVE_LAG
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class Follower:
             if entry_position <= position:
                 continue  # already dispatched (catch_up and the follow loop may read the same entries)
             self.position, position = entry.id, entry_position
+            LIVE_LAG.observe(max(0.0, time.time() - entry_position[0] / 1000))  # entry ids are <ms>-<seq>
             if entry.session_id != directory.stream_session_id:
                 continue  # another session sharing the stream
             live = LiveEntry.decode(entry)

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from data_app.live import logs, process_wide
 from data_app.live.buffers import get_buffer
+from rta_core.identities import is_identity
 from sessions_app.models import SessionState
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def load(identity):
     """``(json text, live)`` of a stored session, or ``None`` (runs in a thread: database)."""
     from sessions_app.models import Session
 
+    if not is_identity(identity):
+        return None  # no session has an invalid identity
     session = Session.objects.filter(identity=identity).first()
     if session is None:
         return None
@@ -78,7 +81,7 @@ def exists(identity):
     """Whether the session is stored (runs in a thread: database)."""
     from sessions_app.models import Session
 
-    return Session.objects.filter(identity=identity).exists()
+    return is_identity(identity) and Session.objects.filter(identity=identity).exists()
 
 
 def on_session_changed(sender, session, **kwargs):

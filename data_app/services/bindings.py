@@ -45,7 +45,9 @@ from data_app.models import Chunk
 from data_app.services.channels import MAX_CHANNEL, ChannelSet
 from data_app.services.transforms import MERGE, ChunkTransform, Window
 from data_app.store import reader
-from rta_core.errors import NotFound
+from rta_core.access import Access
+from rta_core.errors import NotFound, excerpt
+from rta_core.identities import is_identity
 
 _ALL_CHANNELS = ChannelSet([(0, MAX_CHANNEL)])
 
@@ -114,12 +116,16 @@ class Binding:
         return ChunkTransform(self.offset, low, high, tuple(session_ids) if remap else None)
 
 
-def session_bindings(identity):
-    """The session's bindings (empty when it has none); NotFound if there is no such session."""
-    from sessions_app.models import Session
+def session_bindings(identity, access=Access.ANONYMOUS_FULL):
+    """The session's bindings (empty when it has none); NotFound if there is no such session, or it is outside
+    ``access``'s folders."""
+    from sessions_app.services.scope import visible_sessions
 
+    if not is_identity(identity):
+        raise NotFound(f"session {excerpt(identity)} not found")  # no session has an invalid identity
     rows = list(
-        Session.objects.filter(identity=identity)
+        visible_sessions(access)
+        .filter(identity=identity)
         .order_by("data_bindings__id")
         .values_list(
             "data_bindings__identity",
@@ -130,17 +136,18 @@ def session_bindings(identity):
         )
     )
     if not rows:
-        raise NotFound(f"session {identity!r} not found")
+        raise NotFound(f"session {excerpt(identity)} not found")
     return [Binding.from_values(*row) for row in rows if row[0] is not None]
 
 
-def read_session_data(identity, kind, channels=None, start=None, end=None):
+def read_session_data(identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
     """A ``reader.ChunkStream`` of the session's ``kind`` data for session channels ``channels``.
 
     ``start``/``end`` are session times (ns, inclusive), rounded outwards to whole chunks.
+    NotFound for a session ``access`` does not reach.
     """
     reader.check_request(kind, start, end)
-    bindings = session_bindings(identity)
+    bindings = session_bindings(identity, access)
     if not bindings:
         return reader.open_identity(identity, kind, channels, start, end)
     identities = {b.identity for b in bindings}

@@ -4,7 +4,7 @@ gRPC ``DataWriter``, the Advanced Streams ingest and ``load_demo`` all write
 through a ``DataSink``: it buffers into the chunk store (``ChunkWriter``) and,
 while the session is live (waiting or open), publishes every item to the live
 buffer (``data_app.live``) for WebSocket clients, so every writer gets both
-without repeating the rule.
+without repeating the rule. Stored data extends the session's time range.
 """
 
 import numpy as np
@@ -13,15 +13,23 @@ from data_app.live.publisher import LiveTap
 from data_app.store import items as it
 from data_app.store.timestamped import TimestampedRun
 from data_app.store.writer import ChunkWriter
+from rta_core.identities import validate_identity
+from sessions_app.models import Session
+from sessions_app.services.updates import create_or_update_session
 
 
 class DataSink:
     """Items for one data identity: ``add`` buffers, ``flush`` makes durable, ``discard`` drops."""
 
     def __init__(self, identity, **writer_options):
-        self.identity = identity
-        self.store = ChunkWriter(identity, **writer_options)
+        self.identity = validate_identity(identity, "data identity")  # before anything is buffered or stored
+        self.store = ChunkWriter(identity, on_stored=self._extend_session, **writer_options)
         self.live = LiveTap(identity)
+
+    def _extend_session(self, start, end):
+        """Stored data widens its session's time range (when a session of that identity exists)."""
+        if Session.objects.filter(identity=self.identity).exists():
+            create_or_update_session(self.identity, [("extend_time_range", (start, end))])
 
     def add(self, kind, item):
         """Validate and buffer one item (``InvalidArgument`` leaves nothing buffered).

@@ -4,7 +4,10 @@ Each chunk on the wire is a 4-byte signed little-endian header length, a
 ``ChunkTransferHeader`` and ``packed_length`` payload bytes: one serialized data
 list, as a raw LZ4 block (no size prefix; the size is ``unpacked_length``) when
 compressed. Header times and the compression mode are deltas against the
-previous chunk of the same response (the first chunk against zero).
+previous chunk of the same response (the first chunk against zero). A time
+delta is taken modulo 2^64 as an int64 (two's complement, what int64 addition
+in any client gives back): from a chunk near the int64 minimum to one near the
+maximum the difference does not fit a sint64, yet the sum is exact.
 """
 
 import struct
@@ -18,6 +21,12 @@ MEDIA_TYPE = "application/vnd.mat.protobuf+chunked"
 COMPRESSION_NONE = 0
 COMPRESSION_LZ4 = 1
 _LENGTH = struct.Struct("<i")
+
+
+def _int64(value):
+    """``value`` wrapped to int64 (modulo 2^64, two's complement)."""
+    return (value + 2**63) % 2**64 - 2**63
+
 
 LIST_TYPES = {
     "timestamped": data_pb2.TimestampedDataList,
@@ -73,8 +82,8 @@ class ChunkStreamWriter:
         """The framing (length prefix + header) to write before ``packed_length`` payload bytes."""
         duration = end - start
         header = chunks_pb2.ChunkTransferHeader(
-            chunk_start_time_delta=start - self.prev_start,
-            chunk_duration_delta=duration - self.prev_duration,
+            chunk_start_time_delta=_int64(start - self.prev_start),
+            chunk_duration_delta=_int64(duration - self.prev_duration),
             channel_ids=channel_ids,
             compression_delta=compression - self.prev_compression,
             unpacked_length=unpacked_length,
@@ -133,8 +142,8 @@ def read_chunks(data):
             raise ChunkFormatError("truncated payload")
         packed = bytes(view[pos : pos + header.packed_length])
         pos += header.packed_length
-        start += header.chunk_start_time_delta
-        duration += header.chunk_duration_delta
+        start = _int64(start + header.chunk_start_time_delta)
+        duration = _int64(duration + header.chunk_duration_delta)
         compression += header.compression_delta
         chunks.append(
             DecodedChunk(start, start + duration, list(header.channel_ids), compression, header.unpacked_length, packed)

@@ -68,6 +68,7 @@ def periodic_run(item):
     data, n, interval, start = item.buffer, item.samples, item.interval, item.start_timestamp
     what = f"periodic data for channel {item.channel_id:x}"
     width = sample_width(len(data), n, what)
+    check_time(start, what)
     if n > 1:
         if interval <= 0:
             raise InvalidArgument(f"{what}: interval must be positive")
@@ -86,6 +87,9 @@ def validate(kind, item):
             raise InvalidArgument("row data without channel_ids")
         if len(item.buffer) < len(item.channel_ids):
             raise InvalidArgument("row data buffer is shorter than one byte per channel")
+        check_time(item.timestamp, "row data")
+    elif kind == "events":
+        check_time(item.timestamp, f"event {item.event_definition_id:x}")
 
 
 # --- timing of single items -------------------------------------------------------------------

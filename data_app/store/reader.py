@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from data_app.models import Chunk
 from data_app.services import transforms, wire
 from data_app.store import segments
-from rta_core.errors import InvalidArgument, Unavailable
+from rta_core.errors import InvalidArgument, Unavailable, excerpt
 
 KINDS = ("timestamped", "periodic", "row", "events")
 ATTEMPTS = 5
@@ -72,7 +72,7 @@ _FIELDS = (
 
 def check_request(kind, start=None, end=None):
     if kind not in KINDS:
-        raise InvalidArgument(f"unknown data kind {kind!r}")
+        raise InvalidArgument(f"unknown data kind {excerpt(kind)}")
     if start is not None and end is not None and start > end:
         raise InvalidArgument(f"start {start} is after end {end}")
 

@@ -51,6 +51,8 @@ class TimestampedRun(SampleParts):
         first, last = int(times[0]), int(times[-1])
         if last - first > INT64_MAX:
             raise InvalidArgument(f"{what}: samples span more than 2^63 ns")
+        check_time(first, what)
+        check_time(last, what)
         gaps = np.diff(times)
         if n > 1 and gaps.min() < 0:
             raise InvalidArgument(f"{what}: sample times are not in order")
@@ -308,9 +310,9 @@ def timestamped_run(item):
     total = int(deltas[1:].sum()) if int(deltas.max()) <= INT64_MAX // n else sum(deltas[1:].tolist())
     first = item.start_timestamp + scale * int(deltas[0])
     last = first + scale * total
-    check_time(first, what)
     check_time(last, what)
     if last - first > INT64_MAX:
         raise InvalidArgument(f"{what}: samples span more than 2^63 ns")
+    check_time(first, what)
     deltas[0] = 0
     return TimestampedRun(first, last, scale, width, deltas, data)

@@ -51,11 +51,12 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from data_app.metrics import FLUSH_SECONDS, STORED_BYTES, STORED_CHUNKS
 from data_app.models import Chunk
 from data_app.services import wire
 from data_app.store import items as it
 from data_app.store import segments
-from rta_core.errors import InvalidArgument
+from rta_core.errors import InvalidArgument, excerpt
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +175,22 @@ class ChunkWriter:
     seconds data may wait (0: no age threshold); both default to the
     ``RTA_DATA_BUFFER_BYTES`` / ``RTA_DATA_FLUSH_AGE`` settings. ``lz4_level``
     (``RTA_DATA_LZ4_LEVEL``) 0 is LZ4's fast mode, 1-12 its high-compression
-    levels (same block format, smaller and slower to write).
+    levels (same block format, smaller and slower to write). ``on_stored(first, last)``
+    runs after each flush's chunks are stored and indexed, before the flush returns
+    (the sink extends the session's time range there: the store knows no sessions).
     """
 
-    def __init__(self, identity, budget_bytes=None, compression=wire.COMPRESSION_LZ4, flush_age=None, lz4_level=None):
+    def __init__(
+        self,
+        identity,
+        budget_bytes=None,
+        compression=wire.COMPRESSION_LZ4,
+        flush_age=None,
+        lz4_level=None,
+        on_stored=None,
+    ):
         self.identity = identity
+        self.on_stored = on_stored  # called with (first, last) data time once a flush's windows are stored
         self.budget_bytes = (
             _setting("RTA_DATA_BUFFER_BYTES", DEFAULT_BUDGET_BYTES) if budget_bytes is None else budget_bytes
         )
@@ -213,7 +225,7 @@ class ChunkWriter:
             size = item.ByteSize() + 4
             start = end = item.timestamp
         else:
-            raise InvalidArgument(f"unknown data kind {kind!r}")
+            raise InvalidArgument(f"unknown data kind {excerpt(kind)}")
         self._buffered(buf, size, start, end)
 
     def add_run(self, kind, channel, run):
@@ -372,6 +384,7 @@ class ChunkWriter:
         return windows
 
     def _store(self, windows, encoded=None):
+        started = time.perf_counter()
         for attempt in range(3):
             try:
                 time_range = self._write_windows(windows, encoded)
@@ -380,7 +393,9 @@ class ChunkWriter:
                 # Another writer created one of the windows first: merge with it this time.
                 if attempt == 2:
                     raise
-        self._extend_session(*time_range)
+        FLUSH_SECONDS.observe(time.perf_counter() - started)
+        if self.on_stored is not None and time_range[0] is not None:
+            self.on_stored(*time_range)
         return time_range
 
     def _store_in_background(self, windows, previous):
@@ -484,15 +499,10 @@ class ChunkWriter:
                     first_time = first if first_time is None or first < first_time else first_time
                     last_time = last if last_time is None or last > last_time else last_time
             base = appender.append(blobs)
+            STORED_BYTES.inc(offset)
+            STORED_CHUNKS.inc(len(blobs))
             if new:
                 _insert_chunks([v[:9] + (v[9] + base,) + v[10:] for v in new])
             if changed:
                 _repoint_chunks([(row.pk, v[:9] + (v[9] + base,) + v[10:]) for row, v in changed])
         return first_time, last_time
-
-    def _extend_session(self, start, end):
-        from sessions_app.models import Session
-        from sessions_app.services.updates import create_or_update_session
-
-        if Session.objects.filter(identity=self.identity).exists():
-            create_or_update_session(self.identity, [("extend_time_range", (start, end))])

@@ -1,4 +1,7 @@
-"""Prometheus metrics: HTTP requests by route and gRPC calls by method and code."""
+"""Prometheus metrics: HTTP requests by route, the HTTP server's limits, gRPC calls by method and code.
+
+The data app reports its own figures (``data_app.metrics``); all are served by ``/metrics``.
+"""
 
 import functools
 import re
@@ -6,7 +9,7 @@ import time
 from contextlib import contextmanager
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from rta_site.grpc_calls import wrap_calls
 
@@ -16,6 +19,14 @@ HTTP_LATENCY = Histogram(
     "HTTP request latency",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# The HTTP server's own limits (rta_site.http_server): connections it ended, and why
+# (header_timeout, body_timeout, body_too_large, send_timeout, response_budget).
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "rta_http_connections_closed_total", "HTTP connections the server ended on a limit", ["reason"]
+)
+HTTP_STALLED_BYTES = Gauge(
+    "rta_http_stalled_response_bytes", "Response bytes held for HTTP clients that are not keeping up"
 )
 GRPC_CALLS = Counter("rta_grpc_calls_total", "gRPC calls handled", ["method", "code"])
 GRPC_LATENCY = Histogram(
@@ -60,6 +71,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         method, handler = handler_call_details.method, continuation(handler_call_details)
+        if handler is None:
+            return None  # an unknown method: answered UNIMPLEMENTED, and no cache entry per made-up name
         wrapped = self._wrapped.get((method, handler))
         if wrapped is None:
 

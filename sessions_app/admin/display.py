@@ -1,18 +1,16 @@
-"""Presentation helpers for the Session Service admin: human times, durations, pictures.
+"""Pictures of the Session Service admin: the state badge, the session timeline, count bars.
 
-Everything here is pure (no database access) and returns text or safe HTML/SVG
-built server-side; the admin uses no JavaScript libraries.
+Everything here is pure (no database access) and returns safe HTML/SVG built
+server-side; the admin uses no JavaScript libraries. Times are put into words
+by ``rta_core.timeutil``.
 """
-
-from datetime import UTC, datetime, timedelta
 
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from rta_core.timeutil import NS_PER_S, format_duration, format_range, format_utc, ns_to_datetime, tick_step
 from sessions_app.models import SessionState
-
-NS_PER_S = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from sessions_app.services.values import LAPS_CATEGORY
 
 STATE_COLOURS = {
     SessionState.UNKNOWN: "#8a8a8a",
@@ -26,70 +24,6 @@ STATE_COLOURS = {
 
 # Tableau 10: distinct, colour-blind friendly hues for marker categories.
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
-
-
-# --- times -----------------------------------------------------------------------------------
-
-
-def ns_to_datetime(ns):
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def format_utc(ns, with_date=True, precision=3):
-    """``2024-05-20 14:00:00.000`` (UTC) for nanoseconds since the epoch."""
-    dt = ns_to_datetime(ns)
-    text = dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
-    if precision:
-        text += "." + f"{ns % NS_PER_S:09d}"[:precision]
-    return text
-
-
-def format_range(start, end, precision=3, zone=" UTC", with_date=True):
-    """``2024-05-20 14:00:00.000 → 14:10:00.000 UTC`` (the date once when both ends share it)."""
-    if start is None or end is None:
-        return "—"
-    same_day = ns_to_datetime(start).date() == ns_to_datetime(end).date()
-    first = format_utc(start, with_date=with_date, precision=precision)
-    return f"{first} → {format_utc(end, with_date=with_date and not same_day, precision=precision)}{zone}"
-
-
-def format_duration(ns):
-    """A compact human duration: ``10 min 0 s``, ``1 h 2 min 3 s``, ``2.5 s``, ``350 ms``, ``2 d 3 h``."""
-    if ns is None:
-        return "—"
-    sign = "-" if ns < 0 else ""
-    ns = abs(int(ns))
-    if ns < NS_PER_S:
-        if ns >= 1_000_000:
-            return f"{sign}{ns / 1_000_000:g} ms"
-        if ns >= 1000:
-            return f"{sign}{ns / 1000:g} µs"
-        return f"{sign}{ns} ns"
-    seconds, frac = divmod(ns, NS_PER_S)
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    if days:
-        return f"{sign}{days} d {hours} h {minutes} min"
-    if hours:
-        return f"{sign}{hours} h {minutes} min {secs} s"
-    if minutes:
-        return f"{sign}{minutes} min {secs} s"
-    if frac:
-        return f"{sign}{secs + frac / NS_PER_S:.3f}".rstrip("0").rstrip(".") + " s"
-    return f"{sign}{secs} s"
-
-
-def format_offset(ns, origin):
-    """A marker time relative to the session start: ``+1:30.250``."""
-    delta = ns - origin
-    sign = "-" if delta < 0 else "+"
-    delta = abs(delta)
-    seconds, frac = divmod(delta, NS_PER_S)
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    body = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-    return f"{sign}{body}.{frac // 1_000_000:03d}"
 
 
 # --- state badge -----------------------------------------------------------------------------
@@ -111,20 +45,7 @@ def state_badge(state):
 
 # --- timeline picture ------------------------------------------------------------------------
 
-_MS, _S, _MIN, _H = 1_000_000, NS_PER_S, 60 * NS_PER_S, 3600 * NS_PER_S
-_TICK_STEPS_NS = (
-    [n * _MS for n in (1, 2, 5, 10, 20, 50, 100, 200, 500)]
-    + [n * _S for n in (1, 2, 5, 10, 15, 30)]
-    + [n * _MIN for n in (1, 2, 5, 10, 15, 30)]
-    + [n * _H for n in (1, 2, 3, 6, 12, 24, 48, 168)]
-)
-
-
-def _tick_step(span, max_ticks=7):
-    for step in _TICK_STEPS_NS:
-        if span / step <= max_ticks:
-            return step
-    return span
+_H = 3600 * NS_PER_S
 
 
 def _text_width(text, size=11):
@@ -163,7 +84,7 @@ def timeline_svg(start, end, markers, width=820):
         lo, hi = lo - NS_PER_S // 2, hi + NS_PER_S // 2
 
     # Laps first (the row people look for), then categories in order of first appearance.
-    categories = sorted(dict.fromkeys(i["category"] for i in items), key=lambda c: c.lower() != "laps")
+    categories = sorted(dict.fromkeys(i["category"] for i in items), key=lambda c: c != LAPS_CATEGORY)
     gutter = 86
     right = 14
     plot = width - gutter - right
@@ -183,7 +104,7 @@ def timeline_svg(start, end, markers, width=820):
     axis_y = top + row_h * (1 + len(categories)) + 2
 
     # Grid lines and tick labels (UTC clock times).
-    step = _tick_step(span)
+    step = tick_step(span)
     first = -(-lo // step) * step
     with_ms = step < NS_PER_S
     tick = first

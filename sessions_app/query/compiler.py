@@ -12,7 +12,7 @@ they do in MongoDB.
 import json
 import math
 
-from rta_core.errors import InvalidArgument
+from rta_core.errors import InvalidArgument, excerpt
 from rta_core.timeutil import parse_timestamp
 from sessions_app.query.properties import TABLE, CoreProperty, JsonSql, is_postgres, resolve
 from sessions_app.services.values import STATE_BY_NAME
@@ -66,7 +66,7 @@ def _criteria(criteria, where, depth):
         return "1=1", []
     parts = []
     for key, value in criteria.items():
-        path = f"{where}.{key}" if where != "query" else key
+        path = _step(where, key)
         if key in LOGICAL:
             if not isinstance(value, list) or not value:
                 raise InvalidArgument(f"{path}: expects a non-empty array of criteria")
@@ -78,7 +78,7 @@ def _criteria(criteria, where, depth):
             else:
                 parts.append(_negate(_join(subs, "OR")))
         elif key.startswith("$"):
-            raise InvalidArgument(f"{path}: unknown logical operator {key!r} (expected $and, $or or $nor)")
+            raise InvalidArgument(f"{path}: unknown logical operator {excerpt(key)} (expected $and, $or or $nor)")
         else:
             prop = _resolve(key, path)
             if isinstance(value, dict):
@@ -86,6 +86,12 @@ def _criteria(criteria, where, depth):
             else:
                 parts.append(_compare(prop, "$eq", value, path))
     return _join(parts, "AND") if len(parts) > 1 else parts[0]
+
+
+def _step(where, key, limit=64):
+    """The path of ``key`` under ``where`` for messages, a long key (client input) cut short."""
+    key = key if len(key) <= limit else f"{key[: limit - 1]}…"
+    return f"{where}.{key}" if where != "query" else key
 
 
 def _resolve(key, path):
@@ -99,9 +105,11 @@ def _condition(prop, condition, path, depth):
     if depth > MAX_DEPTH:
         raise InvalidArgument(f"{path}: condition nests deeper than {MAX_DEPTH} levels")
     if len(condition) != 1:
-        raise InvalidArgument(f"{path}: a condition object must hold exactly one operator, got {sorted(condition)}")
+        raise InvalidArgument(
+            f"{path}: a condition object must hold exactly one operator, got {excerpt(sorted(condition))}"
+        )
     ((op, operand),) = condition.items()
-    where = f"{path}.{op}"
+    where = _step(path, op)
     if op in COMPARISONS:
         return _compare(prop, op, operand, where)
     if op in TEXT_MATCHES:
@@ -118,7 +126,7 @@ def _condition(prop, condition, path, depth):
         if not isinstance(operand, dict):
             raise InvalidArgument(f"{where}: expects a condition object")
         return _negate(_condition(prop, operand, where, depth + 1))
-    raise InvalidArgument(f"{where}: unknown operator {op!r}")
+    raise InvalidArgument(f"{where}: unknown operator {excerpt(op)}")
 
 
 def _scalar_type(value, where):
@@ -128,7 +136,7 @@ def _scalar_type(value, where):
         return "boolean"
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidArgument(f"{where}: {value!r} is not a finite number")
+            raise InvalidArgument(f"{where}: {excerpt(value)} is not a finite number")
         return "number"
     if isinstance(value, str):
         _check_text(value, where)
@@ -195,7 +203,9 @@ def _core_operand(prop, operand, json_type, where):
     if kind == "state":
         if json_type == "string":
             if operand not in STATE_BY_NAME:
-                raise InvalidArgument(f"{where}: unknown state {operand!r}; expected one of {', '.join(STATE_BY_NAME)}")
+                raise InvalidArgument(
+                    f"{where}: unknown state {excerpt(operand)}; expected one of {', '.join(STATE_BY_NAME)}"
+                )
             return STATE_BY_NAME[operand]
         if json_type == "number" and float(operand).is_integer():
             return int(operand)

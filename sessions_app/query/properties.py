@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from rta_core.errors import InvalidArgument
+from rta_core.errors import InvalidArgument, excerpt
 from sessions_app.models import Session
 
 TABLE = Session._meta.db_table
@@ -67,7 +67,7 @@ def resolve(name):
         group, _, key = name[len("extDetails.") :].partition(".")
         if group and key:
             return JsonProperty(name, "ext_details", (group, key))
-    raise InvalidArgument(f"unknown session property {name!r}")
+    raise InvalidArgument(f"unknown session property {excerpt(name)}")
 
 
 def is_postgres():

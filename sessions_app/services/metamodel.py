@@ -1,4 +1,8 @@
-"""The session metamodel (spec §6): capabilities, and values aggregated in SQL per folder scope."""
+"""The session metamodel (spec §6): capabilities, and values aggregated in SQL per folder scope.
+
+Every value comes from the sessions the caller's ``Access`` reaches (``scope``): a token limited to
+some folders never sees a detail value, bound or type of a session outside them.
+"""
 
 import json
 
@@ -7,6 +11,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Max, Min
 
+from rta_core.access import Access
 from rta_core.timeutil import format_ns, parse_timestamp
 from sessions_app.query.properties import CORE, TABLE, is_postgres
 from sessions_app.services import metamodel_cache
@@ -29,9 +34,9 @@ LABELS = {
 }
 
 
-def _scope_sql(folder):
+def _scope_sql(folder, access):
     """``(sql, params)`` restricting the sessions table to the scope, or ("", [])."""
-    qs = scoped_sessions(folder)
+    qs = scoped_sessions(folder, access=access)
     if qs.query.where:
         try:
             inner, params = qs.values("identity").query.sql_with_params()
@@ -68,8 +73,8 @@ def _distinct(qs, field):
     )
 
 
-def metamodel(folder=None, props=()):
-    qs = scoped_sessions(folder)
+def metamodel(folder=None, props=(), access=Access.ANONYMOUS_FULL):
+    qs = scoped_sessions(folder, access=access)
     agg = qs.aggregate(
         min_start=Min("start_time"),
         max_start=Max("start_time"),
@@ -95,8 +100,8 @@ def metamodel(folder=None, props=()):
     out["quality"] = _descriptor(quality)
     out["group"] = _descriptor({"values": _distinct(qs, "group")})
     out["version"] = _descriptor({"values": _distinct(qs, "version")})
-    out["details"] = _detail_descriptors(folder, "details", ())
-    out["extDetails"] = _ext_groups(folder, props)
+    out["details"] = _detail_descriptors(folder, access, "details", ())
+    out["extDetails"] = _ext_groups(folder, access, props)
     return out
 
 
@@ -117,10 +122,10 @@ def _json_each(column, path):
     )
 
 
-def _detail_values(folder, column, path):
+def _detail_values(folder, access, column, path):
     """``{key: (types, [values])}`` for the JSON object at ``column``/``path`` over the scope."""
     source, key, jtype, value, params = _json_each(column, path)
-    scope, scope_params = _scope_sql(folder)
+    scope, scope_params = _scope_sql(folder, access)
     if is_postgres():
         # A jsonb value's text determines its type: group on (key, text) and type only the
         # distinct rows (bench/sessions_rest.py: ~10% less time on 1M detail values).
@@ -131,9 +136,11 @@ def _detail_values(folder, column, path):
     else:
         sql = f"SELECT {key}, {jtype}, {value} FROM {TABLE} s, {source}{scope} GROUP BY {key}, {jtype}, {value}"
     if is_postgres():
-        # Reused while the scope's data is unchanged, checked in the same statement (metamodel_cache).
+        # Reused while the scope's data is unchanged, checked in the same statement (metamodel_cache);
+        # kept per caller scope (the access's folders), so no answer serves another scope.
         rows = metamodel_cache.detail_rows(
             (column, tuple(path), scope, tuple(scope_params)),
+            access.folders,
             TABLE,
             scope,
             scope_params,
@@ -205,10 +212,10 @@ def _sort_key(value):
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
-def _detail_descriptors(folder, column, path, only=None):
+def _detail_descriptors(folder, access, column, path, only=None):
     limit = settings.RTA_METAMODEL_MAX_VALUES
     out = {}
-    for key, (types, values) in sorted(_detail_values(folder, column, path).items()):
+    for key, (types, values) in sorted(_detail_values(folder, access, column, path).items()):
         if only is not None and key not in only:
             continue
         unique = sorted({json.dumps(v): v for v in values}.values(), key=_sort_key)
@@ -221,9 +228,9 @@ def _detail_descriptors(folder, column, path, only=None):
     return out
 
 
-def _ext_groups(folder, props):
+def _ext_groups(folder, access, props):
     """Groups are listed by label; their properties only when asked for with ``prop``."""
-    scope, scope_params = _scope_sql(folder)
+    scope, scope_params = _scope_sql(folder, access)
     if is_postgres():
         # Empty objects have no keys: skipping them spares a function call per session.
         nonempty = (" AND " if scope else " WHERE ") + "s.ext_details <> '{}'::jsonb"
@@ -247,15 +254,16 @@ def _ext_groups(folder, props):
     for group in groups:
         properties = {}
         if group in wanted:
-            properties = _detail_descriptors(folder, "ext_details", (group,), wanted[group])
+            properties = _detail_descriptors(folder, access, "ext_details", (group,), wanted[group])
         out[group] = {"label": group, "properties": properties}
     return out
 
 
-def property_summaries(partial="", folder=None):
-    """``[{id, label, description}]`` for properties whose id contains ``partial`` (case-insensitive)."""
+def property_summaries(partial="", folder=None, access=Access.ANONYMOUS_FULL):
+    """``[{id, label, description}]`` for properties whose id contains ``partial`` (case-insensitive), over the
+    sessions ``access`` reaches."""
     needle = (partial or "").lower()
-    scope, scope_params = _scope_sql(folder)
+    scope, scope_params = _scope_sql(folder, access)
     if is_postgres():
         details = f"SELECT DISTINCT jsonb_object_keys(s.details) FROM {TABLE} s{scope}"
         ext = f"SELECT DISTINCT g.key, jsonb_object_keys(g.value) FROM {TABLE} s, jsonb_each(s.ext_details) g{scope}"

@@ -18,6 +18,10 @@ A request never gets an answer older than its own snapshot: a committed write it
 changes a fingerprint (barring a 64-bit hash-sum collision) and the values are computed
 afresh, in that same statement. Entries live per process, least recently used dropped
 beyond RTA_METAMODEL_CACHE_ENTRIES (0 turns reuse off).
+
+Entries are keyed on the question and on the caller's folders (``Access.folders``, spec
+§15): an answer computed for one folder scope is never offered to another, even before the
+fingerprints are compared.
 """
 
 import threading
@@ -88,10 +92,11 @@ def _sql(table, scope, column, values_sql):
     )
 
 
-def detail_rows(key, table, scope, scope_params, column, values_sql, values_params):
+def detail_rows(key, access_folders, table, scope, scope_params, column, values_sql, values_params):
     """The ``(key, type, value)`` rows ``values_sql`` returns, reused while their data is unchanged.
 
-    ``key`` names the question (column, path, scope); ``values_sql`` aggregates ``column`` of
+    ``key`` names the question (column, path, scope); ``access_folders`` the caller's folders
+    (``None``: not folder-restricted), part of the key. ``values_sql`` aggregates ``column`` of
     the sessions ``table`` (aliased ``s``) restricted by ``scope`` (`` WHERE ...`` or "").
     """
     capacity = _capacity()
@@ -99,7 +104,8 @@ def detail_rows(key, table, scope, scope_params, column, values_sql, values_para
         with connection.cursor() as cursor:
             cursor.execute(values_sql, values_params)
             return cursor.fetchall()
-    key = (connection.alias, connection.settings_dict.get("NAME"), key)
+    folders = None if access_folders is None else tuple(sorted(access_folders))
+    key = (connection.alias, connection.settings_dict.get("NAME"), folders, key)
     entry = _lookup(key)
     # known_content is None until computed: the gated CTE's (0, NULL) is no fingerprint.
     known_rows, known_content, cached = entry if entry else ((None, None), None, None)

@@ -15,7 +15,7 @@ import hashlib
 
 from django.db import connection
 
-from rta_core.errors import InvalidArgument
+from rta_core.errors import InvalidArgument, excerpt
 from sessions_app.query.properties import CORE, TABLE, resolve
 from sessions_app.query.sorting import json_sort_terms
 
@@ -26,7 +26,7 @@ DIRECTIONS = ("asc", "desc")
 def json_property(name):
     """The JSON property ``name`` names (``details.X``, a bare key ``X`` or ``extDetails.G.X``)."""
     if name in CORE:
-        raise InvalidArgument(f"{name!r} is a core property (name a detail as details.{name})")
+        raise InvalidArgument(f"{excerpt(name)} is a core property (name a detail as details.{name})")
     if not name.startswith(("details.", "extDetails.")):
         name = f"details.{name}"
     return resolve(name)

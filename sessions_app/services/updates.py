@@ -20,13 +20,16 @@ once per vendor instead of being compiled by the ORM on every call.
 import contextlib
 import copy
 import functools
+import uuid
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from data_app.live import sessions as live_sessions
-from rta_core.errors import InvalidArgument
+from rta_core.access import Access
+from rta_core.errors import InvalidArgument, excerpt
+from rta_core.identities import is_identity, validate_identity
 from rta_core.timeutil import now_timestamp, parse_timestamp
+from sessions_app import signals
 from sessions_app.models import (
     ROOT_FOLDER,
     ConfigBinding,
@@ -39,7 +42,7 @@ from sessions_app.models import (
     SessionRef,
     SessionState,
 )
-from sessions_app.services import session_rows, values
+from sessions_app.services import dry_run, scope, session_rows, values
 
 
 class SessionChange:
@@ -63,23 +66,30 @@ class SessionChange:
             self.deferred.append((sql, params))
 
 
-def create_or_update_session(identity, updates=(), create=None, sequence=None):
+def close_ops(state):
+    """The ops that close a session now in ``state``: none when it is already in a closed state.
+
+    A truncated, failed or abandoned session says more than "closed" and keeps its state.
+    """
+    return [] if SessionState.is_closed(state) else [("set_state", int(SessionState.CLOSED))]
+
+
+def create_or_update_session(identity, updates=(), create=None, sequence=None, access=Access.ANONYMOUS_FULL):
     """Create the session if absent (from ``create``), then apply ``updates`` in order.
 
     ``create`` is a dict with optional ``state``, ``timestamp`` and ``identifier``.
     ``sequence``, when given, must be greater than the last applied sequence or the
-    whole request is skipped (safe replay). Returns True when applied.
+    whole request is skipped (safe replay). Returns True when applied. A folder-restricted
+    ``access`` writes only sessions inside its folders (``scope``), checked with the row locked.
     """
-    if not isinstance(identity, str) or identity == "":
-        raise InvalidArgument("session identity must be a non-empty string")
-    if len(identity) > 1024:
-        raise InvalidArgument("session identity is longer than 1024 characters")
+    validate_identity(identity, "session identity")
     updates = list(updates)
     for op, _ in updates:
         if op not in OPS:
-            raise InvalidArgument(f"unknown session update operation {op!r}")
+            raise InvalidArgument(f"unknown session update operation {excerpt(op)}")
+    scope.check_named_folders(access, updates)
     db = transaction.get_connection()
-    if _unlocked_applies(db, updates):
+    if not access.folder_restricted and _unlocked_applies(db, updates):
         outside_transaction = db.get_autocommit()
         # In a caller's transaction, a savepoint keeps a refused write from aborting it (as on the locked path).
         with contextlib.nullcontext() if outside_transaction else transaction.atomic():
@@ -92,7 +102,9 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
         created = False
         if session is None:
             session, created = _create(identity, create or {})
-        elif _replayed(session, sequence):
+        if not created:
+            scope.check_session_in_scope(access, identity)
+        if not created and _replayed(session, sequence):
             return False
         change = SessionChange(db, session, created)
         changed = _apply(change, updates, sequence)
@@ -100,8 +112,9 @@ def create_or_update_session(identity, updates=(), create=None, sequence=None):
             cursor.execute(*session_rows.row_update(db, session, changed))
         if change.unlinked and not session.folder_links.exists():
             _link_root(session)
-        # Live streaming: the buffer's session directory and WebSocket clients follow committed changes.
-        transaction.on_commit(lambda: live_sessions.session_changed(session))
+        scope.check_session_in_scope(access, identity, created)  # still (or now, when created) in scope
+        # Receivers (live streaming: the buffer's session directory, WebSocket clients) see committed changes.
+        transaction.on_commit(lambda: signals.session_changed.send(sender=Session, session=session))
     return True
 
 
@@ -117,7 +130,7 @@ def _apply(change, updates, sequence):
         try:
             OPS[op](change, arg)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"updates[{index}] {op}: {exc.message}") from None
+            raise InvalidArgument(f"updates[{index}] {op}: {exc.message}", field=exc.field) from None
     if sequence is not None:
         session.last_sequence = sequence
     session.updated = timezone.now()
@@ -206,7 +219,7 @@ def _update_unlocked(db, identity, updates, sequence, outside_transaction):
                 return None
     if outside_transaction:
         session_rows.RECENT.put(identity, [getattr(session, a) for a in session_rows.SESSION_ATTNAMES], written)
-    transaction.on_commit(lambda: live_sessions.session_changed(session))
+    transaction.on_commit(lambda: signals.session_changed.send(sender=Session, session=session))
     return True
 
 
@@ -267,9 +280,11 @@ def _set_state(change, state):
 
 
 def _timestamp(text):
-    ts = parse_timestamp(text)
+    ts = parse_timestamp(text, field="timestamp")
     if not -(2**63) <= ts.ns < 2**63:
-        raise InvalidArgument(f"timestamp {text!r} is outside the int64 nanosecond range (years 1677-2262)")
+        raise InvalidArgument(
+            f"timestamp {excerpt(text)} is outside the int64 nanosecond range (years 1677-2262)", field="timestamp"
+        )
     return ts
 
 
@@ -296,14 +311,14 @@ def _clear_time_range(change, _):
 
 def _set_identifier(change, identifier):
     if not isinstance(identifier, str) or identifier == "":
-        raise InvalidArgument("identifier must be a non-empty string")
+        raise InvalidArgument("identifier must be a non-empty string", field="identifier")
     change.session.identifier = identifier
 
 
 def _string_setter(field):
     def apply(change, value):
         if not isinstance(value, str):
-            raise InvalidArgument(f"{field} must be a string")
+            raise InvalidArgument(f"{field} must be a string", field=field)
         setattr(change.session, field, value)
 
     return apply
@@ -385,16 +400,17 @@ def _delete_details(change, arg):
 # --- markers -------------------------------------------------------------------------------
 
 
-def _marker_fields(spec):
+def _marker_fields(spec, at):
+    """``(id, fields)`` of one marker; ``at`` is where it is in the op's list (``markers[2]``), for errors."""
     marker_id = spec.get("id")
     if not isinstance(marker_id, str) or marker_id == "":
-        raise InvalidArgument("marker id must be a non-empty string")
+        raise InvalidArgument("marker id must be a non-empty string", field=f"{at}.id")
     start, end = spec.get("start_time"), spec.get("end_time")
     if start is not None and end is not None and start > end:
-        raise InvalidArgument(f"marker {marker_id!r} starts after it ends")
+        raise InvalidArgument(f"marker {excerpt(marker_id)} starts after it ends", field=f"{at}.end_time")
     details = spec.get("details") or {}
     if not isinstance(details, dict):
-        raise InvalidArgument(f"marker {marker_id!r} details must be a JSON object")
+        raise InvalidArgument(f"marker {excerpt(marker_id)} details must be a JSON object", field=f"{at}.details")
     return marker_id, {
         "category": spec.get("category") or "",
         "type": spec.get("type") or "",
@@ -408,10 +424,12 @@ def _marker_fields(spec):
 
 def _checked_markers(markers):
     parsed, seen = [], set()
-    for spec in markers:
-        marker_id, fields = _marker_fields(spec)
+    for index, spec in enumerate(markers):
+        marker_id, fields = _marker_fields(spec, f"markers[{index}]")
         if marker_id in seen:
-            raise InvalidArgument(f"marker id {marker_id!r} appears more than once")
+            raise InvalidArgument(
+                f"marker id {excerpt(marker_id)} appears more than once", field=f"markers[{index}].id"
+            )
         seen.add(marker_id)
         parsed.append((marker_id, fields))
     return parsed
@@ -444,12 +462,17 @@ def _delete_markers(change, marker_ids):
 
 def _checked_config_bindings(bindings):
     out = {}
-    for b in bindings:
+    for index, b in enumerate(bindings):
         identifier, offset = b.get("identifier"), b.get("channel_offset", 0) or 0
         if not isinstance(identifier, str) or identifier == "":
-            raise InvalidArgument("config binding identifier must be a non-empty string")
+            raise InvalidArgument(
+                "config binding identifier must be a non-empty string", field=f"config_bindings[{index}].identifier"
+            )
         if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= 0xFFFFFFFF:
-            raise InvalidArgument(f"config binding {identifier!r} channel offset must be an integer in 0..2^32-1")
+            raise InvalidArgument(
+                f"config binding {excerpt(identifier)} channel offset must be an integer in 0..2^32-1",
+                field=f"config_bindings[{index}].channel_offset",
+            )
         out[identifier] = offset
     return out
 
@@ -482,33 +505,62 @@ def _delete_config_bindings(change, identifiers):
 
 
 def _binding_key(key):
-    identity = key.get("identity")
-    if not isinstance(identity, str) or identity == "":
-        raise InvalidArgument("data binding key identity must be a non-empty string")
+    identity = validate_identity(key.get("identity"), "data binding key identity")
     return (key.get("source") or "", identity, int(key.get("time_ref") or 0))
+
+
+CHANNEL_BINDING_KEYS = ("first_data_channel", "first_session_channel", "last_session_channel")
+
+
+def _checked_channel_bindings(name, channel_bindings, at):
+    """A data binding's channel ranges: objects of channel ids (uint32, as on the wire) under
+    ``CHANNEL_BINDING_KEYS`` (missing keys are 0), each ending at or after its start."""
+    field = f"{at}.channel_bindings"
+    if not isinstance(channel_bindings, list):
+        raise InvalidArgument(f"data binding {name}: channel bindings must be a list", field=field)
+    out = []
+    for index, cb in enumerate(channel_bindings):
+        if not isinstance(cb, dict):
+            raise InvalidArgument(f"data binding {name}: channel binding {index} must be an object", field=field)
+        unknown = sorted(str(k) for k in set(cb) - set(CHANNEL_BINDING_KEYS))
+        if unknown:
+            raise InvalidArgument(
+                f"data binding {name}: channel binding {index} has unknown keys {excerpt(', '.join(unknown))}",
+                field=field,
+            )
+        checked = {}
+        for key in CHANNEL_BINDING_KEYS:
+            value = cb.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:  # uint32
+                raise InvalidArgument(
+                    f"data binding {name}: channel binding {index}: {key} must be a non-negative integer below 2^32",
+                    field=field,
+                )
+            checked[key] = value
+        first, last = checked["first_session_channel"], checked["last_session_channel"]
+        if last < first:
+            raise InvalidArgument(
+                f"data binding {name}: last_session_channel {last} is below first_session_channel {first}",
+                field=field,
+            )
+        out.append(checked)
+    return out
 
 
 def _checked_data_bindings(bindings):
     out = {}
-    for b in bindings:
-        key = _binding_key(b)
+    for index, b in enumerate(bindings):
+        at = f"data_bindings[{index}]"
+        try:
+            key = _binding_key(b)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field=f"{at}.identity") from None
         start, end = b.get("session_start_time"), b.get("session_end_time")
         if start is not None and end is not None and start > end:
-            raise InvalidArgument(f"data binding {key[1]!r} session start is after its end")
-        channels = []
-        for cb in b.get("channel_bindings", []):
-            first_data, first, last = (
-                int(cb.get("first_data_channel", 0)),
-                int(cb.get("first_session_channel", 0)),
-                int(cb.get("last_session_channel", 0)),
+            raise InvalidArgument(
+                f"data binding {excerpt(key[1])} session start is after its end", field=f"{at}.session_end_time"
             )
-            if last < first:
-                raise InvalidArgument(
-                    f"data binding {key[1]!r}: last_session_channel {last} is below first_session_channel {first}"
-                )
-            channels.append(
-                {"first_data_channel": first_data, "first_session_channel": first, "last_session_channel": last}
-            )
+        channels = _checked_channel_bindings(excerpt(key[1]), b.get("channel_bindings", []), at)
         out[key] = {
             "session_start_time": start,
             "session_end_time": end,
@@ -553,8 +605,8 @@ def _folders(identities):
     """Folder rows for identities; a folder named but not yet created is made under the root."""
     identities = list(dict.fromkeys(identities))
     for identity in identities:
-        if not isinstance(identity, str):
-            raise InvalidArgument("folder identities must be strings")
+        if identity != ROOT_FOLDER:
+            validate_identity(identity, "folder identity")
     existing = {f.identity: f for f in Folder.objects.filter(identity__in=identities)}
     root = None
     for identity in identities:
@@ -586,7 +638,8 @@ def _update_folder_rows(change, folders):
 
 def _delete_folders(change, identities):
     # Orphans are re-linked to the root when the call completes.
-    FolderLink.objects.filter(session=change.session, folder_id__in=list(identities)).delete()
+    identities = [i for i in identities if is_identity(i)]  # no folder has an invalid identity
+    FolderLink.objects.filter(session=change.session, folder_id__in=identities).delete()
     change.unlinked = True
 
 
@@ -669,13 +722,50 @@ OPS = {
 }
 
 
-def delete_sessions(identities):
-    """Delete sessions; identities that do not exist are ignored. Returns how many were deleted."""
-    identities = [i for i in identities if isinstance(i, str)]
+def delete_sessions(identities, access=Access.ANONYMOUS_FULL):
+    """Delete sessions; identities that do not exist, or that ``access`` does not reach, are ignored.
+
+    Returns how many were deleted.
+    """
+    identities = [i for i in identities if is_identity(i)]  # no session has an invalid identity
     with transaction.atomic():
-        gone = list(Session.objects.filter(identity__in=identities).values_list("identity", flat=True))
+        visible = scope.visible_sessions(access).filter(identity__in=identities)
+        gone = list(visible.values_list("identity", flat=True))
         _, deleted = Session.objects.filter(identity__in=gone).delete()
         if gone:  # live watchers of these sessions are closed once the deletion commits
-            transaction.on_commit(lambda: live_sessions.sessions_deleted(gone))
+            transaction.on_commit(lambda: signals.sessions_deleted.send(sender=Session, identities=gone))
     # delete() counts the cascaded markers, bindings, links and refs too.
     return deleted.get(Session._meta.label, 0)
+
+
+# --- for adapters: checks and batches --------------------------------------------------------
+
+# The identities of the throw-away sessions ``check_session_update`` applies ops to.
+DRY_RUN_PREFIX = "dry-run-"
+
+
+def check_session_update(updates, create=None):
+    """Raise what ``create_or_update_session`` would raise for ``updates``, keeping nothing.
+
+    The ops are applied to a throw-away session in a savepoint that is always rolled back, so an
+    adapter (the admin's forms) can show the service's own errors, with their ``field``, before it saves.
+    """
+    dry_run.run(lambda: create_or_update_session(f"{DRY_RUN_PREFIX}{uuid.uuid4()}", updates, create=create))
+
+
+def close_sessions(identities):
+    """Close every session of ``identities`` not already in a closed state (``close_ops``), in one transaction.
+
+    Returns ``(closed, already_closed)`` counts.
+    """
+    closed = already = 0
+    with transaction.atomic():
+        states = dict(Session.objects.filter(identity__in=list(identities)).values_list("identity", "state"))
+        for identity, state in states.items():
+            ops = close_ops(state)
+            if not ops:
+                already += 1
+                continue
+            create_or_update_session(identity, ops)
+            closed += 1
+    return closed, already

@@ -15,6 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default=None, help="address to listen on (RTA_BIND_ADDRESS)")
         parser.add_argument("--http-port", type=int, default=None, help="HTTP/WebSocket port (RTA_HTTP_PORT)")
         parser.add_argument("--grpc-port", type=int, default=None, help="gRPC port (RTA_GRPC_PORT)")
+        parser.add_argument("--https-port", type=int, default=None, help="HTTPS/WSS port with TLS (RTA_HTTPS_PORT)")
         parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC server")
         parser.add_argument(
             "--grpc-processes",
@@ -28,6 +29,7 @@ class Command(BaseCommand):
 
         from data_app.live.trimmer import TrimmerThread
         from rta_site.asgi import application
+        from rta_site.auth import tls
         from rta_site.grpc_server import build_server
         from rta_site.grpc_workers import GrpcWorkers
         from rta_site.http_server import FlowControlledServer
@@ -46,6 +48,12 @@ class Command(BaseCommand):
                 + (f" in {processes} processes" if processes > 1 else "")
             )
         self.stdout.write(f"HTTP and WebSocket listening on {bind}:{http_port}")
+        endpoints = build_endpoint_description_strings(host=bind, port=http_port)
+        https_port = options["https_port"] if options["https_port"] is not None else settings.RTA_HTTPS_PORT
+        https = tls.https_endpoint(bind, https_port)  # with RTA_TLS_CERT_FILE + RTA_TLS_KEY_FILE
+        if https is not None:
+            endpoints.append(https)
+            self.stdout.write(f"HTTPS and WSS listening on {bind}:{https_port}")
         self.stdout.flush()
         # The live buffer's trimmer (spec §9); `manage.py trim_streams` runs it on its own instead.
         trimmer = TrimmerThread() if settings.RTA_STREAM_TRIMMER else None
@@ -54,7 +62,7 @@ class Command(BaseCommand):
         try:
             FlowControlledServer(
                 application=application,
-                endpoints=build_endpoint_description_strings(host=bind, port=http_port),
+                endpoints=endpoints,
                 signal_handlers=True,
                 action_logger=None,
                 websocket_timeout=settings.RTA_WEBSOCKET_MAX_SECONDS,
