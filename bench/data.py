@@ -159,7 +159,7 @@ class Load:
             return pb.WriteDataStreamMessage(periodic_data=item).SerializeToString()
         # The deltas are the same every burst: their field is serialized once and appended (protobuf
         # accepts fields in any order), so the client spends its time sending, not encoding.
-        from data_app.store.varints import encode_varint
+        from rta_kit.varints import encode_varint
 
         if self._deltas_field is None:
             self._deltas_field = data_pb2.TimestampedData(timestamp_deltas=self._deltas(0)).SerializeToString()
@@ -351,7 +351,7 @@ def walk_headers(body):
 
 def decoded_samples(body, kind):
     """Samples in a chunked response, by decoding every list (verification, untimed)."""
-    from data_app.services import wire
+    from rta_kit import wire
 
     total = 0
     for chunk in wire.read_chunks(body):
@@ -416,8 +416,8 @@ def store_fast_path(identity, kind, data_path, repeat):
 def chunk_payloads(identity, data_path, limit=64):
     """Unpacked payloads of up to ``limit`` stored chunks of ``identity`` (periodic)."""
     from data_app.models import Chunk
-    from data_app.services import wire
     from data_app.store.segments import SegmentReader
+    from rta_kit import wire
 
     rows = list(Chunk.objects.filter(identity=identity, kind="periodic").order_by("channel", "start_time")[:limit])
     out = []
@@ -463,7 +463,7 @@ def signal_sweep(channels_samples=40_000):
     """Bytes per sample (LZ4 fast, the writer's chunk layout) of walks with other step sizes."""
     from rta.model import data_pb2
 
-    from data_app.services import wire
+    from rta_kit import wire
 
     out = []
     cases = [(f"random walk, steps -{k}..+{k}", k) for k in (1, 2, 4, 16)] + [("uniform noise (worst case)", None)]

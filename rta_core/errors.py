@@ -81,10 +81,3 @@ class UpstreamTimeout(ServiceError):
 
     http_status = 504
     grpc_status = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-def json_error(message, status_code):
-    """A JSON ``{"error": message}`` response (plain Django, for views outside DRF)."""
-    from django.http import JsonResponse
-
-    return JsonResponse({"error": message}, status=status_code)

@@ -10,7 +10,7 @@ does the same check for any other ASGI server and Django's test client.
 from django.conf import settings
 from django.urls import Resolver404, resolve
 
-from rta_core.errors import json_error
+from rta_core.responses import json_error
 
 # A multipart form carries a little around the file it uploads.
 _FORM_MARGIN = 64 * 1024

@@ -16,9 +16,9 @@ from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
 from data_app.models import Chunk
-from data_app.services import wire
 from data_app.store import segments
 from data_app.store.writer import ChunkWriter
+from rta_kit import wire
 from sessions_app.services.updates import create_or_update_session
 from tests.grpc_helpers import running_server
 

@@ -10,10 +10,10 @@ from django.core.management import CommandError, call_command
 from rta.model import data_pb2
 
 from data_app.models import Chunk
-from data_app.services import wire
 from data_app.services.channels import parse_channels
 from data_app.store import compaction, reader, segments
 from data_app.store.writer import ChunkWriter
+from rta_kit import wire
 from sessions_app.services.updates import create_or_update_session
 
 S = 1_000_000_000

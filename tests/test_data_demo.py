@@ -16,7 +16,7 @@ from data_app.admin.summary import labels_from_document
 from data_app.demo import car
 from data_app.demo import config as demo_config
 from data_app.models import Chunk
-from data_app.services import wire
+from rta_kit import wire
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 

@@ -10,7 +10,7 @@ from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
 from data_app.models import Chunk
-from data_app.services import wire
+from rta_kit import wire
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 

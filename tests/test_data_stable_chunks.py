@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rta.model import data_pb2
 
-from data_app.services import wire
 from data_app.store.writer import ChunkWriter
+from rta_kit import wire
 from sessions_app.services.updates import create_or_update_session
 from tests.test_data_bindings import KINDS, T0, S, bind, binding, write_identity
 

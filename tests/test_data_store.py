@@ -8,10 +8,11 @@ from rta.model import data_pb2
 
 from data_app.models import Chunk
 from data_app.services.channels import parse_channels
-from data_app.store import items, reader, segments
+from data_app.store import reader, segments
 from data_app.store.writer import SECOND as S
 from data_app.store.writer import ChunkWriter, choose_span
 from rta_core.errors import InvalidArgument
+from rta_kit import items
 
 T0 = 1_700_000_000 * S
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rta.model import data_pb2
 
-from data_app.store import items
-from data_app.store.timestamped import TimestampedRun, timestamped_run
-from data_app.store.varints import encode_varint, encode_varints, varint_lengths
 from rta_core.errors import InvalidArgument
+from rta_kit import items
+from rta_kit.timestamped import TimestampedRun, timestamped_run
+from rta_kit.varints import encode_varint, encode_varints, varint_lengths
 
 S = 1_000_000_000
 INT64_MAX = (1 << 63) - 1

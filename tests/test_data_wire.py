@@ -4,7 +4,7 @@ import pytest
 from rta.model import data_pb2
 from rta.model.net import chunks_pb2
 
-from data_app.services import wire
+from rta_kit import wire
 
 
 def _list(n, start):

@@ -26,9 +26,9 @@ from rta.toolkit.api import session_service_pb2 as sessions_pb
 from rta.toolkit.api import session_service_pb2_grpc as sessions_grpc
 
 from data_app.models import Chunk
-from data_app.services import wire
-from data_app.store.samples import TIME_MIN
 from rta_core.errors import InvalidArgument
+from rta_kit import wire
+from rta_kit.samples import TIME_MIN
 from sessions_app.services.updates import create_or_update_session
 from tests.grpc_helpers import grpc_channel, grpc_server, running_server  # noqa: F401  (fixtures)
 

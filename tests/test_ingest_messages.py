@@ -10,8 +10,8 @@ from config_app.services.validation import validate_config
 from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
 from data_app.ingest.runner import decode_line, encode_line
-from data_app.store.items import times as item_times
-from data_app.store.timestamped import TimestampedRun
+from rta_kit.items import times as item_times
+from rta_kit.timestamped import TimestampedRun
 from tests.test_ingest_support import ATLAS, FORMAT_A, FORMAT_B
 
 

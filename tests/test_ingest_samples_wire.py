@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from data_app.ingest import messages as m
 from data_app.ingest import samples_wire
-from data_app.store.varints import encode_varint
+from rta_kit.varints import encode_varint
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 TEXT = st.text(max_size=8)

@@ -11,7 +11,7 @@ import pytest
 from advanced_streams import codec_pb2
 
 from config_app.services import dependencies
-from data_app.services import wire
+from rta_kit import wire
 
 EPOCH = 1_700_000_000_000_000_000
 MS = 1_000_000

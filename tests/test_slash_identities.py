@@ -5,8 +5,8 @@ import struct
 import pytest
 from rta.model import data_pb2
 
-from data_app.services import wire
 from data_app.services.sink import DataSink
+from rta_kit import wire
 from sessions_app.services.updates import create_or_update_session
 
 IDENTITY = "team/2026/run-1"

@@ -33,10 +33,10 @@ from django.utils.html import escape
 
 from data_app.admin.summary import data_summary
 from data_app.models import Chunk
-from data_app.services import wire
 from data_app.store.segments import SegmentReader
 from rta_core.errors import InvalidArgument
 from rta_core.timeutil import NS_PER_S, format_duration, ns_to_datetime, tick_step
+from rta_kit import wire
 from sessions_app.models import Marker
 from sessions_app.services.values import LAPS_CATEGORY
 

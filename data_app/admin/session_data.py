@@ -16,7 +16,8 @@ from django.utils.safestring import mark_safe
 
 from data_app.admin import plot
 from data_app.admin.summary import data_summary
-from rta_core.errors import ServiceError, json_error
+from rta_core.errors import ServiceError
+from rta_core.responses import json_error
 from rta_core.timeutil import format_duration, format_range
 from sessions_app.admin.panels import SessionPanel
 

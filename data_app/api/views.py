@@ -15,10 +15,11 @@ from django.http import StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config_app.api.negotiation import accepts
-from data_app.services import wire
 from data_app.services.bindings import read_session_data
 from data_app.services.channels import parse_channels
-from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt, json_error
+from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt
+from rta_core.responses import json_error
+from rta_kit import wire
 from sessions_app.api.views import SessionDetailView
 from sessions_app.services import listing
 

@@ -52,9 +52,9 @@ from data_app.ingest import configs, formats
 from data_app.ingest import messages as m
 from data_app.ingest.dedupe import Watermarks, new_mask
 from data_app.services.sink import DataSink
-from data_app.store.timestamped import TimestampedRun
 from rta_core.errors import ServiceError
 from rta_core.timeutil import parse_timestamp
+from rta_kit.timestamped import TimestampedRun
 from sessions_app.models import Marker, Session, SessionState
 from sessions_app.services.updates import close_ops, create_or_update_session
 from sessions_app.services.values import LAPS_CATEGORY, STATE_BY_NAME

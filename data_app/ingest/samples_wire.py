@@ -20,7 +20,7 @@ import numpy as np
 from advanced_streams import codec_pb2
 from google.protobuf.message import DecodeError
 
-from data_app.store.varints import encode_varint
+from rta_kit.varints import encode_varint
 
 _TIMESTAMPS_ONLY = codec_pb2.ParameterSampleValuesWithTimestamps.FromString
 

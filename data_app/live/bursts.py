@@ -11,7 +11,7 @@ an item (for its channel ids) only to filter a partial subscription.
 from rta.model import data_pb2
 from rta.model.net import stream_pb2
 
-from data_app.store.varints import encode_varint
+from rta_kit.varints import encode_varint
 
 # StreamData oneof field numbers (spec §10).
 SESSION_JSON, TIME_RANGE, TIMESTAMPED, PERIODIC, ROW, EVENT = 2, 3, 4, 5, 6, 7

@@ -27,7 +27,7 @@ every identity itself and serves bindings whatever their source.
 
 A chunk that needs none of this (offset 0, wholly inside the clip range,
 channels mapped to themselves) is served as stored; any other is decoded,
-transformed (``data_app.services.transforms``) and re-encoded, one served chunk per
+transformed (``rta_kit.transforms``) and re-encoded, one served chunk per
 stored chunk. Where two bindings feed one session channel (events: any two)
 over intersecting time ranges, their chunks would overlap: that channel is
 served as merged windows instead, aligned to the smallest chunk span of the
@@ -43,11 +43,11 @@ from django.db.models import Min
 
 from data_app.models import Chunk
 from data_app.services.channels import MAX_CHANNEL, ChannelSet
-from data_app.services.transforms import MERGE, ChunkTransform, Window
 from data_app.store import reader
 from rta_core.access import Access
 from rta_core.errors import NotFound, excerpt
 from rta_core.identities import is_identity
+from rta_kit.transforms import MERGE, ChunkTransform, Window
 
 _ALL_CHANNELS = ChannelSet([(0, MAX_CHANNEL)])
 

@@ -10,10 +10,10 @@ without repeating the rule. Stored data extends the session's time range.
 import numpy as np
 
 from data_app.live.publisher import LiveTap
-from data_app.store import items as it
-from data_app.store.timestamped import TimestampedRun
 from data_app.store.writer import ChunkWriter
 from rta_core.identities import validate_identity
+from rta_kit import items as it
+from rta_kit.timestamped import TimestampedRun
 from sessions_app.models import Session
 from sessions_app.services.updates import create_or_update_session
 

@@ -7,7 +7,7 @@ a ``ChunkStream`` whose segment files are already open: iterated, it is the
 chunked wire format; ``lists()`` gives one decoded list message per chunk.
 Chunks without a transform are the fast path: the stored bytes go out behind
 a freshly written ``ChunkTransferHeader`` without being decoded. Chunks with
-one (a data binding's offset, clipping or re-mapping, ``data_app.services.transforms``)
+one (a data binding's offset, clipping or re-mapping, ``rta_kit.transforms``)
 are decoded, transformed and re-encoded as LZ4.
 
 Reading against compaction (``data_app.store.compaction``): compaction moves
@@ -31,9 +31,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from data_app.models import Chunk
-from data_app.services import transforms, wire
 from data_app.store import segments
 from rta_core.errors import InvalidArgument, Unavailable, excerpt
+from rta_kit import transforms, wire
 
 KINDS = ("timestamped", "periodic", "row", "events")
 ATTEMPTS = 5

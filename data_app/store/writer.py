@@ -53,10 +53,10 @@ from django.db import IntegrityError, connection, transaction
 
 from data_app.metrics import FLUSH_SECONDS, STORED_BYTES, STORED_CHUNKS
 from data_app.models import Chunk
-from data_app.services import wire
-from data_app.store import items as it
 from data_app.store import segments
 from rta_core.errors import InvalidArgument, excerpt
+from rta_kit import items as it
+from rta_kit import wire
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ The embedded authority's endpoints (``/o/``) answer 404 unless it is configured.
 from django.conf import settings
 
 from rta_core.access import Access
-from rta_core.errors import PermissionDenied, ServiceError, Unauthenticated, json_error
+from rta_core.errors import PermissionDenied, ServiceError, Unauthenticated
+from rta_core.responses import json_error
 from rta_site.auth.authenticate import READ, WRITE, authenticate, require, scope_name
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

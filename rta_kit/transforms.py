@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
-from data_app.services import wire
+from rta_kit import wire
 
 
 @dataclass(frozen=True)

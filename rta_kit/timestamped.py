@@ -17,9 +17,9 @@ from itertools import accumulate
 
 import numpy as np
 
-from data_app.store.samples import INT64_MAX, SampleParts, check_time, sample_width
-from data_app.store.varints import encode_small_varints, encode_varint, encode_varints, varint_lengths
 from rta_core.errors import InvalidArgument
+from rta_kit.samples import INT64_MAX, SampleParts, check_time, sample_width
+from rta_kit.varints import encode_small_varints, encode_varint, encode_varints, varint_lengths
 
 _FIXED64 = struct.Struct("<q").pack
 

@@ -13,7 +13,7 @@ winning at equal times, so stored items never overlap.
 Sample data is never touched sample by sample on the normal path: periodic
 buffers are sliced as bytes and their items encoded with a handful of C-level
 calls per run (``_periodic_entries``); timestamped runs are numpy arrays
-(``data_app.store.timestamped``).
+(``rta_kit.timestamped``).
 """
 
 import hashlib
@@ -23,10 +23,10 @@ from itertools import accumulate
 import numpy as np
 from rta.model import data_pb2
 
-from data_app.store.samples import SampleParts, check_time, sample_width
-from data_app.store.timestamped import TimestampedRun, timestamped_run
-from data_app.store.varints import encode_varint
 from rta_core.errors import InvalidArgument
+from rta_kit.samples import SampleParts, check_time, sample_width
+from rta_kit.timestamped import TimestampedRun, timestamped_run
+from rta_kit.varints import encode_varint
 
 MAX_ITEM_SAMPLES = 10_000  # spec §8: an item must not exceed this
 TARGET_ITEM_SAMPLES = 128  # ... and should hold up to this
