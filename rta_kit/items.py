@@ -420,3 +420,12 @@ def _periodic_entries(channel_id, run, max_samples):
 
 def _timestamped_entries(channel_id, run, max_samples):
     return run.list_entries(channel_id, max_samples)
+
+
+def periodic_list_entries(channel_id, run, max_samples=TARGET_ITEM_SAMPLES):
+    """``run`` (a ``PeriodicRun``) as serialized ``PeriodicDataList`` entries of ``max_samples`` samples.
+
+    The encoder ``window_payload`` uses, for a caller (the adapter kit) that
+    encodes many whole chunk windows of one run in a single call.
+    """
+    return _periodic_entries(channel_id, run, max_samples)

@@ -3,21 +3,33 @@
 ``apply`` takes the unpacked serialized list of one chunk (data time, data
 channels) and returns it re-serialized in session time and session channels,
 with the first/last sample time left inside, or ``None`` when clipping leaves
-nothing; ``merge`` does the same for the chunks of several bindings served as
+nothing; ``apply_packed`` does the same from the chunk as stored or received
+(LZ4 or not). ``merge`` does it for the chunks of several bindings served as
 one ``Window``. The result depends only on the chunks and the bindings, never
 on the request, so a transformed chunk is as stable as a stored one.
 
-Work is per item, never per sample, except for the samples of a timestamped
-item that straddles a clip bound: a time offset only moves each item's start
-(periodic, timestamped) or timestamp (row, events); re-mapping only rewrites
-channel ids; clipping a periodic item is arithmetic on its start and interval.
+Work is per item, never per sample, and mostly not even per item: a time
+offset only moves each item's start (periodic, timestamped) or timestamp
+(row, events), a fixed 8-byte field, and re-mapping only rewrites its channel
+field, so both are written straight into the list's wire bytes
+(``rta_kit.patching``: a few numpy operations per run of equal items);
+clipping keeps or drops items by their first and last sample times, read
+from the same bytes (periodic: start, interval and samples; timestamped: the
+deltas decoded for all items at once), and parses only the items that
+straddle a bound. Lists in a layout ``patching`` does not take (see there),
+and merged windows, go through protobuf: parse, change, serialise. Both ways
+give the same bytes (``tests/test_transforms_fast.py``).
 """
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
-from rta_kit import wire
+import numpy as np
+from rta.model import data_pb2
+
+from rta_kit import patching, wire
+from rta_kit.varints import encode_varint
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,112 @@ def _transformed_message(kind, payload, transform, ref):
 
 
 def apply(kind, payload, transform, ref):
-    """``payload``, the unpacked list of the chunk ``ref`` indexes, transformed; None when nothing is left."""
+    """``payload``, the unpacked list of the chunk ``ref`` indexes, transformed; None when nothing is left.
+
+    ``payload`` is any bytes-like object; a bytearray is written into (the
+    caller's own buffer: no copy), anything else copied first. ``ref`` needs
+    ``start_time``, ``end_time`` (data time) and ``channel_ids``. The returned
+    payload is bytes-like (bytes, bytearray or memoryview).
+    """
+    channel_ids = list(transform.channel_ids) if transform.channel_ids is not None else list(ref.channel_ids)
+    source, first, last = payload, ref.start_time, ref.end_time
+    if transform.clips:
+        clipped = _clipped_wire(kind, payload, transform.low, transform.high)
+        if clipped is _NOTHING_LEFT:
+            return None
+        if clipped is not None:
+            source, first, last = clipped
+    if not transform.clips or clipped is not None:
+        patched = patching.shifted(kind, source, transform.offset, transform.channel_ids)
+        if patched is not None:
+            offset = transform.offset
+            return Transformed(patched, first + offset, last + offset, channel_ids)
     out = _transformed_message(kind, payload, transform, ref)
     if out is None:
         return None
     message, first, last = out
-    channel_ids = list(transform.channel_ids) if transform.channel_ids is not None else list(ref.channel_ids)
     return Transformed(message.SerializeToString(), first, last, channel_ids)
+
+
+def apply_packed(kind, packed, unpacked_length, compression, transform, ref):
+    """``apply`` to a chunk as stored or received: decompressed into a buffer of its own and patched there."""
+    return apply(kind, patching.unpacked(packed, unpacked_length, compression), transform, ref)
+
+
+_NOTHING_LEFT = object()
+
+
+def _clipped_wire(kind, payload, low, high):
+    """``(list, first, last)``: the items of ``payload`` clipped to ``[low, high]`` (data time), found in its bytes.
+
+    Items wholly inside are kept as they are and items wholly outside left out,
+    by their first and last sample times (``_item_spans``); only a periodic or
+    timestamped item straddling a bound is parsed, and cut as protobuf's way
+    does. ``_NOTHING_LEFT`` when no sample is left; None when this way does not
+    apply (a layout ``patching`` does not know, items the store would refuse).
+    """
+    groups = patching.scan(kind, payload)
+    if groups is None:
+        return None
+    view, pieces, spans = memoryview(payload), [], []
+    for group in groups:
+        start, count, layout = group
+        item_spans = _item_spans(kind, payload, group)
+        if item_spans is None:
+            return None
+        firsts, lasts = item_spans
+        inside = np.ones(count, dtype=bool)
+        outside = np.zeros(count, dtype=bool)
+        if low is not None:  # (numpy compares int64 with any Python int exactly)
+            inside &= firsts >= low
+            outside |= lasts < low
+        if high is not None:
+            inside &= lasts <= high
+            outside |= firsts > high
+        state = inside.view(np.int8) + 2 * ~(inside | outside)  # 0 left out, 1 kept, 2 straddling a bound
+        edges = [0, *(np.flatnonzero(np.diff(state)) + 1).tolist(), count]
+        size = layout.size
+        for i, j in zip(edges, edges[1:]):
+            if state[i] == 1:
+                pieces.append(view[start + i * size : start + j * size])
+                spans.append((int(firsts[i:j].min()), int(lasts[i:j].max())))
+            elif state[i] == 2:
+                for k in range(i, j):
+                    entry = start + k * size
+                    item = _CUT[kind](ITEM_TYPES[kind].FromString(view[entry + layout.body : entry + size]), low, high)
+                    if item is not None:
+                        body = item.SerializeToString()
+                        pieces.append(b"\x0a" + encode_varint(len(body)) + body)
+                        spans.append(_ITEM_SPAN[kind](item))
+    if not pieces:
+        return _NOTHING_LEFT
+    first, last = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+    return bytearray().join(pieces), first, last
+
+
+def _item_spans(kind, payload, group):
+    """Each entry's first and last sample time (int64 arrays), or None for items the store would refuse."""
+    times = patching.times(payload, group)
+    layout = group.layout
+    if kind == "periodic":
+        samples, interval = patching.signed(layout.varints.get(4, 0), 32), patching.signed(layout.varints.get(3, 0))
+        if samples < 1 or (samples > 1 and interval <= 0):
+            return None
+        span = (samples - 1) * interval
+        if span > patching.INT64_MAX or int(times.max()) > patching.INT64_MAX - span:
+            return None
+        return times, times + span if span else times
+    if kind == "timestamped":
+        sums = patching.delta_sums(payload, group)
+        scale = patching.signed(layout.varints.get(3, 0)) or 1
+        if sums is None or scale < 1:
+            return None
+        first, total = sums
+        reach = scale * int(total.max())  # from an item's start to its last sample, at most
+        if reach > patching.INT64_MAX or int(times.max()) > patching.INT64_MAX - reach:
+            return None
+        return times + scale * first, times + scale * total
+    return times, times
 
 
 @dataclass(frozen=True)
@@ -269,4 +380,10 @@ _APPLY = {
     "timestamped": _timestamped,
     "row": _stamped("row_data"),
     "events": _stamped("events"),
+}
+ITEM_TYPES = {"periodic": data_pb2.PeriodicData, "timestamped": data_pb2.TimestampedData}  # items clipping may cut
+_CUT = {"periodic": _clip_periodic, "timestamped": _clip_timestamped}
+_ITEM_SPAN = {
+    "periodic": lambda item: (item.start_timestamp, item.start_timestamp + (item.samples - 1) * item.interval),
+    "timestamped": _ts_bounds,
 }

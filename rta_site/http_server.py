@@ -144,6 +144,15 @@ class _Request(WebRequest):
         channel._rta_cancel_timer()
         channel._rta_timer = channel.callLater(REFUSED_LINGER_SECONDS, channel.loseConnection)
 
+    def handle_exception(self, exception):
+        # daphne would start an error page, which raises once a streamed response has started (and the client
+        # would wait for ever): a body that fails midway (a data service behind the gateway gave up) is cut off.
+        if self._response_started:
+            if self.channel is not None and self.channel.transport is not None:
+                self.channel.transport.abortConnection()
+            return
+        super().handle_exception(exception)
+
     # How it ended: once, whether finished or cut short.
 
     def finish(self):

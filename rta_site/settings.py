@@ -354,6 +354,8 @@ RTA_DATA_BUFFER_BYTES = env_int("RTA_DATA_BUFFER_BYTES", 32 * 1024 * 1024, 1)
 RTA_DATA_FLUSH_AGE = env_float("RTA_DATA_FLUSH_AGE", 10.0, 0)
 # LZ4 level for stored chunks: 0 fast (default), 1-12 high compression (smaller, slower writes).
 RTA_DATA_LZ4_LEVEL = env_int("RTA_DATA_LZ4_LEVEL", 0, 0, 12)
+# How chunks a data binding transformed go out: lz4 (smaller) or none (no compression time).
+RTA_DATA_TRANSFORMED_COMPRESSION = env_choice("RTA_DATA_TRANSFORMED_COMPRESSION", "lz4", ("lz4", "none"))
 
 # --- HTTP server limits (issue 16; rta_site.http_server, rta_site.request_limits) ---
 # Largest request body of any endpoint without a limit of its own (/api/dependencies takes
@@ -436,3 +438,39 @@ RTA_HTTPS_PORT = env_int("RTA_HTTPS_PORT", 8081, minimum=0, maximum=65535)
 # Deployments serving the admin over HTTPS only turn these on (manage.py check --deploy asks for them).
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("RTA_SECURE_COOKIES", False)
 SECURE_HSTS_SECONDS = env_int("RTA_HSTS_SECONDS", 0, minimum=0)
+
+# --- data federation (issue 14; docs/federation.md) ---
+from urllib.parse import urlsplit as _urlsplit  # noqa: E402
+
+
+def _data_services(name):
+    """``source=URL,...`` as ``{source: base URL without trailing slashes}``; each URL http(s)://host[:port][/path]."""
+    value = _env(name)
+    services = {}
+    for pair in value.split(",") if value else []:
+        source, sep, url = (part.strip() for part in pair.partition("="))
+        try:
+            parts = _urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if not (sep and source and port_ok and parts.scheme in ("http", "https") and parts.hostname):
+            raise _invalid(name, value, f"{pair.strip()!r} is not source=http(s)://host[:port][/path]")
+        if parts.query or parts.fragment:
+            raise _invalid(name, value, f"the URL of {source!r} has a query or fragment: give the base URL only")
+        if source in services:
+            raise _invalid(name, value, f"source {source!r} is listed twice")
+        services[source] = url.rstrip("/")
+    return services
+
+
+# Serve the data-service interface (GET /rta/v2/data/{dataIdentity}/...): how a gateway reads this server's store.
+RTA_EXPOSE_DATA_SERVICE = env_bool("RTA_EXPOSE_DATA_SERVICE", False)
+# Bindings whose source is listed are read from that data service over HTTP: "source=URL,source2=URL2".
+RTA_DATA_SERVICES = _data_services("RTA_DATA_SERVICES")
+# Seconds a data service may take to accept a connection, or between two reads, before a 504.
+RTA_DATA_SERVICE_TIMEOUT = env_float("RTA_DATA_SERVICE_TIMEOUT", 30.0, 0.001)
+# Seconds /health waits for each data service's GET / answer.
+RTA_DATA_SERVICE_HEALTH_TIMEOUT = env_float("RTA_DATA_SERVICE_HEALTH_TIMEOUT", 2.0, 0.001)
+# httpx logs every request it makes at INFO, URL and all: a data service's URL holds private data identities.
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}

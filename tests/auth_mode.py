@@ -3,25 +3,36 @@
 A pytest plugin. For the whole session it turns RTA_AUTH_ENABLED on against an
 independent test issuer (``tests.auth_issuer``) and makes the in-process clients
 send a token with every scope: Django's test client and request factory (a
-default ``Authorization`` header), and gRPC channels (``grpc.insecure_channel``
+default ``Authorization`` header), Channels' ``WebsocketCommunicator`` (the
+handshake's ``authorization`` header), and gRPC channels (``grpc.insecure_channel``
 and ``grpc.aio.insecure_channel`` send it as metadata). Every test then runs
-through the real token checks; a test asserting auth-off behaviour (for instance
-``requiresAuthentication: false``) is expected to differ. Servers the tests
-start in other processes are started without RTA_* variables and so run with
-auth off.
+through the real token checks. A test asserting auth-off behaviour (for instance
+``requiresAuthentication: false``) asks ``active()`` which mode it runs in.
+Servers the tests start in other processes are started without RTA_* variables
+and so run with auth off (``make test-auth`` leaves out the files that only test
+such servers).
 """
 
 import grpc
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from django.test.client import AsyncRequestFactory, RequestFactory
 
 from rta_site.auth.client import aio_interceptors, authorized_channel
 from tests.auth_issuer import AUDIENCE, Issuer
 
+_active = False
+
+
+def active():
+    """Whether this run has auth on (``pytest -p tests.auth_mode``)."""
+    return _active
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _auth_on_for_the_session():
+    global _active
     issuer = Issuer()
     token = issuer.token("rta.read rta.write", lifetime=24 * 3600)
     environ = {"RTA_AUTH_TOKEN": token}
@@ -36,6 +47,14 @@ def _auth_on_for_the_session():
         name = "authorization" if isinstance(self, AsyncRequestFactory) else "HTTP_AUTHORIZATION"
         self.defaults.setdefault(name, f"Bearer {token}")
 
+    communicator_init = WebsocketCommunicator.__init__
+
+    def communicator(self, application, path, headers=None, *args, **kwargs):
+        headers = list(headers or [])
+        if not any(name.lower() == b"authorization" for name, _ in headers):
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+        communicator_init(self, application, path, headers, *args, **kwargs)
+
     insecure_channel, aio_channel = grpc.insecure_channel, grpc.aio.insecure_channel
 
     def channel(*args, **kwargs):
@@ -45,11 +64,14 @@ def _auth_on_for_the_session():
         return aio_channel(*args, interceptors=[*(interceptors or ()), *aio_interceptors(environ)], **kwargs)
 
     patch.setattr(RequestFactory, "__init__", init)
+    patch.setattr(WebsocketCommunicator, "__init__", communicator)
     patch.setattr(grpc, "insecure_channel", channel)
     patch.setattr(grpc.aio, "insecure_channel", aio)
+    _active = True
     try:
         yield issuer
     finally:
+        _active = False
         patch.undo()
         overrides.disable()
         issuer.close()

@@ -38,10 +38,19 @@ def write_identity(identity, base=0, seconds=20):
     timestamped 5, 6 (f64, irregular), row sets [1, 2] and [3], events. Returns the items written per kind."""
     written = {kind: [] for kind in KINDS}
     writer = ChunkWriter(identity)
-
-    def add(kind, item):
+    for kind, item in identity_items(identity, base, seconds):
         writer.add(kind, item)
         written[kind].append(item)
+    writer.flush()
+    return written
+
+
+def identity_items(identity, base=0, seconds=20):
+    """``(kind, item)`` of what ``write_identity`` writes (tests writing over gRPC send the same)."""
+    items = []
+
+    def add(kind, item):
+        items.append((kind, item))
 
     for ch, fmt in ((1, "h"), (2, "i"), (3, "q")):
         for second in range(seconds):
@@ -84,8 +93,7 @@ def write_identity(identity, base=0, seconds=20):
                 raw_data=[base, i],
             ),
         )
-    writer.flush()
-    return written
+    return items
 
 
 def binding(identity, offset=0, start=None, end=None, maps=(), time_ref=0):
@@ -141,12 +149,19 @@ def items_of(kind, message):
     )
 
 
+PASS_THROUGH = [{"first_data_channel": 0, "first_session_channel": 0, "last_session_channel": 0xFFFFFFFF}]
+
+
 def expected(kind, written, bindings, channels=None):
-    """The binding rules applied to the written samples (``channels``: requested session channels)."""
+    """The binding rules applied to the written samples (``channels``: requested session channels).
+
+    Without channel bindings anywhere every binding passes every channel 1:1; once one has them, a binding
+    without them serves events only (spec §13)."""
     out = []
+    any_maps = any(b["channel_bindings"] for b in bindings)
     for b in bindings:
         off, lo, hi = b["session_time_offset"], b["session_start_time"], b["session_end_time"]
-        maps = sorted(b["channel_bindings"], key=lambda c: c["first_session_channel"])
+        maps = sorted(b["channel_bindings"] if any_maps else PASS_THROUGH, key=lambda c: c["first_session_channel"])
 
         def session_channels(d):
             return [
@@ -326,13 +341,39 @@ def test_row_sets_need_every_channel_mapped(api, cars):
     assert {key for key, _, _ in got} == {(0x101, 0x102)}
 
 
-def test_a_binding_without_channel_bindings_serves_only_events(api, cars):
-    bind("events-only", binding("car-a", offset=S))
+def test_without_channel_bindings_anywhere_every_channel_passes_through(api, cars):
+    """§13: a lone binding without channel bindings serves every channel 1:1, offset and clipping applied."""
+    lone = [binding("car-a", offset=S, start=T0 + 3 * S, end=T0 + 14 * S)]
+    bind("lone", *lone)
+    for kind in KINDS:
+        want = expected(kind, cars, lone)
+        assert want, kind
+        assert served(kind, fetch(api, "lone", kind)) == want, kind
+    # Untransformed, the stored chunks go out as stored.
+    bind("lone-plain", binding("car-a"))
+    for kind in KINDS:
+        assert as_stored(fetch(api, "lone-plain", kind)) == stored_chunks("car-a", kind), kind
+    # Two bindings, neither with channel bindings: both pass through (here one after the other in time).
+    pair = [
+        binding("car-a", end=T0 + 10 * S - 1, time_ref=1),
+        binding("car-b", offset=10 * S, start=T0 + 10 * S, time_ref=2),
+    ]
+    bind("pair", *pair)
+    for kind in KINDS:
+        assert served(kind, fetch(api, "pair", kind)) == expected(kind, cars, pair), kind
+
+
+def test_once_a_binding_has_channel_bindings_one_without_serves_only_events(api, cars):
+    bindings = [binding("car-a", offset=S), binding("car-b", maps=[(1, 0x101, 0x102)])]
+    bind("mixed", *bindings)
     for kind in ("periodic", "timestamped", "row"):
-        assert fetch(api, "events-only", kind) == []
-    assert served("events", fetch(api, "events-only", "events")) == expected(
-        "events", cars, [binding("car-a", offset=S)]
-    )
+        got = served(kind, fetch(api, "mixed", kind))
+        assert got == expected(kind, cars, bindings), kind
+        assert all(key not in (1, 2, 3, 5, 6) for key, _, _ in got), f"{kind}: car-a serves no channel data"
+    assert {key for key, _, _ in served("periodic", fetch(api, "mixed", "periodic"))} == {0x101, 0x102}
+    events = served("events", fetch(api, "mixed", "events"))
+    assert events == expected("events", cars, bindings)
+    assert {value[1].split("-")[1] for _, _, value in events} == {"a", "b"}, "both bindings serve events"
 
 
 def test_bindings_are_read_when_the_request_comes(api, cars):

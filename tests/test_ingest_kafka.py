@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from data_app.models import Chunk
-from sessions_app.models import Session
+from sessions_app.models import Marker, Session
 from tests.test_ingest_support import (
     MALFORMED,
     SessionStream,
@@ -198,7 +198,7 @@ def test_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(kafka, api
         )
         for partition, stream in enumerate(streams):
             kafka.produce(topic, stream.parts[1], partition)
-        _wait_for(lambda: Chunk.objects.filter(identity=streams[0].session_id).count() > 0, 30, "stored data", first)
+        _wait_for(lambda: Chunk.objects.filter(identity=streams[0].session_id).count() > 0, 60, "stored data", first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -207,8 +207,15 @@ def test_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(kafka, api
 
     for partition, stream in enumerate(streams):
         kafka.produce(topic, stream.parts[2], partition)
-    second = _command(kafka, topic, "g-kill", "--idle-stop", "2")
-    out, _ = second.communicate(timeout=120)
+    second = _command(kafka, topic, "g-kill")
+    try:
+        # Everything read, stored and committed (every stream ended): then it is stopped.
+        _wait_for(lambda: kafka.committed(topic, "g-kill") == kafka.end_offsets(topic), 120, "the last commit", second)
+        second.send_signal(signal.SIGTERM)
+        out, _ = second.communicate(timeout=60)
+    finally:
+        if second.poll() is None:
+            second.kill()
     assert second.returncode == 0, out.decode()
     # It read again what the killed process had stored (committed offsets stay at or before the last
     # session message of an open stream) and dropped it as duplicate.
@@ -226,8 +233,9 @@ def test_sigterm_stops_cleanly_after_flushing_and_committing(kafka, api, postgre
     kafka.produce(topic, stream.parts[0] + stream.parts[1], 0)
     process = _command(kafka, topic, "g-term", "--flush-seconds", "3600")  # only the stop flushes
     try:
-        _wait_for(lambda: Session.objects.filter(identity=stream.session_id).exists(), 60, "the session", process)
-        time.sleep(1.0)  # let it read the rest
+        # The last lap of what was produced: every message before it has been read (nothing is stored yet).
+        last_lap = Marker.objects.filter(session_id=stream.session_id, label="Lap 2")
+        _wait_for(last_lap.exists, 60, "the messages to be read", process)
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
     finally:

@@ -225,3 +225,25 @@ def test_recorded_file_lines_round_trip():
         line = encode_line(key, value)
         assert line.endswith(b"\n") and line.count(b"\n") == 1
         assert decode_line(line) == (key, value)
+
+
+def test_whole_float_times_are_integers_and_keep_the_digits_of_ints_beside_them():
+    # The official Python client writes times as floats (s * interval: 10000000.0).
+    decoded = m.parse_data(
+        m.TSAMPLES,
+        orjson.dumps(
+            {"format": "f", "data": {"p": {"values": [1, 2, 3], "epoch": 5.0, "time": [0.0, 1e7, 2**62 + 1]}}}
+        ),
+    )
+    ((_, epoch, times, _),) = decoded.parameters
+    assert epoch == 5 and isinstance(epoch, int)
+    assert times.dtype == np.int64 and times.tolist() == [0, 10_000_000, 2**62 + 1]
+    for bad in ([0.5], [1.0, 2.25], [2.0**63], [-(2.0**64)]):
+        with pytest.raises(m.MalformedMessage) as exc:
+            m.parse_data(m.TDATA, orjson.dumps({"format": "f", "time": bad, "data": []}))
+        assert exc.value.reason == "wrong types" and "whole number" in exc.value.message
+    event = m.parse_data(m.EVENTS, orjson.dumps({"epoch": 1e9, "time": 5.0, "id": "E:A", "values": []}))
+    assert (event.epoch, event.time) == (10**9, 5)
+    with pytest.raises(m.MalformedMessage):
+        m.parse_data(m.EVENTS, orjson.dumps({"epoch": 0, "time": 5.5, "id": "E:A", "values": []}))
+    assert m.parse_session(orjson.dumps({"id": "a", "state": "open", "activity": {"durationNanos": 7.0}})).duration == 7

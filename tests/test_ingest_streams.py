@@ -370,3 +370,122 @@ def test_a_background_flush_reports_its_offsets_only_once_its_data_is_stored():
     assert offsets == covered and chunks >= 1 and (times[0], times[-1]) == (EPOCH, EPOCH + 1 * MS)
     flusher.maybe(force=True)  # the end: everything, synchronously
     assert len(reported) == 2 and reported[-1][2][-1] == EPOCH + 3 * MS
+
+
+def _with_float_times(value):
+    """A JSON message as the official Python client writes it: times as floats (``10000000.0``)."""
+    document = orjson.loads(value)
+    if isinstance(document.get("time"), list):
+        document["time"] = [float(t) for t in document["time"]]
+    elif "time" in document:
+        document["time"] = float(document["time"])
+    for entry in document.get("data", {}).values() if isinstance(document.get("data"), dict) else ():
+        entry["time"] = [float(t) for t in entry["time"]]
+    text = orjson.dumps(document)
+    assert b".0" in text or b"e" in text
+    return text
+
+
+def test_float_times_are_stored_and_non_integral_ones_counted_as_malformed(api, tmp_path, caplog):
+    publish_dependencies()
+    stream = SessionStream("floats", codec="json", seed=5)
+    timed = ("tsamples", "tdata", "events", "lap")
+    messages = [
+        (key, _with_float_times(value) if key.decode().partition(":")[0] in timed else value)
+        for key, value in stream.messages
+    ]
+    bad = [
+        b'{"feed":"raw","format":"%s","data":{"pBrake:Chassis":{"epoch":%d,"time":[%s],"values":[1.0]}}}'
+        % (FORMAT_B_ID.encode(), EPOCH, time)
+        for time in (b"1.5", b"1e19", b"1e400")  # non-integral, beyond int64, infinite (not JSON)
+    ]
+    messages[4:4] = [(b"tsamples:floats", value) for value in bad]
+    path = tmp_path / "python-client.txt"
+    path.write_bytes(b"".join(encode_line(k, v) for k, v in messages))
+    out = io.StringIO()
+    call_command("ingest_streams", "--file", str(path), stdout=out)
+    assert_session_complete(api, stream)  # every sample, event and lap, at its time; nothing of the bad ones
+    summary = out.getvalue()
+    assert "bad json 1, wrong types 2" in summary
+    logged = [r.getMessage() for r in caplog.records if "skipped message 'tsamples:floats'" in r.getMessage()]
+    assert len(logged) == 3 and "time[0] must be a whole number (64-bit integer), got 1.5" in logged[0]
+
+
+def _summary_row(text, name):
+    """A value of the command's summary table."""
+    rows = (line.split("│") for line in text.splitlines())
+    return next(cells[2].strip() for cells in rows if len(cells) == 4 and cells[1].strip() == name)
+
+
+def test_session_messages_leaving_out_dependencies_keep_recording_with_true_warnings_and_counts(api, tmp_path, caplog):
+    publish_dependencies()
+    session_id = str(uuid.uuid4())
+
+    def session(state, **fields):
+        return b"session:s", orjson.dumps({"id": session_id, "state": state, **fields})
+
+    def samples(*times):
+        values = {"epoch": EPOCH, "time": list(times), "values": [float(t) for t in times]}
+        return b"tsamples:s", orjson.dumps({"feed": "raw", "format": FORMAT_B_ID, "data": {"pBrake:Chassis": values}})
+
+    messages = [
+        (b"$start:s", b""),
+        session("open", dependencies=DEPENDENCIES),
+        samples(1 * MS),
+        session("open"),  # a heartbeat without dependencies: those declared before still hold
+        samples(2 * MS),
+        session("closed"),  # closing, without dependencies: flushes the data
+        (b"$end:s", b""),
+    ]
+    path = tmp_path / "recorded.txt"
+    path.write_bytes(b"".join(encode_line(k, v) for k, v in messages))
+    out = io.StringIO()
+    call_command("ingest_streams", "--file", str(path), stdout=out)
+    assert stored(api, session_id) == [(1 * MS, 1.0 * MS), (2 * MS, 2.0 * MS)]
+    assert session_json(api, session_id)["state"] == "closed"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    summary = out.getvalue()
+    assert _summary_row(summary, "samples").startswith("2 ") and _summary_row(summary, "flushes") == "1"
+    assert _summary_row(summary, "skipped") == "0" and _summary_row(summary, "malformed") == "0"
+
+
+def test_a_session_that_never_declares_dependencies_is_warned_about_once_by_name(api, caplog):
+    publish_dependencies()
+    feed = Feed()
+    for _ in range(3):
+        feed.send("session", {"id": feed.session_id, "state": "open"})
+        feed.samples([1 * MS], [1.0])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"session {feed.session_id!r} cannot record data yet (its data is skipped): "
+        "the session declares no dataFormat or no atlasConfiguration dependency"
+    ]
+    assert feed.stats.skipped["not recordable"] == 3
+
+
+def test_a_restart_resumes_from_the_session_message_that_declared_the_dependencies(api):
+    publish_dependencies()
+    feed = Feed()
+    feed.send("$start")
+    feed.session()  # offset 2: declares the dependencies
+    feed.samples([1 * MS], [1.0])
+    feed.send("session", {"id": feed.session_id, "state": "open"})  # offset 4: a heartbeat without them
+    feed.samples([2 * MS], [2.0])
+    feed.ingestor.flush()
+    resume = feed.ingestor.commit_offsets()[0]
+    assert resume == 2
+    # A new consumer (after a crash) reads from there again: the data after the heartbeat is placed too.
+    again = Feed(session_id=feed.session_id)
+    for kind, value in (
+        ("session", {"id": feed.session_id, "state": "open", "dependencies": DEPENDENCIES}),
+        ("tsamples", None),
+        ("session", {"id": feed.session_id, "state": "open"}),
+    ):
+        if value is None:
+            again.samples([1 * MS], [1.0])
+        else:
+            again.send(kind, value)
+    again.samples([2 * MS, 3 * MS], [2.0, 3.0])
+    again.ingestor.flush()
+    assert stored(api, feed.session_id) == [(1 * MS, 1.0), (2 * MS, 2.0), (3 * MS, 3.0)]
+    assert again.stats.duplicates == 2 and not again.stats.skipped

@@ -491,7 +491,8 @@ def test_a_slow_client_is_dropped(A, B):
     ) as ws:
         first_message(ws)
         subscribe(ws, all_data_channels=True)
-        time.sleep(0.3)
+        write(A, identity, [periodic(2, T0, [0])])  # another channel than the noise (other sample width)
+        Received(ws).until(lambda r: r.of("periodic_data"), "the first item: the subscription is live")
         # ~12 MB of incompressible samples while the client reads nothing (B drops clients past 512 KiB).
         noise = [
             data_pb2.PeriodicData(

@@ -1,5 +1,7 @@
 import pytest
 
+from tests import auth_mode
+
 
 @pytest.mark.django_db
 def test_index_names_product_version_and_services(client):
@@ -59,7 +61,7 @@ def test_info_has_label_description_and_authentication(client, settings):
     assert body == {
         "label": "Test Lab",
         "description": settings.RTA_SERVICE_DESCRIPTION,
-        "requiresAuthentication": False,
+        "requiresAuthentication": auth_mode.active(),  # true in the auth-on run (make test-auth)
     }
 
 

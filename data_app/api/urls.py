@@ -16,4 +16,17 @@ urlpatterns = [
         views.unknown_kind,
         name="session-data-unknown",
     ),
+    # The data-service interface (RTA_EXPOSE_DATA_SERVICE): the data identity is one percent-encoded segment,
+    # decoded before routing, so it may hold "/" (and newlines): the suffix decides, events first.
+    re_path(r"^data/(?P<identity>[\s\S]+)/events$", views.data_service_events, name="data-service-events"),
+    re_path(
+        r"^data/(?P<identity>[\s\S]+)/(?P<kind>timestamped|periodic|row)/(?P<channels>[^/]+)$",
+        views.data_service_channel_data,
+        name="data-service-data",
+    ),
+    re_path(
+        r"^data/(?P<identity>[\s\S]+?)/(?P<kind>[^/]+)(?:/(?P<channels>[^/]+))?$",  # lazy: the kind meant
+        views.data_service_unknown_kind,
+        name="data-service-unknown",
+    ),
 ]

@@ -1,22 +1,27 @@
-"""REST data endpoints: ``application/vnd.mat.protobuf+chunked`` of a session's data (spec §2, §8).
+"""REST data endpoints: ``application/vnd.mat.protobuf+chunked`` of a session's data (spec §2, §8), and the
+data-service interface of a data identity's stored chunks (spec §13, ``RTA_EXPOSE_DATA_SERVICE``).
 
 ``GET`` streams the chunks; ``HEAD`` answers with the same status and headers
-and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels or
-times, 404 unknown session or data kind, 405 other methods, 406 an Accept
-header that does not admit the chunked media type, 503 chunks moving under
-compaction on every attempt).
+and no body. Errors are JSON ``{"error": ...}`` (400 malformed channels,
+times or data identity, 404 unknown session or data kind (or the data-service
+interface switched off), 405 other methods, 406 an Accept header that does
+not admit the chunked media type, 502/504 a data service behind the gateway
+that fails or does not answer, 503 chunks moving under compaction on every
+attempt).
 """
 
 import asyncio
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config_app.api.negotiation import accepts
-from data_app.services.bindings import read_session_data
+from data_app.services import gateway
 from data_app.services.channels import parse_channels
+from data_app.services.data_service import read_data_identity
 from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt
 from rta_core.responses import json_error
 from rta_kit import wire
@@ -55,21 +60,38 @@ def _error(request, message, status):
     return response
 
 
-def _respond(request, identity, kind, channels_expression):
+def _session_data(request, identity, kind):
+    """Opens the session's data: its own identity, or its bindings' sources (``gateway``)."""
+
+    def open_data(channels, start, end):
+        authorization = request.headers.get("Authorization")  # forwarded to data services
+        return gateway.open_session_data(
+            identity, kind, channels, start, end, access=request.rta_access, authorization=authorization
+        )
+
+    return open_data
+
+
+def _respond(request, kind, channels_expression, open_data):
     if request.method not in _METHODS:
         return _error(request, f"method {request.method} is not allowed", 405)
+    asgi = isinstance(request, ASGIRequest)
     try:
         _check_accept(request)
         channels = parse_channels(channels_expression) if channels_expression is not None else None
         start, end = _time_param(request, "start"), _time_param(request, "end")
-        stream = read_session_data(identity, kind, channels, start, end, access=request.rta_access)
+        stream = open_data(channels, start, end)
+        if isinstance(stream, gateway.GatewayStream):
+            stream.start(asgi)  # the data services answer (or fail: 502/504) before the response starts
     except ServiceError as exc:
         return _error(request, exc.message, exc.http_status)
     length = stream.wire_length()
     if request.method == "HEAD":
         stream.close()
         body = ()
-    elif isinstance(request, ASGIRequest):
+    elif isinstance(stream, gateway.GatewayStream):
+        body = stream.blocks() if asgi else iter(stream)  # blocks(): on the loop start() opened the reads on
+    elif asgi:
         body = _blocks(stream)
     else:
         body = stream
@@ -108,12 +130,51 @@ async def _blocks(stream):
 # Read-only endpoints: exempt from CSRF so other methods get the JSON 405, not a CSRF page.
 @csrf_exempt
 def channel_data(request, identity, kind, channels):
-    return _respond(request, identity, kind, channels)
+    return _respond(request, kind, channels, _session_data(request, identity, kind))
 
 
 @csrf_exempt
 def events(request, identity):
-    return _respond(request, identity, "events", None)
+    return _respond(request, "events", None, _session_data(request, identity, "events"))
+
+
+# --- the data-service interface (spec §13): a data identity's chunks as stored, for gateways ---------
+
+
+def _identity_data(request, identity, kind):
+    access = request.rta_access
+    return lambda channels, start, end: read_data_identity(identity, kind, channels, start, end, access=access)
+
+
+def _data_service_off(request):
+    """404 unless RTA_EXPOSE_DATA_SERVICE: data identities are private, served only where a deployment says so."""
+    if settings.RTA_EXPOSE_DATA_SERVICE:
+        return None
+    return _error(request, "no such resource", 404)
+
+
+@csrf_exempt
+def data_service_channel_data(request, identity, kind, channels):
+    return _data_service_off(request) or _respond(request, kind, channels, _identity_data(request, identity, kind))
+
+
+@csrf_exempt
+def data_service_events(request, identity):
+    return _data_service_off(request) or _respond(request, "events", None, _identity_data(request, identity, "events"))
+
+
+@csrf_exempt
+def data_service_unknown_kind(request, identity, kind, channels=None):
+    """``/data/{dataIdentity}/...`` naming no data kind (or in the wrong shape); the identity is not echoed."""
+    if (off := _data_service_off(request)) is not None:
+        return off
+    if kind == "events":
+        message = "events are read at /data/{dataIdentity}/events (no channels)"
+    elif kind in ("timestamped", "periodic", "row"):
+        message = f"{kind} data is read at /data/{{dataIdentity}}/{kind}/{{channels}}"
+    else:
+        message = f"unknown data kind {excerpt(kind)}: one of timestamped, periodic, row, events"
+    return _error(request, message, 404)
 
 
 @csrf_exempt

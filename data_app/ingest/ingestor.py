@@ -24,7 +24,9 @@ Per stream id (spec §11; all messages of a stream share a partition):
   configurations) pair is published once and bound, channel offsets
   stacking the formats in declared order. Both kinds of dependency are needed
   to record data (as the spec says); until they resolve (retried every
-  ``retry_seconds``), data is skipped and counted.
+  ``retry_seconds``), data is skipped and counted. A later ``session`` message
+  declaring neither kind (a heartbeat, the closing message) keeps those the
+  stream's session declared before.
 - ``tsamples`` / ``tdata`` / ``events`` are written through the session's
   ``DataSink`` (which also publishes live sessions to the live buffer) as
   ``timestamped`` data and events; ``lap`` upserts ``Laps`` markers, each
@@ -80,10 +82,15 @@ class Binding:
 
 
 class SessionData:
-    """One session identity's sink, watermarks and whether it has unflushed data."""
+    """One session identity's sink, watermarks and whether it has unflushed data.
 
-    def __init__(self, identity):
+    Every flush that stores something is counted in ``stats.flushes``, whatever asked for it
+    (the flush rule, ``sync``, a closed state, ``$end``, a replay check).
+    """
+
+    def __init__(self, identity, stats):
         self.identity = identity
+        self.stats = stats
         self.sink = DataSink(identity)
         self.marks = Watermarks(identity)
         self.dirty = False
@@ -108,6 +115,7 @@ class SessionData:
         return True
 
     def _flushed(self):
+        self.stats.flushes += 1
         for kind, channel in self.touched:
             self.marks.forget(kind, channel)
         self.touched.clear()
@@ -123,6 +131,7 @@ class Stream:
     session_offset: int | None = None  # offset of the last session message: where a restart must resume
     last_lap: dict | None = None
     last_seen: float = 0.0
+    reported_problem: str | None = None  # the reason logged for not recording the session's data
 
 
 class Stats:
@@ -210,8 +219,7 @@ class Ingestor:
         next ``session`` message, like any partial stream.
         """
         for data in self.sessions.values():
-            if data.flush():
-                self.stats.flushes += 1
+            data.flush()
         self._forget_idle_streams()
 
     def start_flush(self):
@@ -221,7 +229,6 @@ class Ingestor:
         ``finish_flush`` returns may be committed once it has returned.
         """
         pending = [data for data in self.sessions.values() if data.start_flush()]
-        self.stats.flushes += len(pending)
         ticket = (pending, self.commit_offsets())
         self._forget_idle_streams()
         return ticket
@@ -337,7 +344,7 @@ class Ingestor:
     def _data(self, identity):
         data = self.sessions.get(identity)
         if data is None:
-            data = self.sessions[identity] = SessionData(identity)
+            data = self.sessions[identity] = SessionData(identity, self.stats)
         return data
 
     # --- session -----------------------------------------------------------------------------------
@@ -347,7 +354,14 @@ class Ingestor:
         stream = self._stream(stream_id, partition)
         if stream is None:
             return
-        binding = self._binding(message.dependencies)
+        same_session = stream.identity == message.id and stream.binding is not None
+        declared = message.dependencies.keys() & {dependencies.DATA_FORMAT, dependencies.ATLAS_CONFIGURATION}
+        if same_session and not declared:
+            # A heartbeat or closing message may leave its dependencies out: those declared
+            # before still hold. A restart must resume from the message that declared them.
+            binding, session_offset = stream.binding, stream.session_offset
+        else:
+            binding, session_offset = self._binding(message.dependencies), offset
         ops, create = self._session_ops(message, binding)
         if stream.identity is not None and stream.identity != message.id:
             self._data(stream.identity).flush()  # the stream moved on to another session
@@ -359,8 +373,9 @@ class Ingestor:
             self._data(message.id).flush()
             ops += self._closing_ops(stream, close=False, activity_end=_activity_end(message))
         create_or_update_session(message.id, ops, create=create, sequence=offset)
+        self._report_problem(stream, message.id, binding)
         stream.binding = binding
-        stream.session_offset = offset
+        stream.session_offset = session_offset
         self.stats.sessions.add(message.id)
         self._data(message.id)
 
@@ -432,9 +447,18 @@ class Ingestor:
             return binding
         binding = self.bindings[key] = self._resolve(format_ids, atlas_ids)
         binding.key = key
-        if binding.problem:
-            log.warning("sessions with dependencies %s cannot record data yet: %s", dict(declared), binding.problem)
         return binding
+
+    @staticmethod
+    def _report_problem(stream, identity, binding):
+        """Log why the session cannot record data, once per stream and reason (and when that ends)."""
+        if binding.problem == stream.reported_problem:
+            return
+        if binding.problem is not None:
+            log.warning("session %r cannot record data yet (its data is skipped): %s", identity, binding.problem)
+        else:
+            log.info("session %r: dependencies resolved, recording data", identity)
+        stream.reported_problem = binding.problem
 
     def _resolve(self, format_ids, atlas_ids):
         retry_at = time.monotonic() + self.retry_seconds
@@ -484,6 +508,7 @@ class Ingestor:
                 for other in self.streams.values():
                     if other.binding is stream.binding:
                         other.binding = binding
+                self._report_problem(stream, stream.identity, binding)
             if binding.problem is not None:
                 self.stats.skipped["not recordable"] += 1
                 return None
@@ -591,8 +616,7 @@ class Ingestor:
         mark = data.marks.get("timestamped", channel)
         if mark is not None and times[0] <= mark:
             # Possibly a replay: compare with what is stored (everything buffered is flushed first).
-            if data.flush():
-                self.stats.flushes += 1
+            data.flush()
             stored = data.marks.stored_times(channel, int(times[0]), min(int(times[-1]), mark))
             keep = new_mask(stored, times)
             dropped = len(times) - int(keep.sum())
@@ -620,8 +644,7 @@ class Ingestor:
         definition = configs.event_definition_id(message.id)
         mark = data.marks.get("events", 0)
         if mark is not None and timestamp <= mark:
-            if data.flush():
-                self.stats.flushes += 1
+            data.flush()
             if (timestamp, definition) in data.marks.stored_events(timestamp, timestamp):
                 self.stats.duplicates += 1
                 return
@@ -676,8 +699,8 @@ class Ingestor:
 
     def _on_sync(self, stream_id, value, partition, offset):
         stream = self._stream(stream_id, partition)
-        if stream is not None and stream.identity is not None and self._data(stream.identity).flush():
-            self.stats.flushes += 1
+        if stream is not None and stream.identity is not None:
+            self._data(stream.identity).flush()
 
     # --- problems --------------------------------------------------------------------------------
 

@@ -13,7 +13,10 @@ message type lacks, so text that happens to parse as protobuf is refused.
 
 Everything is checked before anything is returned: a ``MalformedMessage``
 means nothing of the message may be applied. Number arrays become numpy
-arrays without per-sample Python work.
+arrays without per-sample Python work. Integers (times above all) may be
+written as JSON floats holding whole numbers (``10000000.0``, as the official
+Python client writes times); any other float where an integer belongs is
+malformed.
 """
 
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from data_app.ingest import samples_wire
+from rta_core.errors import excerpt
 
 START = "$start"
 END = "$end"
@@ -154,15 +158,26 @@ def _wrong(path, expected, value):
     raise MalformedMessage("wrong types", f"{path} must be {expected}, got {type(value).__name__}")
 
 
+def _integer(value):
+    """``value`` as an int64 if it is one, or a float holding a whole number (as some producers write
+    times: ``10000000.0``); None otherwise (non-integral, non-finite, out of range, not a number)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -INT64_MAX - 1 <= value <= INT64_MAX:
+        return None
+    return value
+
+
 def _int(document, key, path, required=True, default=0):
     value = document.get(key)
     if value is None:
         if required:
             raise MalformedMessage("wrong types", f"{path}.{key} is required")
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not -INT64_MAX - 1 <= value <= INT64_MAX:
-        _wrong(f"{path}.{key}", "a 64-bit integer", value)
-    return value
+    integer = _integer(value)
+    if integer is None:
+        raise MalformedMessage("wrong types", f"{path}.{key} must be a 64-bit integer, got {excerpt(value)}")
+    return integer
 
 
 def _str(document, key, path, required=True, default=None):
@@ -186,9 +201,24 @@ def int_array(value, path):
         array = np.array(value)
     except (ValueError, OverflowError):
         raise MalformedMessage("wrong types", f"{path} must be an array of integers") from None
+    if array.ndim == 1 and array.dtype.kind == "f":
+        return _whole_floats(value, array, path)
     if array.ndim != 1 or array.dtype.kind not in "iu" or (array.dtype.kind == "u" and array.max() > INT64_MAX):
         raise MalformedMessage("wrong types", f"{path} must be an array of 64-bit integers")
     return array.astype(np.int64, copy=False)
+
+
+def _whole_floats(value, array, path):
+    """int64[] of a JSON array holding floats: each must be a whole number in the int64 range."""
+    whole = np.isfinite(array) & (np.trunc(array) == array) & (array >= -(2.0**63)) & (array < 2.0**63)
+    if not whole.all():
+        index = int(np.argmin(whole))
+        raise MalformedMessage(
+            "wrong types", f"{path}[{index}] must be a whole number (64-bit integer), got {excerpt(value[index])}"
+        )
+    if np.abs(array).max() <= 2.0**53:  # every int and float of the list is exact in float64
+        return array.astype(np.int64)
+    return np.array([int(v) for v in value], dtype=np.int64)  # ints beside floats keep all their digits
 
 
 def float_array(value, path):
@@ -258,8 +288,10 @@ def parse_session(value):
         _wrong("session.activity", "an object", activity)
     start = _str(activity, "start", "session.activity", required=False)
     duration = activity.get("durationNanos")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int) or duration < 0):
-        raise MalformedMessage("wrong types", "session.activity.durationNanos must be a non-negative integer")
+    if duration is not None:
+        duration = _integer(duration)
+        if duration is None or duration < 0:
+            raise MalformedMessage("wrong types", "session.activity.durationNanos must be a non-negative integer")
     return SessionMessage(
         id=session_id,
         state=state,

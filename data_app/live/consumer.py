@@ -30,7 +30,7 @@ from data_app.live.client import (
 from data_app.live.hub import get_hub
 from data_app.metrics import WEBSOCKET_CLIENTS
 from rta_core.access import Access
-from sessions_app.services import scope
+from sessions_app.services import scope as folder_scope
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def stream_json(identity, access=Access.ANONYMOUS_FULL):
     ``None`` for a session ``access`` does not reach: a folder-restricted caller streams only stored
     sessions in its folders (one known to the buffer alone is in no folder).
     """
-    if access.folder_restricted and not await database_sync_to_async(scope.reaches_session)(access, identity):
+    if access.folder_restricted and not await database_sync_to_async(folder_scope.reaches_session)(access, identity):
         return None
     loaded = await database_sync_to_async(sessions.load)(identity)
     if loaded is not None or access.folder_restricted:

@@ -163,6 +163,7 @@ def publish_now(identities, close_connection=True):
 
     try:
         buffer = get_buffer()
+        written = []  # live sessions whose entry this wrote (perhaps created)
         for session in Session.objects.filter(identity__in=list(identities)).prefetch_related(
             "markers", "config_bindings"
         ):
@@ -173,6 +174,8 @@ def publish_now(identities, close_connection=True):
                     continue
                 if buffer.update_session(session.identity, render(session), session.start_time, session.end_time, live):
                     nudge(session.identity)
+                    if live:
+                        written.append(session.identity)
             except Exception:  # the buffer being down must not stop the others
                 logs.every(
                     log,
@@ -183,6 +186,11 @@ def publish_now(identities, close_connection=True):
                     session.identity,
                     exc_info=True,
                 )
+        if written:
+            # A session deleted after it was read above has had its entry removed, and this may have
+            # written it again: remove it now (else its watchers would wait for the entry to expire).
+            kept = set(Session.objects.filter(identity__in=written).values_list("identity", flat=True))
+            sessions_deleted([identity for identity in written if identity not in kept])
     finally:
         if close_connection:
             connection.close()  # back to the pool: the publisher thread idles between batches

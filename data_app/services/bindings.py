@@ -1,4 +1,4 @@
-"""Session data: the session's own data identity, or what its data bindings compose (spec §7).
+"""Session data: the session's own data identity, or what its data bindings compose (spec §7, §13).
 
 A session without data bindings serves its own identity's chunks unchanged
 (the fast path). A session with bindings serves only what they bind, each
@@ -16,14 +16,21 @@ binding (``sessions_app.models.DataBinding``, field meanings from the
   ``first_session_channel..last_session_channel`` onto data channels from
   ``first_data_channel`` upwards (session ``s`` ← data
   ``first_data_channel + s - first_session_channel``). Requests name session
-  channels; data channels no channel binding maps are not served, and a
-  binding without channel bindings serves no timestamped, periodic or row
-  data, only events. A row data channel set is served when every channel of
-  it is mapped (the first channel binding that covers a channel maps it), as
-  its buffer cannot be cut without the channel types; its ids are re-mapped.
+  channels; data channels no channel binding maps are not served. A row data
+  channel set is served when every channel of it is mapped (the first channel
+  binding that covers a channel maps it), as its buffer cannot be cut without
+  the channel types; its ids are re-mapped.
 
-The binding key's ``source`` names where the data lives; this server holds
-every identity itself and serves bindings whatever their source.
+Bindings without channel bindings (§13): when *none* of a session's bindings
+has channel bindings, each passes every channel through 1:1 (offset and
+clipping still apply), as the public examples and tutorials bind; once *any*
+binding of the session has channel bindings, a binding without them
+contributes events only (the proto comment's "not bound").
+
+The binding key's ``source`` names where the data lives: a source configured
+in ``RTA_DATA_SERVICES`` is read from that data service over HTTP
+(``data_app.services.gateway``), any other from this server's store. The
+rules here apply to both alike (``Composition``).
 
 A chunk that needs none of this (offset 0, wholly inside the clip range,
 channels mapped to themselves) is served as stored; any other is decoded,
@@ -31,13 +38,14 @@ transformed (``rta_kit.transforms``) and re-encoded, one served chunk per
 stored chunk. Where two bindings feed one session channel (events: any two)
 over intersecting time ranges, their chunks would overlap: that channel is
 served as merged windows instead, aligned to the smallest chunk span of the
-bound identities, each holding everything bound inside it. Either way what a
-served chunk holds depends on the stored chunks and the bindings only, so
-chunk boundaries stay stable whatever the request bounds. Chunks are ordered
-by session channel, then time.
+bound local identities (one second when only remote ones merge), each
+holding everything bound inside it. Either way what a served chunk holds
+depends on the stored chunks and the bindings only, so chunk boundaries stay
+stable whatever the request bounds. Chunks are ordered by session channel,
+then time.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Min
 
@@ -50,6 +58,8 @@ from rta_core.identities import is_identity
 from rta_kit.transforms import MERGE, ChunkTransform, Window
 
 _ALL_CHANNELS = ChannelSet([(0, MAX_CHANNEL)])
+# Merged windows' span when no local identity of the merging bindings has chunks to take it from.
+DEFAULT_WINDOW_SPAN = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,9 @@ class ChannelMap:
         return cls(first_data_channel, high, first_session_channel - first_data_channel)
 
 
+PASS_THROUGH = ChannelMap(0, MAX_CHANNEL, 0)  # every channel as itself
+
+
 @dataclass(frozen=True)
 class Binding:
     identity: str
@@ -73,15 +86,16 @@ class Binding:
     end: int | None
     offset: int  # session time = data time + offset
     maps: tuple  # ChannelMaps, in first_session_channel order
+    source: str = ""
 
     @classmethod
-    def from_values(cls, identity, start, end, offset, channel_bindings):
+    def from_values(cls, identity, start, end, offset, channel_bindings, source=""):
         ordered = sorted(channel_bindings or [], key=lambda c: (c["first_session_channel"], c["last_session_channel"]))
         maps = tuple(
             ChannelMap.from_binding(c["first_data_channel"], c["first_session_channel"], c["last_session_channel"])
             for c in ordered
         )
-        return cls(identity, start, end, offset or 0, maps)
+        return cls(identity, start, end, offset or 0, maps, source or "")
 
     def channel_segments(self, channels):
         """``(data_low, data_high, delta)`` for the requested session channels this binding maps."""
@@ -116,9 +130,16 @@ class Binding:
         return ChunkTransform(self.offset, low, high, tuple(session_ids) if remap else None)
 
 
+def apply_binding_rule(bindings):
+    """§13: with no channel bindings anywhere in the session, every binding passes every channel 1:1."""
+    if any(b.maps for b in bindings):
+        return bindings  # those without channel bindings contribute events only
+    return [replace(b, maps=(PASS_THROUGH,)) for b in bindings]
+
+
 def session_bindings(identity, access=Access.ANONYMOUS_FULL):
-    """The session's bindings (empty when it has none); NotFound if there is no such session, or it is outside
-    ``access``'s folders."""
+    """The session's bindings (empty when it has none), the binding rule applied; NotFound if there is no such
+    session, or it is outside ``access``'s folders."""
     from sessions_app.services.scope import visible_sessions
 
     if not is_identity(identity):
@@ -133,21 +154,27 @@ def session_bindings(identity, access=Access.ANONYMOUS_FULL):
             "data_bindings__session_end_time",
             "data_bindings__session_time_offset",
             "data_bindings__channel_bindings",
+            "data_bindings__source",
         )
     )
     if not rows:
         raise NotFound(f"session {excerpt(identity)} not found")
-    return [Binding.from_values(*row) for row in rows if row[0] is not None]
+    return apply_binding_rule([Binding.from_values(*row) for row in rows if row[0] is not None])
 
 
 def read_session_data(identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
-    """A ``reader.ChunkStream`` of the session's ``kind`` data for session channels ``channels``.
+    """A ``reader.ChunkStream`` of the session's ``kind`` data for session channels ``channels``, every binding
+    read from this server's store (``gateway.open_session_data`` reads remote sources too).
 
     ``start``/``end`` are session times (ns, inclusive), rounded outwards to whole chunks.
     NotFound for a session ``access`` does not reach.
     """
     reader.check_request(kind, start, end)
-    bindings = session_bindings(identity, access)
+    return read_bound(identity, session_bindings(identity, access), kind, channels, start, end)
+
+
+def read_bound(identity, bindings, kind, channels=None, start=None, end=None):
+    """``read_session_data`` for the session ``identity`` whose ``bindings`` are known."""
     if not bindings:
         return reader.open_identity(identity, kind, channels, start, end)
     identities = {b.identity for b in bindings}
@@ -186,53 +213,127 @@ def _feeders(kind, key, bindings):
     return [i for i, b in enumerate(bindings) if all(b.covers(channel) for channel in key)]
 
 
-def _window_span(kind, bindings):
-    found = Chunk.objects.filter(identity__in={b.identity for b in bindings}, kind=kind).aggregate(span=Min("span"))
-    return found["span"] or 1_000_000_000
+class Composition:
+    """How a session's ``bindings`` serve one request, whatever their sources.
+
+    ``remote`` are the indexes of the bindings read from data services: their
+    identities are not in this server's index (the window span ignores them),
+    and their chunks are routed one by one as they arrive (``routes``,
+    ``windowed``, ``placed``) by the same rules as stored ones.
+    """
+
+    def __init__(self, bindings, kind, channels, start, end, remote=frozenset()):
+        self.bindings, self.kind, self.start, self.end, self.remote = bindings, kind, start, end, remote
+        self.channels = _ALL_CHANNELS if channels is None else channels
+        self.merging = {
+            i
+            for i, a in enumerate(bindings)
+            for j, b in enumerate(bindings)
+            if i != j and _overlap(a, b) and _share_channels(kind, a, b)
+        }
+        self.span = self._window_span() if self.merging else None
+        self._windowed = {}
+
+    def _window_span(self):
+        local = {self.bindings[i].identity for i in self.merging if i not in self.remote}
+        if not local:
+            return DEFAULT_WINDOW_SPAN
+        found = Chunk.objects.filter(identity__in=local, kind=self.kind).aggregate(span=Min("span"))
+        return found["span"] or DEFAULT_WINDOW_SPAN
+
+    def data_bounds(self, i):
+        """``(first, last)`` data times to read binding ``i`` over (either None: unbounded), or None for nothing.
+
+        Bindings that may feed merged windows read the request widened to whole
+        windows, so each window served is complete; chunks they give to channels
+        served chunk by chunk are then held to the request as given (``placed``).
+        """
+        binding, start, end = self.bindings[i], self.start, self.end
+        if i in self.merging:
+            span = self.span
+            start = None if start is None else start // span * span
+            end = None if end is None else end // span * span + span - 1
+        first, last = _intersect(start, end, binding.start, binding.end)
+        if _empty(first, last):
+            return None
+        offset = binding.offset
+        return None if first is None else first - offset, None if last is None else last - offset
+
+    def segments(self, i):
+        """``(data_low, data_high, delta)`` of the requested session channels binding ``i`` maps."""
+        return self.bindings[i].channel_segments(self.channels)
+
+    def serves_channels(self, i):
+        """Whether binding ``i`` can serve any of the requested channels (events: always)."""
+        return self.kind == "events" or bool(self.bindings[i].maps and self.segments(i))
+
+    def routes(self, i, segments, ref):
+        """The session channel ids (events: None) binding ``i`` serves chunk ``ref`` as, once per way."""
+        kind = self.kind
+        if kind == "events":
+            return [None]
+        if kind == "row":
+            session_ids = self.bindings[i].session_set(ref.channel_ids)
+            return [session_ids] if session_ids is not None and self.channels.matches_any(session_ids) else []
+        channel = ref.channel
+        return [[channel + delta] for low, high, delta in segments if low <= channel <= high]
+
+    def windowed(self, key):
+        """Whether session channel ``key`` is served as merged windows (two of its feeders overlap in time)."""
+        if not self.merging:
+            return False
+        found = self._windowed.get(key)
+        if found is None:
+            feeders = _feeders(self.kind, key, self.bindings)
+            bindings = self.bindings
+            found = any(_overlap(bindings[i], bindings[j]) for i in feeders for j in feeders if i < j)
+            self._windowed[key] = found
+        return found
+
+    def placed(self, i, ref, session_ids):
+        """``((key, order), ref, transform)`` for a chunk served chunk by chunk; None when a widened read
+        fetched it only for merged windows."""
+        binding = self.bindings[i]
+        if i in self.merging and not _selected(ref, binding, self.start, self.end):
+            return None
+        order = ref.start_time + binding.offset
+        if binding.start is not None:
+            order = max(order, binding.start)
+        return (tuple(session_ids or ()), order), ref, binding.transform(ref, session_ids)
+
+    def local_entries(self, indexes):
+        """From this server's store, for bindings ``indexes``: ``{i: [placed chunk]}`` and the windowed
+        session channel keys' ``{key: [(i, ChunkRef, session ids)]}``."""
+        placed, windowed = {}, {}
+        for i in indexes:
+            bounds = self.data_bounds(i)
+            if bounds is None or not self.serves_channels(i):
+                continue
+            segments = self.segments(i) if self.kind != "events" else None
+            data_channels = None
+            if self.kind in ("periodic", "timestamped"):
+                data_channels = ChannelSet([(low, high) for low, high, _ in segments])
+            for ref in reader.find_chunks(self.bindings[i].identity, self.kind, data_channels, *bounds):
+                for session_ids in self.routes(i, segments, ref):
+                    key = tuple(session_ids or ())
+                    if self.windowed(key):
+                        windowed.setdefault(key, []).append((i, ref, session_ids))
+                    elif (item := self.placed(i, ref, session_ids)) is not None:
+                        placed.setdefault(i, []).append(item)
+        return placed, windowed
+
+    def windows(self, key, entries):
+        """Merged windows of one session channel key that overlap the request: ``((key, order), Window, MERGE)``."""
+        return _windows(self.kind, key, entries, self.bindings, self.span, self.start, self.end)
 
 
 def plan(bindings, kind, channels, start, end):
-    """``(item, transform)`` pairs for ``reader.open_stream``, in serving order.
-
-    Bindings that may feed merged windows are queried with the request widened
-    to whole windows, so each window served is complete; chunks they give to
-    channels served chunk by chunk are then held to the request as given.
-    """
-    channels = _ALL_CHANNELS if channels is None else channels
-    merging = {
-        i
-        for i, a in enumerate(bindings)
-        for j, b in enumerate(bindings)
-        if i != j and _overlap(a, b) and _share_channels(kind, a, b)
-    }
-    span = _window_span(kind, [bindings[i] for i in merging]) if merging else None
-    by_key = {}
-    for i, binding in enumerate(bindings):
-        q_start, q_end = start, end
-        if i in merging:
-            q_start = None if start is None else start // span * span
-            q_end = None if end is None else end // span * span + span - 1
-        first, last = _intersect(q_start, q_end, binding.start, binding.end)
-        if _empty(first, last):
-            continue
-        data_first = None if first is None else first - binding.offset
-        data_last = None if last is None else last - binding.offset
-        for ref, session_ids in _bound_refs(binding, kind, channels, data_first, data_last):
-            by_key.setdefault(tuple(session_ids or ()), []).append((i, ref, session_ids))
-    planned = []
-    for key, entries in by_key.items():
-        feeders = _feeders(kind, key, bindings)
-        if any(_overlap(bindings[i], bindings[j]) for i in feeders for j in feeders if i < j):
-            planned += _windows(kind, key, entries, bindings, span, start, end)
-            continue
-        for i, ref, session_ids in entries:
-            binding = bindings[i]
-            if i in merging and not _selected(ref, binding, start, end):
-                continue  # fetched only because the request was widened
-            order = ref.start_time + binding.offset
-            if binding.start is not None:
-                order = max(order, binding.start)
-            planned.append(((key, order), ref, binding.transform(ref, session_ids)))
+    """``(item, transform)`` pairs for ``reader.open_stream``, in serving order (every binding local)."""
+    composition = Composition(bindings, kind, channels, start, end)
+    placed, windowed = composition.local_entries(range(len(bindings)))
+    planned = [item for items in placed.values() for item in items]
+    for key, entries in windowed.items():
+        planned += composition.windows(key, entries)
     planned.sort(key=lambda p: p[0])
     return [(item, transform) for _, item, transform in planned]
 
@@ -270,27 +371,3 @@ def _windows(kind, key, entries, bindings, span, start, end):
         window = Window(k * span, k * span + span - 1, key, tuple((ref, transform) for _, ref, transform in found))
         out.append(((key, k * span), window, MERGE))
     return out
-
-
-def _bound_refs(binding, kind, channels, data_first, data_last):
-    """``(ChunkRef, session channel ids or None)`` this binding contributes."""
-    if kind == "events":
-        for ref in reader.find_chunks(binding.identity, kind, None, data_first, data_last):
-            yield ref, None
-        return
-    if not binding.maps:
-        return  # no channel bindings: channel data is not bound
-    if kind == "row":
-        for ref in reader.find_chunks(binding.identity, kind, None, data_first, data_last):
-            session_ids = binding.session_set(ref.channel_ids)
-            if session_ids is not None and channels.matches_any(session_ids):
-                yield ref, session_ids
-        return
-    segments = binding.channel_segments(channels)
-    if not segments:
-        return
-    data_channels = ChannelSet([(low, high) for low, high, _ in segments])
-    for ref in reader.find_chunks(binding.identity, kind, data_channels, data_first, data_last):
-        for low, high, delta in segments:
-            if low <= ref.channel <= high:
-                yield ref, [ref.channel + delta]

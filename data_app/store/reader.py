@@ -8,7 +8,8 @@ chunked wire format; ``lists()`` gives one decoded list message per chunk.
 Chunks without a transform are the fast path: the stored bytes go out behind
 a freshly written ``ChunkTransferHeader`` without being decoded. Chunks with
 one (a data binding's offset, clipping or re-mapping, ``rta_kit.transforms``)
-are decoded, transformed and re-encoded as LZ4.
+are decompressed, patched in their wire bytes where they can be (protobuf
+otherwise) and go out as LZ4 or uncompressed (``RTA_DATA_TRANSFORMED_COMPRESSION``).
 
 Reading against compaction (``data_app.store.compaction``): compaction moves
 live chunks into a new, never reused, segment file, commits the index, and
@@ -30,12 +31,15 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from data_app.models import Chunk
 from data_app.store import segments
 from rta_core.errors import InvalidArgument, Unavailable, excerpt
 from rta_kit import transforms, wire
 
 KINDS = ("timestamped", "periodic", "row", "events")
+TRANSFORMED_COMPRESSION = {"lz4": wire.COMPRESSION_LZ4, "none": wire.COMPRESSION_NONE}
 ATTEMPTS = 5
 BLOCK_SIZE = 4 * 1024 * 1024
 
@@ -191,6 +195,9 @@ class ChunkStream:
         # Merged windows narrower than a chunk share it with their neighbours: unpack it once.
         self._unpacked = OrderedDict()
         self._headers = None  # by ``wire_length``, for ``__iter__`` to reuse
+        # Transformed chunks go out as LZ4 (smaller) or uncompressed (no compression time: faster on fast links).
+        setting = getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "lz4")
+        self.transformed_compression = TRANSFORMED_COMPRESSION[setting]
 
     def __len__(self):
         return len(self.items)
@@ -234,10 +241,9 @@ class ChunkStream:
                     out = self._transformed(ref, transform, kind, read)
                     if out is None:
                         continue
-                    body = wire.compress(out.payload)
-                    head = header(
-                        out.start, out.end, out.channel_ids, wire.COMPRESSION_LZ4, len(out.payload), len(body)
-                    )
+                    compression = self.transformed_compression
+                    body = wire.compress(out.payload) if compression == wire.COMPRESSION_LZ4 else out.payload
+                    head = header(out.start, out.end, out.channel_ids, compression, len(out.payload), len(body))
                 pending += (head, body)
                 size += len(head) + len(body)
                 if size >= block_size:
@@ -251,7 +257,7 @@ class ChunkStream:
     def _transformed(self, item, transform, kind, read):
         if isinstance(item, transforms.Window):
             return transforms.merge(kind, item, [self._unpack_shared(ref, read) for ref in item.refs])
-        return transforms.apply(kind, wire.unpack(read(item), item.unpacked_length, item.compression), transform, item)
+        return transforms.apply_packed(kind, read(item), item.unpacked_length, item.compression, transform, item)
 
     def _unpack_shared(self, ref, read, keep=32):
         key = (ref.file, ref.offset)

@@ -14,8 +14,8 @@ import math
 
 from rta_core.errors import InvalidArgument, excerpt
 from rta_core.timeutil import parse_timestamp
+from sessions_app.models import SessionState
 from sessions_app.query.properties import TABLE, CoreProperty, JsonSql, is_postgres, resolve
-from sessions_app.services.values import STATE_BY_NAME
 
 COMPARISONS = {"$eq": "=", "$neq": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 TEXT_MATCHES = ("$startsWith", "$endsWith", "$contains")
@@ -202,11 +202,12 @@ def _core_operand(prop, operand, json_type, where):
         return operand
     if kind == "state":
         if json_type == "string":
-            if operand not in STATE_BY_NAME:
+            value = SessionState.value_of(operand) if isinstance(operand, str) else None
+            if value is None:
                 raise InvalidArgument(
-                    f"{where}: unknown state {excerpt(operand)}; expected one of {', '.join(STATE_BY_NAME)}"
+                    f"{where}: unknown state {excerpt(operand)}; expected one of {', '.join(SessionState.labels)}"
                 )
-            return STATE_BY_NAME[operand]
+            return value
         if json_type == "number" and float(operand).is_integer():
             return int(operand)
         raise InvalidArgument(f"{where}: state operands are state names such as 'open' or 'closed'")

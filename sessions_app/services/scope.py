@@ -158,7 +158,7 @@ def check_session_in_scope(access, identity, created=False):
 
 def data_identity_in_scope(access, data_identity):
     """Whether ``access`` reaches a data identity: a session it reaches has that identity or binds it (always,
-    when it is not folder-restricted). Data no session names is outside every folder restriction."""
+    when it is not folder-restricted). Data no session has or binds is outside every folder-restricted scope."""
     if not access.folder_restricted:
         return True
     if not is_identity(data_identity):

@@ -1,0 +1,258 @@
+"""Gateway: public REST reads of a session whose data another server holds, against the local fast path.
+
+Two real servers on loopback, in one run, against the bench database
+(``rta_bench``): a *data server* (``manage.py serve`` with
+``RTA_EXPOSE_DATA_SERVICE=true``, its own temporary ``RTA_DATA_PATH``) holding
+the data, written over gRPC as ``bench.data`` writes it (periodic int16
+random walk, 10,000-sample bursts, 8 channels at 1 kHz), and a *gateway*
+(``manage.py serve`` with ``RTA_DATA_SERVICES=remote=http://...`` pointing at
+the data server, no data of its own). Measured, best of ``--repeat`` after a
+warm-up, each a GET of every channel over the whole time range by a lean
+client (``bench.data.http_get``):
+
+  local       the data server's own public read of the data (the local fast
+              path: stored chunk bytes behind fresh headers) — the baseline
+  remote      the gateway's read of a session bound to the data on source
+              ``remote`` (no channel bindings, no offset: every chunk is
+              relayed byte for byte, only its header rewritten)
+  shifted     the same through a binding with a time offset (every chunk
+              decoded, shifted, re-encoded by ``rta_kit.transforms``)
+  local_shifted  (context) the data server's own read of a local binding with
+              the same offset: the local decoding path
+
+Every response is checked: the same number of chunks and payload bytes as
+the index holds (and, shifted, first chunk start moved by the offset). CPU
+seconds of both server processes are read from /proc, so samples per CPU
+second are given too (the machine is shared; wall-clock rates are the
+headline).
+
+Targets: remote >= 300 M samples/s, shifted >= 180 M samples/s; the ratio
+remote / local is reported.
+
+Usage: python -m bench gateway [--seconds S] [--repeat N] [--channels N]
+"""
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+from datetime import UTC, datetime
+
+from bench import common
+from bench import data as data_bench
+
+NAME = "gateway"
+PREFIX = "bench-gateway-"
+IDENTITY = PREFIX + "data"
+SOURCE = "remote"
+SHIFT = 3600 * data_bench.SECOND
+TARGETS = {"remote": 300e6, "shifted": 180e6}
+SESSIONS = {  # session -> (source, time offset); the data identity is IDENTITY
+    "local": None,  # the data identity read as a session of its own on the data server
+    PREFIX + "remote": (SOURCE, 0),
+    PREFIX + "shifted": (SOURCE, SHIFT),
+    PREFIX + "local-shifted": ("", SHIFT),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench gateway", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds the gRPC write sends for")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of each read (best is reported)")
+    parser.add_argument("--channels", type=int, default=8, help="channels written round robin")
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+def create_sessions():
+    from sessions_app.services.updates import create_or_update_session
+
+    create_or_update_session(IDENTITY, [("set_state", 4)])
+    for session, binding in SESSIONS.items():
+        if binding is None:
+            continue
+        source, offset = binding
+        create_or_update_session(
+            session,
+            [
+                ("set_state", 4),
+                ("set_data_bindings", [{"source": source, "identity": IDENTITY, "session_time_offset": offset}]),
+            ],
+        )
+
+
+def _delete_bench_data():
+    from data_app.models import Chunk
+    from sessions_app.models import Session
+
+    Session.objects.filter(identity__startswith=PREFIX).delete()
+    Chunk.objects.filter(identity__startswith=PREFIX).delete()
+
+
+def read(port, session, channels_expr, repeat, pids):
+    """Best-of-``repeat`` GET of the session's channels; returns (body, figures with both servers' CPU)."""
+    path = f"/rta/v2/sessions/{session}/data/periodic/{channels_expr}"
+    data_bench.http_get(port, path)  # warm-up (file cache, pooled connections)
+    runs = []
+    for _ in range(repeat):
+        before = [common.cpu_seconds(pid) for pid in pids]
+        body, elapsed = data_bench.http_get(port, path)
+        runs.append((elapsed, sum(common.cpu_seconds(pid) for pid in pids) - sum(before), len(body)))
+    best = min(runs)
+    return body, {
+        "path": path,
+        "bytes": best[2],
+        "seconds": [round(r[0], 4) for r in runs],
+        "best_seconds": round(best[0], 4),
+        "servers_cpu_seconds": round(best[1], 4),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    url = common.setup_bench_django()
+    load_before = common.warn_if_busy("before the run")
+
+    from django.db import connections
+    from rta.model import data_pb2
+    from rta.toolkit.api import chunk_service_pb2 as pb
+
+    with common.console.status("generating signals"):
+        signal_i16 = data_bench.random_walk_int16(1 << 22, seed=1)
+    load = data_bench.Load("periodic", 10_000, args.channels, signal_i16, None, [0])
+    _delete_bench_data()
+    store, gateway_store = tempfile.mkdtemp(prefix="rta-bench-gw-data-"), tempfile.mkdtemp(prefix="rta-bench-gw-")
+    channels_expr = f"{0x100:X}-{0x100 + args.channels - 1:X}"
+    results = {}
+    try:
+        create_sessions()
+        connections.close_all()
+        data_env = {"RTA_DATA_PATH": store, "RTA_EXPOSE_DATA_SERVICE": "true"}
+        with common.http_server(url, grpc=True, log_name="gateway-data-server.log", extra_env=data_env) as (
+            data_port,
+            grpc_port,
+            data_pid,
+        ):
+            with common.console.status(f"gRPC write to the data server ({args.seconds:g} s)"):
+                results["write"] = data_bench.grpc_write(
+                    grpc_port, IDENTITY, load, args.seconds, pb, data_pb2, data_pid
+                )
+            chunks, samples, packed, _ = data_bench.stored(IDENTITY, "periodic")
+            if samples != results["write"]["samples"]:
+                raise RuntimeError(f"wrote {results['write']['samples']} samples, the index holds {samples}")
+            common.console.print(f"data server holds {samples:,} samples in {chunks:,} chunks ({packed:,} bytes)")
+            gateway_env = {
+                "RTA_DATA_PATH": gateway_store,
+                "RTA_DATA_SERVICES": f"{SOURCE}=http://127.0.0.1:{data_port}",
+            }
+            with common.http_server(url, grpc=True, log_name="gateway-server.log", extra_env=gateway_env) as (
+                gateway_port,
+                _,
+                gateway_pid,
+            ):
+                pids = [data_pid, gateway_pid]
+                first = None
+                for key, session, port in (
+                    ("local", IDENTITY, data_port),
+                    ("remote", PREFIX + "remote", gateway_port),
+                    ("shifted", PREFIX + "shifted", gateway_port),
+                    ("local_shifted", PREFIX + "local-shifted", data_port),
+                ):
+                    with common.console.status(f"REST read: {key}"):
+                        body, run = read(port, session, channels_expr, args.repeat, pids)
+                    served, start, payload = data_bench.walk_headers(body)
+                    shifted = key.endswith("shifted")
+                    if served != chunks or (not shifted and payload != packed):
+                        raise RuntimeError(
+                            f"{key}: {served} chunks / {payload} bytes, the index has {chunks} / {packed}"
+                        )
+                    first = start if key == "local" else first
+                    if start != first + (SHIFT if shifted else 0):
+                        raise RuntimeError(f"{key}: the first chunk starts at {start}, not {first + SHIFT * shifted}")
+                    run.update(
+                        samples=samples,
+                        samples_per_second=samples / run["best_seconds"],
+                        samples_per_cpu_second=samples / run["servers_cpu_seconds"]
+                        if run["servers_cpu_seconds"]
+                        else None,
+                    )
+                    results[key] = run
+                    common.console.print(
+                        f"{key}: {_m(run['samples_per_second'])} samples/s "
+                        f"({run['bytes'] / run['best_seconds'] / 1e6:,.0f} MB/s)"
+                    )
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(gateway_store, ignore_errors=True)
+        _delete_bench_data()
+        connections.close_all()
+    report(results, args, url, load_before)
+    return 0
+
+
+def _m(x):
+    return "—" if x is None else f"{x / 1e6:,.1f} M"
+
+
+def report(results, args, url, load_before):
+    local = results["local"]["samples_per_second"]
+    rows, figures = [], {}
+    for key, label in (
+        ("local", "local fast path (data server's own read)"),
+        ("remote", "gateway, remote source, untransformed"),
+        ("shifted", "gateway, remote source, time offset"),
+        ("local_shifted", "local decoding path, same offset (context)"),
+    ):
+        run = results[key]
+        target = TARGETS.get(key)
+        ratio = run["samples_per_second"] / local
+        met = None if target is None else run["samples_per_second"] >= target
+        figures[key] = {
+            "value": run["samples_per_second"],
+            "per_servers_cpu_second": run["samples_per_cpu_second"],
+            "ratio_to_local": ratio,
+            "target": target,
+            "meets_target": met,
+        }
+        rows.append(
+            [
+                label,
+                _m(run["samples_per_second"]),
+                _m(run["samples_per_cpu_second"]),
+                f"{ratio:.2f}",
+                "—" if target is None else f"≥ {_m(target)}",
+                "—" if met is None else ("yes" if met else "[red]NO[/red]"),
+            ]
+        )
+    load_after = common.machine_load()
+    common.print_table(
+        f"Gateway reads ({args.channels} channels at 1 kHz, {results['local']['samples']:,} samples, "
+        f"best of {args.repeat})",
+        ["read", "samples/s", "per CPU s (both servers)", "× local", "target", "met"],
+        rows,
+        caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
+        f"{load_after['cpus']} CPUs; the data server and the gateway share them with the client.",
+    )
+    data = {
+        "benchmark": NAME,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": common.redact(url),
+        "environment": {**common.environment(), "load_before": load_before, "load_after": load_after},
+        "method": {
+            "servers": "data server (RTA_EXPOSE_DATA_SERVICE) and gateway (RTA_DATA_SERVICES), manage.py serve on "
+            "127.0.0.1, one bench database, temporary data paths",
+            "data": "periodic int16 random walk, 10,000-sample bursts written over gRPC, "
+            f"{args.channels} channels at 1 kHz",
+            "reads": "GET of every channel and the whole time range, best of --repeat after one warm-up",
+        },
+        "figures": figures,
+        "runs": results,
+    }
+    path = common.write_results(NAME, data)
+    common.console.print(f"results written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The data-service interface (spec §13): a data identity's stored chunks, for a gateway to compose sessions from.
+
+``GET /rta/v2/data/{dataIdentity}/...`` (``data_app.api``) serves this when
+``RTA_EXPOSE_DATA_SERVICE`` is on: the fast path (stored chunk bytes behind a
+fresh header, never decoded), bounds in data time, no data binding applied.
+"""
+
+from data_app.store import reader
+from rta_core.access import Access
+from rta_core.identities import validate_identity
+from sessions_app.services import scope
+
+
+def read_data_identity(identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
+    """A ``reader.ChunkStream`` of ``identity``'s ``kind`` chunks as stored (InvalidArgument for an identity no
+    data can have; an identity without data is served empty).
+
+    A folder-restricted caller reads only identities a session in its folders has or binds, as DataReader
+    (``scope.check_data_read``): the interface must not be a way around folder scoping.
+    """
+    validate_identity(identity, "data identity")
+    scope.check_data_read(access, identity)
+    return reader.open_identity(identity, kind, channels, start, end)
