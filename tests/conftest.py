@@ -53,6 +53,31 @@ def _worker_redis_url(url):
     return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
 
 
+def wait_until_serving(process, url, log, deadline_seconds=60, ssl_context=None, any_status=False):
+    """Poll ``url`` until the server ``process`` answers 200 (any HTTP status with ``any_status``).
+
+    Fails with the server's output (``log``: a path) if it exits first or does not answer in time.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        assert process.poll() is None, f"the server exited: {log.read_text(errors='replace')}"
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=ssl_context) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError:
+            if any_status:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"the server did not start: {log.read_text(errors='replace')}"
+        time.sleep(0.2)
+
+
 def free_port():
     """A loopback TCP port free now (for a server a test starts)."""
     with socket.socket() as s:

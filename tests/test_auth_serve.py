@@ -8,7 +8,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -26,7 +25,7 @@ from websockets.sync.client import connect
 
 from rta_site.auth.tls import _escape
 from tests.auth_issuer import AUDIENCE, Issuer
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"
@@ -85,16 +84,9 @@ class Server:
         self.ssl = ssl.create_default_context(cafile=str(self.cert))
 
     def wait_ready(self):
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, f"server exited: {self.log.read_text()}"
-            try:
-                if httpx.get(f"https://127.0.0.1:{self.https}/health", verify=self.ssl, timeout=2).status_code:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server did not start: {self.log.read_text()}"
-            time.sleep(0.2)
+        wait_until_serving(
+            self.process, f"https://127.0.0.1:{self.https}/health", self.log, ssl_context=self.ssl, any_status=True
+        )
 
     def stop(self):
         if self.process.poll() is None:

@@ -28,7 +28,7 @@ import grpc
 import pytest
 
 from rta_kit import wire
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_serving
 from tests.test_data_bindings import KINDS, T0, S, expected, identity_items, items_of, samples_of, served
 from tests.test_serve import ROOT
 
@@ -67,17 +67,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert self.process.poll() is None, f"{name} exited: {self.log.read_text()}"
-            try:
-                with urllib.request.urlopen(self.url("/"), timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"{name} did not start: {self.log.read_text()}"
-            time.sleep(0.2)
+        wait_until_serving(self.process, self.url("/"), self.log, WAIT)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"

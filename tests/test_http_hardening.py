@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_serving
 from tests.test_serve import ROOT
 
 MiB = 1024 * 1024
@@ -81,17 +81,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert self.process.poll() is None, f"the server exited: {self.output()}"
-            try:
-                with urllib.request.urlopen(self.url("/health"), timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not start: {self.output()}"
-            time.sleep(0.2)
+        wait_until_serving(self.process, self.url("/health"), self.log, WAIT)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"

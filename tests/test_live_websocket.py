@@ -36,7 +36,7 @@ from rta.toolkit.api import session_service_pb2 as spb
 from rta.toolkit.api import session_service_pb2_grpc as sgrpc
 from websockets.sync.client import connect
 
-from tests.conftest import IN_CI, flush_redis, free_port, reachable_redis_url
+from tests.conftest import IN_CI, flush_redis, free_port, reachable_redis_url, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBPROTOCOL = "mat.ocs.rta.stream-lz4"
@@ -61,17 +61,7 @@ class Server:
         self.channel = None
 
     def wait_ready(self):
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, f"server {self.name} exited: {self.log.read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"server {self.name} did not start: {self.log.read_text()}"
-            time.sleep(0.2)
+        wait_until_serving(self.process, f"http://127.0.0.1:{self.http}/health", self.log)
         if self.grpc:
             self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc}")
             grpc.channel_ready_future(self.channel).result(timeout=30)

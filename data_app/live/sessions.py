@@ -139,15 +139,20 @@ def session_changed(session):
     try:
         publish_now([session.identity], close_connection=False)
     except Exception:  # the change is committed whatever happens to the live side
-        logs.every(
-            log,
-            "session_changed",
-            10,
-            logging.ERROR,
-            "could not publish the update of session %r to the live buffer",
-            session.identity,
-            exc_info=True,
-        )
+        _publish_failed(session.identity)
+
+
+def _publish_failed(identity):
+    """Log (at most every 10 s) that a session's update did not reach the live buffer, with the traceback."""
+    logs.every(
+        log,
+        "session_changed",
+        10,
+        logging.ERROR,
+        "could not publish the update of session %r to the live buffer",
+        identity,
+        exc_info=True,
+    )
 
 
 def refresh(identity):
@@ -177,15 +182,7 @@ def publish_now(identities, close_connection=True):
                     if live:
                         written.append(session.identity)
             except Exception:  # the buffer being down must not stop the others
-                logs.every(
-                    log,
-                    "session_changed",
-                    10,
-                    logging.ERROR,
-                    "could not publish the update of session %r to the live buffer",
-                    session.identity,
-                    exc_info=True,
-                )
+                _publish_failed(session.identity)
         if written:
             # A session deleted after it was read above has had its entry removed, and this may have
             # written it again: remove it now (else its watchers would wait for the entry to expire).
