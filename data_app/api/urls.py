@@ -16,6 +16,18 @@ urlpatterns = [
         views.unknown_kind,
         name="session-data-unknown",
     ),
+    # A built-in data source as a data service (RTA_EXPOSE_DATA_SERVICE): base URL /rta/v2/sources/{source}.
+    re_path(r"^sources/(?P<source>[^/]+)/?$", views.source_root, name="source-root"),
+    re_path(
+        r"^sources/(?P<source>[^/]+)/rta/v2/data/(?P<identity>[\s\S]+)/events$",
+        views.source_events,
+        name="source-events",
+    ),
+    re_path(
+        r"^sources/(?P<source>[^/]+)/rta/v2/data/(?P<identity>[\s\S]+)/(?P<kind>timestamped|periodic|row)/(?P<channels>[^/]+)$",
+        views.source_channel_data,
+        name="source-data",
+    ),
     # The data-service interface (RTA_EXPOSE_DATA_SERVICE): the data identity is one percent-encoded segment,
     # decoded before routing, so it may hold "/" (and newlines): the suffix decides, events first.
     re_path(r"^data/(?P<identity>[\s\S]+)/events$", views.data_service_events, name="data-service-events"),

@@ -15,13 +15,13 @@ import asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from config_app.api.negotiation import accepts
 from data_app.services import gateway
 from data_app.services.channels import parse_channels
-from data_app.services.data_service import read_data_identity
+from data_app.services.data_service import read_data_identity, read_source_identity, source_exists
 from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt
 from rta_core.responses import json_error
 from rta_kit import wire
@@ -161,6 +161,39 @@ def data_service_channel_data(request, identity, kind, channels):
 @csrf_exempt
 def data_service_events(request, identity):
     return _data_service_off(request) or _respond(request, "events", None, _identity_data(request, identity, "events"))
+
+
+def _source_data(request, source, identity, kind):
+    access = request.rta_access
+    return lambda channels, start, end: read_source_identity(
+        source, identity, kind, channels, start, end, access=access
+    )
+
+
+@csrf_exempt
+def source_root(request, source):
+    """A built-in source's health answer (GET / of a data service): 200 while this server serves it."""
+    if (off := _data_service_off(request)) is not None:
+        return off
+    if request.method not in _METHODS:
+        return _error(request, f"method {request.method} is not allowed", 405)
+    if not source_exists(source):
+        return _error(request, f"no built-in data source {excerpt(source)}", 404)
+    return HttpResponse(b"" if request.method == "HEAD" else b"Healthy", content_type="text/plain; charset=utf-8")
+
+
+@csrf_exempt
+def source_channel_data(request, source, identity, kind, channels):
+    return _data_service_off(request) or _respond(
+        request, kind, channels, _source_data(request, source, identity, kind)
+    )
+
+
+@csrf_exempt
+def source_events(request, source, identity):
+    return _data_service_off(request) or _respond(
+        request, "events", None, _source_data(request, source, identity, "events")
+    )
 
 
 @csrf_exempt

@@ -3,10 +3,16 @@
 ``GET /rta/v2/data/{dataIdentity}/...`` (``data_app.api``) serves this when
 ``RTA_EXPOSE_DATA_SERVICE`` is on: the fast path (stored chunk bytes behind a
 fresh header, never decoded), bounds in data time, no data binding applied.
+A built-in source (``data_app.sources``) is served the same way under
+``/rta/v2/sources/{source}/`` (``read_source_identity``), so another gateway
+lists it in its ``RTA_DATA_SERVICES`` with that base URL.
 """
 
+from data_app.services.source_read import SourceStream
+from data_app.sources import registry
 from data_app.store import reader
 from rta_core.access import Access
+from rta_core.errors import NotFound, excerpt
 from rta_core.identities import validate_identity
 from sessions_app.services import scope
 
@@ -21,3 +27,17 @@ def read_data_identity(identity, kind, channels=None, start=None, end=None, acce
     validate_identity(identity, "data identity")
     scope.check_data_read(access, identity)
     return reader.open_identity(identity, kind, channels, start, end)
+
+
+def read_source_identity(source, identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
+    """A ``SourceStream`` of ``identity`` in the built-in source ``source`` (NotFound: no such source)."""
+    built_in = registry.configured().get(source)
+    if built_in is None:
+        raise NotFound(f"no built-in data source {excerpt(source)}")
+    validate_identity(identity, "data identity")
+    scope.check_data_read(access, identity)
+    return SourceStream(source, built_in.prepare(identity), kind, channels, start, end)
+
+
+def source_exists(source):
+    return source in registry.configured()

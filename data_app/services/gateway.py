@@ -51,6 +51,8 @@ from django.conf import settings
 from data_app.services import remote
 from data_app.services.bindings import Composition, read_bound, session_bindings
 from data_app.services.channels import ChannelSet
+from data_app.services.source_read import SourceRead
+from data_app.sources import registry
 from data_app.store import reader
 from rta_core.access import Access
 from rta_kit import transforms, wire
@@ -60,6 +62,7 @@ BLOCK_SIZE = reader.BLOCK_SIZE  # bytes of chunks the body yields at a time, as 
 TRANSFORM_BATCH_BYTES = 512 << 10  # unpacked bytes of remote chunks transformed per worker-thread call
 HELD_SECONDS = 5.0  # a read opened up front but reached later than this is requested afresh
 INVALID_FRAME = b"\xff\xff\xff\xff"  # header length -1: ends a failed body so that no reader takes it as complete
+_READS = (remote.RemoteRead, SourceRead)  # a part read as it arrives (a data service, a built-in source)
 
 
 def open_session_data(
@@ -70,10 +73,10 @@ def open_session_data(
     reading it). ``authorization`` (the request's header) is forwarded to data services."""
     reader.check_request(kind, start, end)
     bindings = session_bindings(identity, access)
-    services = settings.RTA_DATA_SERVICES
-    if not any(b.source in services for b in bindings):
+    services, sources = settings.RTA_DATA_SERVICES, registry.configured()
+    if not any(b.source in services or b.source in sources for b in bindings):
         return read_bound(identity, bindings, kind, channels, start, end)
-    return GatewayStream(kind, bindings, services, channels, start, end, authorization)
+    return GatewayStream(kind, bindings, services, channels, start, end, authorization, sources)
 
 
 class GatewayStream:
@@ -85,9 +88,10 @@ class GatewayStream:
     (a private loop, for callers without one); ``close`` is safe at any time.
     """
 
-    def __init__(self, kind, bindings, services, channels, start, end, authorization=None):
+    def __init__(self, kind, bindings, services, channels, start, end, authorization=None, sources=None):
         self.kind = kind
-        remote_indexes = frozenset(i for i, b in enumerate(bindings) if b.source in services)
+        self._sources = sources = sources or {}
+        remote_indexes = frozenset(i for i, b in enumerate(bindings) if b.source in services or b.source in sources)
         self.composition = composition = Composition(bindings, kind, channels, start, end, remote_indexes)
         local = [i for i in range(len(bindings)) if i not in remote_indexes]
         found = {}
@@ -108,7 +112,7 @@ class GatewayStream:
                 range(len(bindings)), key=lambda i: (bindings[i].start is not None, bindings[i].start or 0, i)
             ):
                 if i in remote_indexes:
-                    read = self._remote_read(i, services[bindings[i].source], authorization)
+                    read = self._remote_read(i, services.get(bindings[i].source), authorization)
                     if read is not None:
                         self.parts.append((i, read))
                 elif items := found["placed"].get(i):
@@ -123,6 +127,12 @@ class GatewayStream:
         bounds = composition.data_bounds(i)
         if bounds is None or not composition.serves_channels(i):
             return None
+        source = self._sources.get(binding.source)
+        if source is not None:  # built in: read in-process, same routing as a data service's chunks
+            channels = None
+            if self.kind != "events":
+                channels = ChannelSet([(low, high) for low, high, _ in composition.segments(i)])
+            return SourceRead(binding.source, source.prepare(binding.identity), self.kind, channels, *bounds)
         if self.kind == "events":
             url = remote.data_url(base, binding.identity, "events")
         else:
@@ -132,7 +142,7 @@ class GatewayStream:
         return remote.RemoteRead(binding.source, url, params, authorization)
 
     def _reads(self):
-        return [part for _, part in self.parts if isinstance(part, remote.RemoteRead)]
+        return [part for _, part in self.parts if isinstance(part, _READS)]
 
     # --- opening and closing ------------------------------------------------------------------------
 
@@ -219,7 +229,7 @@ class GatewayStream:
         out = _Output()
         try:
             for i, part in self.parts:
-                if isinstance(part, remote.RemoteRead):
+                if isinstance(part, _READS):
                     pieces = self._remote_part(i, part, out)
                 else:
                     pieces = self._stored_part(reader.ChunkStream(self.kind, part, self._files()), out)

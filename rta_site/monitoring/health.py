@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import connection
 
+from data_app.sources import registry
+
 
 def check_database():
     with connection.cursor() as cursor:
@@ -73,6 +75,7 @@ def checks():
     if settings.RTA_REDIS_URL:
         yield "redis", check_redis
     yield from _data_service_checks()
+    yield from registry.checks()  # each built-in data source's store (an InfluxDB, a database, a folder)
 
 
 def run_checks():

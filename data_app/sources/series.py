@@ -1,0 +1,233 @@
+"""Series stores as data sources: the common rules every built-in adapter follows (issue: serve in place).
+
+A store says what it holds and reads columns; ``SeriesSource`` does the rest:
+
+- **kinds**: a timestamped request gets every served field as timestamped
+  data; a periodic request gets periodic items for *regular* fields only (the
+  field mapping's ``interval`` property, else an interval detected from the
+  start of the data: every gap a whole multiple of the most common one, at
+  least half of them equal to it) and
+  nothing for irregular ones; row requests get nothing. Samples go out as f64
+  unless the field mapping's ``target_channel_data_type`` says otherwise.
+- **stable chunks**: each field is cut on its own grid
+  (``rta_kit.grid.ChunkGrid.for_interval`` of its interval, or of the typical
+  gap at the start of its data for irregular fields), which depends only on
+  the data, never on the request; requests are read rounded outwards to whole
+  windows, so a sample is in the same chunk whatever the bounds.
+- **bounded memory**: a request is read in slices of whole 100 s windows
+  (every grid's windows divide 100 s), about ``SLICE_SAMPLES`` samples per
+  field each, so an hour at 10 kHz never sits in memory at once.
+- **missing samples**: NaN in a float column is "no sample at this time"
+  (SQL NULL, an absent Parquet value): each field's chunks hold only its
+  present samples.
+
+A subclass implements::
+
+    name                                    the data source name bindings use
+    store_fields(identity, mapping)         [StoreField], NotFound for an identity it refuses
+    time_range(identity, mapping, group)    (first, last) ns inclusive, or None without data
+    read(identity, mapping, group, names, low, high)
+                                            (times, {name: values}): int64 ns sorted, inclusive bounds
+    event_rows(identity, mapping, start, end)  optional: [(time, event name, status, {field: value})]
+    check()                                 raise when the store cannot be reached (/health)
+
+``prepare(identity)`` reads the schema mapping (in the request's thread: the
+database is Django's); the ``Prepared`` it returns yields chunks from any
+thread.
+"""
+
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+
+from data_app.sources import mappings
+from rta_kit.chunking import detect_interval, event, event_chunks, series_chunks
+from rta_kit.datatypes import sample_dtype
+from rta_kit.grid import INT64_MAX, INT64_MIN, ChunkGrid
+
+SLICE_ALIGN = 100 * 1_000_000_000  # every grid span divides 100 s: slices of whole windows for every field
+SLICE_SAMPLES = 1 << 20  # samples per field a slice aims at
+PROBE_SPANS = (10_000_000, 1_000_000_000, 100_000_000_000, 10_000_000_000_000)  # ns read to detect a rate
+PROBE_SAMPLES = 64  # samples a probe wants before it judges a field's rate
+
+
+@dataclass(frozen=True)
+class StoreField:
+    """A field of the store: ``group`` names what is read together (a table, a measurement, a file)."""
+
+    name: str
+    group: object = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one served field is cut: its mapping, store group, interval (None: irregular) and grid."""
+
+    field: mappings.FieldMap
+    group: object
+    interval: int | None
+    grid: ChunkGrid
+
+
+class SeriesSource:
+    """Base class of series stores; see the module documentation."""
+
+    name = ""
+
+    def prepare(self, identity):
+        return Prepared(self, identity, mappings.load(self.name, identity))
+
+    def event_rows(self, identity, mapping, start, end):
+        return []
+
+    def check(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class Prepared:
+    """One identity of a source with its mapping: ``chunks(kind, channels, start, end)``."""
+
+    def __init__(self, source, identity, mapping):
+        self.source, self.identity, self.mapping = source, identity, mapping
+
+    def chunks(self, kind, channels=None, start=None, end=None):
+        """The ``rta_kit.chunking.Chunk``s of ``kind`` for ``channels`` (a ChannelSet; None: all)."""
+        if kind == "events":
+            yield from self._events(start, end)
+            return
+        if kind not in ("periodic", "timestamped"):
+            return
+        source, identity, mapping = self.source, self.identity, self.mapping
+        store = source.store_fields(identity, mapping)
+        groups = {f.name: f.group for f in store}
+        served = [
+            f
+            for f in mappings.served_fields(mapping, [f.name for f in store])
+            if channels is None or f.channel in channels
+        ]
+        served.sort(key=lambda f: repr(groups[f.name]))
+        for group, fields in groupby(served, key=lambda f: groups[f.name]):
+            yield from self._group_chunks(kind, group, list(fields), start, end)
+
+    def _group_chunks(self, kind, group, fields, start, end):
+        source, identity, mapping = self.source, self.identity, self.mapping
+        extent = source.time_range(identity, mapping, group)
+        if extent is None:
+            return
+        plans = [p for p in self._plans(group, fields, extent) if kind == "timestamped" or p.interval]
+        if not plans:
+            return
+        first = max(extent[0], INT64_MIN if start is None else start)
+        last = min(extent[1], INT64_MAX if end is None else end)
+        if first > last:
+            return
+        low = min(p.grid.snap(first, last)[0] for p in plans)
+        high = max(p.grid.snap(first, last)[1] for p in plans)
+        names = [p.field.name for p in plans]
+        for a, b in _slices(low, high, _slice_width(plans)):
+            times, columns = source.read(identity, mapping, group, names, a, b)
+            if not len(times):
+                continue
+            for plan in plans:
+                t, v = _present(times, columns.get(plan.field.name))
+                if not len(t):
+                    continue
+                f = plan.field
+                interval = plan.interval if kind == "periodic" else None
+                yield from series_chunks(f.channel, t, v, kind, interval, f.data_type, plan.grid, first, last)
+
+    def _plans(self, group, fields, extent):
+        """A ``Plan`` per field: declared intervals first, else one probe read of the data's start."""
+        undeclared = [f.name for f in fields if f.interval is None]
+        probed = self._probe(group, undeclared, extent) if undeclared else {}
+        plans = []
+        for f in fields:
+            interval, typical = (f.interval, f.interval) if f.interval else probed.get(f.name, (None, None))
+            grid = ChunkGrid.for_interval(typical, sample_dtype(f.data_type).itemsize)
+            plans.append(Plan(f, group, interval, grid))
+        return plans
+
+    def _probe(self, group, names, extent):
+        """``{name: (regular interval or None, typical gap or None)}`` from the first samples of each field."""
+        source, identity, mapping = self.source, self.identity, self.mapping
+        found = {}
+        for span in PROBE_SPANS:
+            high = min(extent[1], extent[0] + span)
+            times, columns = source.read(identity, mapping, group, names, extent[0], high)
+            found = {name: _rate(*_present(times, columns.get(name))) for name in names}
+            enough = all(counts >= PROBE_SAMPLES for _, _, counts in found.values())
+            if enough or high >= extent[1]:
+                break
+        return {name: (regular, typical) for name, (regular, typical, _) in found.items()}
+
+    def _events(self, start, end):
+        rows = self.source.event_rows(self.identity, self.mapping, start, end)
+        by_name = {m["source_event"]: m for m in self.mapping.events}
+        events = []
+        for time, name, status, values in rows:
+            mapped = by_name.get(name)
+            if mapped is not None:
+                data = [values[c] for c in mapped["source_event_data_fields"] if c in values]
+                events.append(event(time, mapped["target_event_id"], mapped["target_event_app"], status, data))
+            elif not by_name and (number := _event_number(name)) is not None:
+                events.append(event(time, number, self.source.name, status, list(values.values())))
+        if events:
+            yield from event_chunks(events, start=start, end=end)
+
+
+def _present(times, values):
+    """Times and values where a sample is present (not NaN)."""
+    if values is None:
+        return times[:0], np.empty(0)
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        present = ~np.isnan(values)
+        if not present.all():
+            return times[present], values[present]
+    elif values.dtype.kind not in "iub":
+        values = values.astype(np.float64)
+    return times, values
+
+
+def _rate(times, values):
+    """``(regular interval or None, typical gap or None, samples)`` of one field's probe."""
+    n = len(times)
+    if n < 2:
+        return None, None, n
+    gaps = np.diff(times)
+    if (gaps <= 0).any():
+        return None, None, n
+    interval = detect_interval(times)
+    # Regular: sampled on one clock, holes allowed (every gap a multiple), mostly without holes.
+    on_clock = not (gaps % interval).any() and np.count_nonzero(gaps == interval) * 2 >= len(gaps)
+    regular = interval if on_clock else None
+    return regular, int(np.median(gaps)), n
+
+
+def _slice_width(plans):
+    fastest = min(p.interval or p.grid.span // 1000 or 1 for p in plans)
+    windows = max(1, SLICE_SAMPLES * fastest // SLICE_ALIGN)
+    return windows * SLICE_ALIGN
+
+
+def _slices(low, high, width):
+    """``(a, b)`` inclusive pieces of ``[low, high]`` cut at multiples of ``width``."""
+    a = low
+    while a <= high:
+        b = min(high, (a // width + 1) * width - 1)
+        yield a, b
+        if b >= high:
+            return
+        a = b + 1
+
+
+def _event_number(name):
+    """An event name that is itself an id (decimal or 0x hex), as with no event mappings."""
+    try:
+        return int(str(name), 0)
+    except ValueError:
+        return None
