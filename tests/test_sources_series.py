@@ -236,3 +236,29 @@ def test_publishing_twice_updates_one_session(memory):
         ("irr", 1, "FLOAT32"),
     ]
     assert mapping["field_mappings"][0]["properties"] == {"interval": str(MS)}
+
+
+def test_the_admin_says_where_the_data_lives_and_plots_it_through_the_gateway(admin_client, memory, settings):
+    from tests.test_data_admin import change_url, plot_url
+
+    memory.tables["run 1"] = _table(seconds=1000)  # a million rows: sampled for the plot
+    session = publish.publish(
+        SOURCE,
+        "run 1",
+        publish.IndexedData(
+            fields=[publish.IndexedField("fast", interval=MS), publish.IndexedField("slow")],
+            start=T0,
+            end=T0 + 1000 * S - MS,
+        ),
+    ).session
+    html = admin_client.get(change_url(session)).content.decode()
+    section = html[html.index('class="rta-data"') :]
+    assert "Where the data lives" in section and "built-in source" in section and "run 1" in section
+    assert "2 channels described by the bound configs" in section
+    svg = admin_client.get(plot_url(session)).content.decode()
+    assert svg.count("<path") >= 2 and "fast" in svg and "slow" in svg
+    settings.RTA_ADMIN_PLOT_MAX_SAMPLES = 100_000  # a tenth of the channel
+    memory.reads.clear()
+    svg = admin_client.get(plot_url(session), {"channels": "0"}).content.decode()
+    assert svg.count("<path") >= 1
+    assert sum(rows for _, _, rows in memory.reads) < 300_000, "a long range is sampled, not read whole"

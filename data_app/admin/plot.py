@@ -31,6 +31,7 @@ from itertools import accumulate
 from django.conf import settings
 from django.utils.html import escape
 
+from data_app.admin import composed
 from data_app.admin.summary import data_summary
 from data_app.models import Chunk
 from data_app.store.segments import SegmentReader
@@ -200,29 +201,43 @@ def read_trace(identity, summary, lo, hi, columns, budget):
     total = sum(r[5] for r in refs)
     stride = max(1, -(-total // max(budget, 1)))
     chosen = refs[::stride] if stride > 1 else refs
-    type_name = summary.label.type if summary.label is not None else ""
     with SegmentReader() as reader:
         for file, offset, packed, unpacked, compression, _ in chosen:
             message = wire.LIST_TYPES[summary.kind]()
             message.ParseFromString(wire.unpack(reader.read(file, offset, packed), unpacked, compression))
-            trace.chunks_read += 1
-            if summary.kind == "periodic":
-                for item in message.periodic_data:
-                    decoded = decode_samples(item.buffer, item.samples, type_name)
-                    if decoded is None:
-                        trace.undecodable += 1
-                        continue
-                    trace.buckets.add_periodic(item.start_timestamp, item.interval, *decoded)
-            else:
-                for item in message.timestamped_data:
-                    decoded = decode_samples(item.buffer, len(item.timestamp_deltas), type_name)
-                    if decoded is None:
-                        trace.undecodable += 1
-                        continue
-                    scale = item.timestamp_deltas_scale or 1
-                    times = [item.start_timestamp + scale * s for s in accumulate(item.timestamp_deltas)]
-                    trace.buckets.add_timestamped(times, *decoded)
+            _add_list(trace, summary, message)
     return trace
+
+
+def read_composed_trace(identity, summary, lo, hi, columns, budget):
+    """``read_trace`` for a session whose data lives elsewhere: through the gateway, sampled (``composed``)."""
+    chunks = composed.sampled_chunks(identity, summary.kind, summary.channel, lo, hi, budget)
+    trace = Trace(summary, Buckets(lo, hi, columns), chunks=len(chunks))
+    for chunk in chunks:
+        _add_list(trace, summary, chunk.decode(summary.kind))
+    return trace
+
+
+def _add_list(trace, summary, message):
+    """One decoded data list's samples into the trace's buckets."""
+    type_name = summary.label.type if summary.label is not None else ""
+    trace.chunks_read += 1
+    if summary.kind == "periodic":
+        for item in message.periodic_data:
+            decoded = decode_samples(item.buffer, item.samples, type_name)
+            if decoded is None:
+                trace.undecodable += 1
+                continue
+            trace.buckets.add_periodic(item.start_timestamp, item.interval, *decoded)
+    else:
+        for item in message.timestamped_data:
+            decoded = decode_samples(item.buffer, len(item.timestamp_deltas), type_name)
+            if decoded is None:
+                trace.undecodable += 1
+                continue
+            scale = item.timestamp_deltas_scale or 1
+            times = [item.start_timestamp + scale * s for s in accumulate(item.timestamp_deltas)]
+            trace.buckets.add_timestamped(times, *decoded)
 
 
 # --- the picture -----------------------------------------------------------------------------
@@ -312,7 +327,8 @@ def render_plot(identity, channels=None, start=None, end=None, width=DEFAULT_WID
     if lo == hi:
         lo, hi = lo - NS_PER_S // 2, hi + NS_PER_S // 2
     budget = max(max_samples() // len(shown), 1)
-    traces = [read_trace(identity, c, lo, hi, plot_w, budget) for c in shown]
+    read = read_composed_trace if summary.composed else read_trace
+    traces = [read(identity, c, lo, hi, plot_w, budget) for c in shown]
     laps = [
         (label, max(s, lo), min(e, hi))
         for label, s, e in markers

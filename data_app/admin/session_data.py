@@ -14,8 +14,9 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
-from data_app.admin import plot
+from data_app.admin import composed, plot
 from data_app.admin.summary import data_summary
+from data_app.store import objects
 from rta_core.errors import ServiceError
 from rta_core.responses import json_error
 from rta_core.timeutil import format_duration, format_range
@@ -36,11 +37,11 @@ def data_overview(session):
             "plot_url": f"{plot_url}?{urlencode({'channels': f'{c.channel:x}'})}" if c.plottable else "",
             "span": format_range(c.start, c.end, zone="", with_date=False),
             "duration": format_duration(c.duration),
-            "samples": f"{c.samples:,}",
+            "samples": "—" if summary.composed else f"{c.samples:,}",
             "rate": f"{c.rate_hz:.4g} Hz" if c.rate_hz and c.kind != "events" else "—",
-            "chunks": f"{c.chunks:,}",
-            "stored": byte_size(c.stored_bytes),
-            "bytes_per_sample": f"{c.bytes_per_sample:.2f}",
+            "chunks": "—" if summary.composed else f"{c.chunks:,}",
+            "stored": "elsewhere" if summary.composed else byte_size(c.stored_bytes),
+            "bytes_per_sample": "—" if summary.composed else f"{c.bytes_per_sample:.2f}",
         }
         for c in summary.channels[:ROWS_SHOWN]
     ]
@@ -50,6 +51,7 @@ def data_overview(session):
             "admin/data_app/session_data.html",
             {
                 "summary": summary,
+                "placements": composed.placements(session.identity),
                 "rows": rows,
                 "more_rows": max(0, len(summary.channels) - ROWS_SHOWN),
                 "kinds": kinds,
@@ -57,6 +59,7 @@ def data_overview(session):
                 "chunks": f"{summary.chunks:,}",
                 "stored": byte_size(summary.stored_bytes),
                 "unpacked": byte_size(summary.unpacked_bytes),
+                "location": objects.location(),  # where the bytes are: file store or s3://bucket/prefix
                 "span": format_range(summary.start, summary.end) if not summary.empty else "",
                 "plot_url": plot_url,
                 "plotted": sum(1 for c in summary.channels if c.plottable),

@@ -10,6 +10,7 @@ from django.db.models import Count, Max, Min, Sum
 
 from config_app.models import JSON_CONTENT_TYPE
 from config_app.services import outline, store
+from data_app.admin import composed
 from data_app.models import Chunk
 from rta_core.errors import ServiceError
 from sessions_app.models import ConfigBinding
@@ -95,6 +96,7 @@ class ChannelSummary:
 class DataSummary:
     identity: str
     channels: list = field(default_factory=list)
+    composed: bool = False  # read through the gateway (built-in sources, data services): no counts
 
     @property
     def empty(self):
@@ -184,6 +186,8 @@ def data_summary(identity, labels=None):
             )
         )
     channels.sort(key=lambda c: (KIND_ORDER.get(c.kind, 9), c.channel))
+    if not channels and composed.is_composed(identity):  # its data lives elsewhere: channels from its configs
+        return DataSummary(identity, composed.summary_channels(identity, labels, ChannelSummary), composed=True)
     return DataSummary(identity, channels)
 
 

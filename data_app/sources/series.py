@@ -36,6 +36,9 @@ database is Django's); the ``Prepared`` it returns yields chunks from any
 thread.
 """
 
+import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -50,6 +53,7 @@ SLICE_ALIGN = 100 * 1_000_000_000  # every grid span divides 100 s: slices of wh
 SLICE_SAMPLES = 1 << 20  # samples per field a slice aims at
 PROBE_SPANS = (10_000_000, 1_000_000_000, 100_000_000_000, 10_000_000_000_000)  # ns read to detect a rate
 PROBE_SAMPLES = 64  # samples a probe wants before it judges a field's rate
+PROBES_REMEMBERED = 4096  # fields whose probed rate a source remembers
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class SeriesSource:
     """Base class of series stores; see the module documentation."""
 
     name = ""
+
+    @functools.cached_property
+    def probes(self):
+        return _Remembered(PROBES_REMEMBERED)
 
     def prepare(self, identity):
         return Prepared(self, identity, mappings.load(self.name, identity))
@@ -152,7 +160,20 @@ class Prepared:
         return plans
 
     def _probe(self, group, names, extent):
-        """``{name: (regular interval or None, typical gap or None)}`` from the first samples of each field."""
+        """``{name: (regular interval or None, typical gap or None)}`` from the first samples of each field.
+
+        Remembered per (identity, group, field, extent): the start of a series does not change while its
+        extent does not, and a request (an admin plot reads a hundred) need not probe again.
+        """
+        cache, key = self.source.probes, (self.identity, repr(group), extent)
+        known = {name: cache.get((*key, name)) for name in names}
+        missing = [name for name, rate in known.items() if rate is None]
+        if missing:
+            for name, rate in self._probe_store(group, missing, extent).items():
+                known[name] = cache.put((*key, name), rate)
+        return known
+
+    def _probe_store(self, group, names, extent):
         source, identity, mapping = self.source, self.identity, self.mapping
         found = {}
         for span in PROBE_SPANS:
@@ -231,3 +252,25 @@ def _event_number(name):
         return int(str(name), 0)
     except ValueError:
         return None
+
+
+class _Remembered:
+    """A small thread-safe LRU map (requests of one source run in several threads)."""
+
+    def __init__(self, size):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
