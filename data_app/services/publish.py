@@ -21,42 +21,18 @@ Nothing is copied: the gateway reads the data from the source when asked.
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from config_app.models import JSON_CONTENT_TYPE
 from config_app.services import schema_mappings
 from config_app.services import store as config_store
+from data_app.sources.indexed import IndexedData, IndexedField  # noqa: F401  (what indexers describe)
 from rta_core.errors import NotFound
 from rta_core.timeutil import format_ns
 from sessions_app.models import SessionState
 from sessions_app.services.updates import create_or_update_session
 
 NAMESPACE = uuid.UUID("0b8f6f3e-2d6c-4a8e-9a55-6f1d8c3e7a21")  # session identities of indexed data
-
-
-@dataclass(frozen=True)
-class IndexedField:
-    """A field found in the store: its name, sample type (``f64`` ...), interval (ns, None: irregular)."""
-
-    name: str
-    data_type: str = "f64"
-    interval: int | None = None
-    properties: dict = field(default_factory=dict)  # the field mapping's (``table`` ...)
-    source_type: str = ""  # the store's own type name
-
-
-@dataclass
-class IndexedData:
-    """What an indexer found for one identity."""
-
-    fields: list  # IndexedField
-    start: int  # first sample, ns
-    end: int  # last sample, ns
-    identifier: str = ""  # the session's name; default: the identity's last part
-    timestamp: int | None = None  # ns; default: start
-    details: dict = field(default_factory=dict)  # shown with the session (metadata the data has)
-    properties: dict = field(default_factory=dict)  # the mapping's (``table``, ``time_column`` ...)
-    events: list = field(default_factory=list)  # (event id, name) pairs seen
 
 
 @dataclass(frozen=True)
