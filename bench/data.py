@@ -19,6 +19,12 @@ temporary ``RTA_DATA_PATH``, then measures, in one run:
   size      stored bytes per sample (index ``packed_length`` / samples) of the
             int16 signal, plus the LZ4 options (fast, high-compression levels)
             and other step sizes measured offline on the same chunk layout
+  s3        the writes and reads again with ``RTA_STORE=s3`` against moto's S3
+            server on loopback (a fresh bucket), with the ratio to the file
+            store of the same run and the object-store requests per GB written
+            and read (``rta_store_object_requests_total`` from the server's
+            /metrics), for a cloud bill's estimate. moto is a Python server:
+            these figures are a floor for a real S3 or MinIO (skip: --no-s3)
 
 The signal is what telemetry looks like: a random walk whose steps are drawn
 uniformly from -2..+2 LSB (a sensor quantised a little finer than its noise;
@@ -40,10 +46,11 @@ server process, so figures per server CPU second are given too (the machine
 is shared; wall-clock rates are the headline).
 
 Usage: python -m bench data [--seconds S] [--baseline-seconds S] [--repeat N] [--channels N]
-                            [--keep-data]
+                            [--keep-data] [--no-s3]
 """
 
 import argparse
+import contextlib
 import itertools
 import os
 import random
@@ -84,6 +91,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions of each read (best is reported)")
     parser.add_argument("--channels", type=int, default=8, help="channels written round robin")
     parser.add_argument("--keep-data", action="store_true", help="keep the server's data directory (path printed)")
+    parser.add_argument("--no-s3", action="store_true", help="skip the object-store (RTA_STORE=s3, moto) runs")
     args, _unknown = parser.parse_known_args(argv)
     return args
 
@@ -197,15 +205,132 @@ class Load:
 # --- the server --------------------------------------------------------------------------------
 
 
-def serve(database_url, data_path, timeout=60):
+def serve(database_url, data_path, timeout=60, store_env=None):
     """``manage.py serve`` (daphne + gRPC) on free local ports; yields (http_port, grpc_port, pid)."""
     return common.http_server(
         database_url,
         timeout=timeout,
         grpc=True,
         log_name="data-server.log",
-        extra_env={"RTA_DATA_PATH": str(data_path)},
+        extra_env={"RTA_DATA_PATH": str(data_path), **(store_env or {})},
     )
+
+
+# --- the object store (RTA_STORE=s3 on moto's S3 server) -----------------------------------------
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def moto_store():
+    """moto's S3 server on a free loopback port with a fresh bucket; yields the server's RTA_STORE=s3 environment."""
+    import subprocess
+    import urllib.request
+
+    import boto3
+
+    port = common.free_port()
+    os.environ.update(S3_CREDENTIALS)  # this process reads the bucket too (sizes, the in-process reader)
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(common.RESULTS_DIR / "moto.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **S3_CREDENTIALS},
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start; see bench/results/moto.log") from None
+                time.sleep(0.2)
+        client = boto3.session.Session(**{k.lower(): v for k, v in S3_CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"})
+        client.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="rta-bench")
+        yield {
+            "RTA_STORE": "s3",
+            "RTA_S3_BUCKET": "rta-bench",
+            "RTA_S3_PREFIX": "bench/",
+            "RTA_S3_ENDPOINT_URL": url,
+            **S3_CREDENTIALS,
+        }
+    finally:
+        common.stop_process(proc)
+
+
+def object_requests(http_port):
+    """``{op: count}`` of the server's object-store requests so far (its /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("rta_store_object_requests_total{"):
+            labels, _, value = line.rpartition(" ")
+            out[labels.split('op="')[1].split('"')[0]] = float(value)
+    return out
+
+
+def _requests_delta(before, after):
+    return {op: int(after[op] - before.get(op, 0)) for op in after if after[op] - before.get(op, 0)}
+
+
+def object_store_ceiling(identity, store_env, repeat, threads=8):
+    """What the S3 server itself delivers: whole-object GETs of the identity's objects, ``threads`` at once,
+    straight from boto3 (no index, no framing); best (bytes, seconds) of ``repeat``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from data_app.store.objects import chunks, locks
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=store_env["RTA_S3_ENDPOINT_URL"], region_name="us-east-1"
+    )
+    bucket = store_env["RTA_S3_BUCKET"]
+    prefix = store_env["RTA_S3_PREFIX"] + chunks.identity_folder(locks.digest(identity))
+    keys = [
+        e["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for e in page.get("Contents", ())
+    ]
+    best = None
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeat + 1):
+            began = time.perf_counter()
+            size = sum(pool.map(lambda k: len(client.get_object(Bucket=bucket, Key=k)["Body"].read()), keys))
+            elapsed = time.perf_counter() - began
+            best = (size, elapsed) if best is None or elapsed < best[1] else best
+    return best
+
+
+def _store_settings(data_path, store_env):
+    """The settings an in-process reader needs to read what the server stored."""
+    if not store_env:
+        return {"RTA_DATA_PATH": data_path}
+    return {k: v for k, v in store_env.items() if k.startswith("RTA_")}
+
+
+def stored_object_bytes(identity, store_env):
+    """Bytes of the identity's objects in the bucket (what the bill counts), from a listing."""
+    import boto3
+
+    from data_app.store.objects import chunks, locks
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=store_env["RTA_S3_ENDPOINT_URL"], region_name="us-east-1"
+    )
+    prefix = store_env["RTA_S3_PREFIX"] + chunks.identity_folder(locks.digest(identity))
+    total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store_env["RTA_S3_BUCKET"], Prefix=prefix):
+        total += sum(entry["Size"] for entry in page.get("Contents", ()))
+    return total
 
 
 # --- writes over gRPC --------------------------------------------------------------------------
@@ -393,13 +518,13 @@ def stored(identity, kind):
     return agg["n"] or 0, agg["samples"] or 0, agg["packed"] or 0, agg["unpacked"] or 0
 
 
-def store_fast_path(identity, kind, data_path, repeat):
+def store_fast_path(identity, kind, data_path, repeat, store_env=None):
     """In-process ``reader.wire_stream`` over the same chunks (no HTTP): bytes and best seconds."""
     from django.test import override_settings
 
     from data_app.store import reader
 
-    with override_settings(RTA_DATA_PATH=data_path):
+    with override_settings(**_store_settings(data_path, store_env)):
         refs = reader.find_chunks(identity, kind)
         best, size = None, 0
         for _ in range(repeat + 1):
@@ -613,6 +738,8 @@ def main(argv=None):
     data_path = tempfile.mkdtemp(prefix="rta-bench-data-")
     results = {}
     try:
+        if not args.no_s3:  # first, so the file store's chunks are the ones left for the size figures
+            results["s3"] = run_object_store(url, loads, args, data_path)
         create_sessions(args.channels)
         connections.close_all()
         with serve(url, data_path) as (http_port, grpc_port, pid):
@@ -635,6 +762,59 @@ def main(argv=None):
 
     report(results, args, url, load_before)
     return 0
+
+
+def run_object_store(url, loads, args, data_path):
+    """The writes and reads on RTA_STORE=s3 (moto's server, a fresh bucket); the index is emptied after."""
+    from django.db import connections
+
+    create_sessions(args.channels)
+    connections.close_all()
+    try:
+        with moto_store() as store_env, serve(url, data_path, store_env=store_env) as (http_port, grpc_port, pid):
+            out = {
+                "write": run_writes(grpc_port, pid, loads, args, data_path, store_env, http_port),
+                "read": run_reads(http_port, pid, args, data_path, store_env),
+            }
+            out["read"]["fast_compacted"] = read_after_compaction(http_port, pid, args, data_path, store_env)
+            return out
+    finally:
+        _delete_bench_data()
+        connections.close_all()
+
+
+def read_after_compaction(http_port, pid, args, data_path, store_env):
+    """``compact_chunks`` (consolidating the flush objects channel by channel), then the fast-path read again."""
+    from django.test import override_settings
+
+    from data_app.store import compaction
+
+    p10k = WORKLOADS[0][4]
+    channels_expr = f"{0x100:X}-{0x100 + args.channels - 1:X}"
+    with (
+        common.console.status("compact_chunks on the object store"),
+        override_settings(**_store_settings(data_path, store_env)),
+    ):
+        began = time.perf_counter()
+        summary = compaction.compact(grace_seconds=0)
+        seconds = time.perf_counter() - began
+    _, samples, packed, _ = stored(p10k, "periodic")
+    before = object_requests(http_port)
+    with common.console.status("REST read, fast path, after compaction"):
+        _body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid)
+    requests = _requests_delta(before, object_requests(http_port))
+    fast.update(
+        samples=samples,
+        samples_per_second=samples / fast["best_seconds"],
+        object_requests=requests,
+        requests_per_gb=sum(requests.values()) / ((args.repeat + 1) * packed / 1e9),
+        compaction={"seconds": round(seconds, 2), "objects_written": summary.compacted, "removed": summary.removed},
+    )
+    common.console.print(
+        f"read fast path after compaction: {_m(fast['samples_per_second'])} samples/s, "
+        f"{fast['requests_per_gb']:,.0f} requests/GB (compaction {seconds:.1f} s)"
+    )
+    return fast
 
 
 def create_sessions(channels):
@@ -667,32 +847,42 @@ def create_sessions(channels):
     )
 
 
-def run_writes(grpc_port, pid, loads, args, data_path):
+def run_writes(grpc_port, pid, loads, args, data_path, store_env=None, http_port=None):
     from rta.model import data_pb2
     from rta.toolkit.api import chunk_service_pb2 as pb
 
     from data_app.store import segments
 
     out = {}
+    where = "s3 (moto)" if store_env else "file"
     for key, label, kind, _burst, identity in WORKLOADS:
-        with common.console.status(f"gRPC write: {label} ({args.seconds:g} s)"):
+        before = object_requests(http_port) if store_env else None
+        with common.console.status(f"gRPC write to the {where} store: {label} ({args.seconds:g} s)"):
             r = grpc_write(grpc_port, identity, loads[key], args.seconds, pb, data_pb2, pid)
         chunks, samples, packed, unpacked = stored(identity, kind)
         if samples != r["samples"]:
             raise RuntimeError(f"{label}: wrote {r['samples']} samples, index holds {samples}")
-        segment = os.path.join(data_path, "chunks", segments.segment_name(identity))
+        if store_env:
+            held = stored_object_bytes(identity, store_env)
+            requests = _requests_delta(before, object_requests(http_port))
+            r.update(object_requests=requests, requests_per_gb=sum(requests.values()) / (held / 1e9))
+        else:
+            held = os.path.getsize(os.path.join(data_path, "chunks", segments.segment_name(identity)))
         r.update(
             chunks=chunks,
             stored_bytes=packed,
             bytes_per_sample=packed / samples,
             unpacked_bytes_per_sample=unpacked / samples,
-            segment_bytes_per_sample=os.path.getsize(segment) / samples,
+            segment_bytes_per_sample=held / samples,
         )
         out[key] = r
         common.console.print(
-            f"write {label}: {_m(r['samples_per_second'])} samples/s, "
+            f"write {label} ({where}): {_m(r['samples_per_second'])} samples/s, "
             f"{r['bytes_per_sample']:.3f} B/sample, {chunks} chunks"
+            + (f", {r['requests_per_gb']:,.0f} requests/GB" if store_env else "")
         )
+    if store_env:
+        return out
     with common.console.status(f"gRPC alone: 100-sample bursts to a handler that drops them ({args.seconds:g} s)"):
         out["ceiling_100"] = grpc_ceiling(loads["periodic_100"], args.seconds, pb, data_pb2)
     common.console.print(
@@ -701,13 +891,19 @@ def run_writes(grpc_port, pid, loads, args, data_path):
     return out
 
 
-def run_reads(http_port, pid, args, data_path):
+def run_reads(http_port, pid, args, data_path, store_env=None):
     p10k, shifted = WORKLOADS[0][4], PREFIX + "shifted"
     channels_expr = f"{0x100:X}-{0x100 + args.channels - 1:X}"
     out = {}
     n_chunks, samples, packed, _ = stored(p10k, "periodic")
+    before = object_requests(http_port) if store_env else None
     with common.console.status("REST read, fast path"):
         body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid)
+    if store_env:  # warm-up + repeats, each the whole data set
+        requests = _requests_delta(before, object_requests(http_port))
+        fast.update(
+            object_requests=requests, requests_per_gb=sum(requests.values()) / ((args.repeat + 1) * packed / 1e9)
+        )
     served, first_start, payload = walk_headers(body)
     if served != n_chunks or payload != packed:
         raise RuntimeError(f"fast path served {served} chunks / {payload} bytes, index has {n_chunks} / {packed}")
@@ -743,7 +939,15 @@ def run_reads(http_port, pid, args, data_path):
         )
     out["decoding"] = decoding
 
-    size, seconds = store_fast_path(p10k, "periodic", data_path, args.repeat)
+    size, seconds = store_fast_path(p10k, "periodic", data_path, args.repeat, store_env)
+    if store_env:
+        raw, raw_seconds = object_store_ceiling(p10k, store_env, args.repeat)
+        out["store_ceiling"] = {
+            "bytes": raw,
+            "best_seconds": round(raw_seconds, 4),
+            "mb_per_second": raw / raw_seconds / 1e6,
+            "samples_per_second": samples * (raw / packed) / raw_seconds,  # the same bytes as samples
+        }
     out["store_only"] = {"bytes": size, "best_seconds": round(seconds, 4), "samples_per_second": samples / seconds}
     return out
 
@@ -872,6 +1076,8 @@ def report(results, args, url, load_before):
         f"({ceiling['bursts'] / ceiling['seconds']:,.0f} messages/s): "
         f"{_rx(_ratio(ceiling['samples_per_second'], b['periodic_100']['samples_per_second']))} the baseline.",
     )
+    if "s3" in results:
+        figures["s3"] = report_object_store(results["s3"], w, r)
     common.print_table(
         "Bytes per sample of the same chunks under each LZ4 block option (compression speed: one thread)",
         ["option", "bytes/sample", "compress samples/s"],
@@ -912,6 +1118,91 @@ def report(results, args, url, load_before):
     }
     path = common.write_results(NAME, data)
     common.console.print(f"results written to {path.relative_to(common.PROJECT_DIR)}")
+
+
+# The toolkit's published per-thread figures on S3 (spec §16): write 15-30 M, decoding read 90-110 M,
+# fast-path read 270-300 M samples/s; the targets are their upper ends.
+S3_TARGETS = {"write": 30e6, "decoding": 110e6, "fast": 300e6}
+
+
+def report_object_store(s3, w, r):
+    """The s3 figures beside the file store's of the same run, and requests per GB."""
+    rows, out = [], {}
+    pairs = [
+        (
+            "write_periodic_10k",
+            "write, periodic int16, 10,000-sample bursts",
+            s3["write"]["periodic_10k"],
+            w["periodic_10k"],
+            S3_TARGETS["write"],
+        ),
+        (
+            "write_periodic_100",
+            "write, periodic int16, 100-sample bursts",
+            s3["write"]["periodic_100"],
+            w["periodic_100"],
+            None,
+        ),
+        (
+            "write_timestamped_10k",
+            "write, timestamped f64, 10,000-sample bursts",
+            s3["write"]["timestamped_10k"],
+            w["timestamped_10k"],
+            None,
+        ),
+        ("read_fast", "REST read, fast path", s3["read"]["fast"], r["fast"], S3_TARGETS["fast"]),
+        (
+            "read_fast_compacted",
+            "REST read, fast path, after compact_chunks",
+            s3["read"]["fast_compacted"],
+            r["fast"],
+            S3_TARGETS["fast"],
+        ),
+        (
+            "read_decoding",
+            "REST read, decoding path (time offset)",
+            s3["read"]["decoding"],
+            r["decoding"],
+            S3_TARGETS["decoding"],
+        ),
+    ]
+    for key, label, ours, file_run, target in pairs:
+        value, file_value = ours.get("samples_per_second"), file_run.get("samples_per_second")
+        per_gb = ours.get("requests_per_gb")
+        met = None if value is None or target is None else value >= target
+        out[key] = {
+            "value": value,
+            "file_store": file_value,
+            "ratio_to_file": _ratio(value, file_value),
+            "target": target,
+            "meets_target": met,
+            "requests_per_gb": per_gb,
+            "requests": ours.get("object_requests"),
+        }
+        ratio = _ratio(value, file_value)
+        rows.append(
+            [
+                label,
+                _m(value),
+                _m(file_value),
+                "—" if ratio is None else f"{ratio:.2f}×",
+                "—" if target is None else f"≥ {_m(target)}",
+                "—" if per_gb is None else f"{per_gb:,.0f}",
+                "[yellow]n/a[/yellow]" if met is None else ("yes" if met else "[red]NO[/red]"),
+            ]
+        )
+    common.print_table(
+        "Object store (RTA_STORE=s3, moto's S3 server on loopback) vs the file store, same run",
+        ["figure", "s3", "file", "s3 / file", "target (toolkit on S3)", "requests/GB", "met"],
+        rows,
+        caption="requests/GB: object-store requests the server made per GB of chunk bytes written (PUT, "
+        "multipart) or served (ranged GET). moto is a single Python process: a real S3 or MinIO is faster. "
+        f"moto itself serves the fast-path data at {s3['read']['store_ceiling']['mb_per_second']:,.0f} MB/s "
+        f"(whole-object GETs, 8 at once, boto3 alone) = {_m(s3['read']['store_ceiling']['samples_per_second'])} "
+        f"samples/s; the in-process reader (no HTTP) reads it at {_m(s3['read']['store_only']['samples_per_second'])}"
+        " samples/s.",
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Config Service storage: one row per published configuration blob.
 
-The bytes live in the default storage (``configs/`` under ``RTA_DATA_PATH``);
+The bytes live in the default storage (``configs/`` under ``RTA_DATA_PATH``, or under
+``RTA_S3_PREFIX`` in the bucket with ``RTA_STORE=s3``: docs/object-storage.md);
 the row holds what is needed to find and serve them. Rows are never updated
 after publication (configs are immutable): every rule is in
 ``config_app.services``.

@@ -354,8 +354,29 @@ RTA_DATA_BUFFER_BYTES = env_int("RTA_DATA_BUFFER_BYTES", 32 * 1024 * 1024, 1)
 RTA_DATA_FLUSH_AGE = env_float("RTA_DATA_FLUSH_AGE", 10.0, 0)
 # LZ4 level for stored chunks: 0 fast (default), 1-12 high compression (smaller, slower writes).
 RTA_DATA_LZ4_LEVEL = env_int("RTA_DATA_LZ4_LEVEL", 0, 0, 12)
-# How chunks a data binding transformed go out: lz4 (smaller) or none (no compression time).
-RTA_DATA_TRANSFORMED_COMPRESSION = env_choice("RTA_DATA_TRANSFORMED_COMPRESSION", "lz4", ("lz4", "none"))
+# How chunks a data binding transformed go out: none (default: no compression time, about 2x the read rate of
+# the decoding path and of a gateway's offset read, docs/benchmarks.md) or lz4 (about half the bytes).
+RTA_DATA_TRANSFORMED_COMPRESSION = env_choice("RTA_DATA_TRANSFORMED_COMPRESSION", "none", ("lz4", "none"))
+
+# --- object storage and roles (issue 18; data_app.store.objects, docs/object-storage.md) ---
+# Where chunks and config blobs live: file (under RTA_DATA_PATH) or s3 (an S3-compatible bucket).
+RTA_STORE = env_choice("RTA_STORE", "file", ("file", "s3"))
+RTA_S3_BUCKET = os.environ.get("RTA_S3_BUCKET", "").strip()
+# Key prefix inside the bucket ("" or ending in "/"; several servers share one prefix, separate stores don't).
+RTA_S3_PREFIX = os.environ.get("RTA_S3_PREFIX", "").strip().strip("/")
+RTA_S3_PREFIX = RTA_S3_PREFIX + "/" if RTA_S3_PREFIX else ""
+# Endpoint of an S3-compatible server (MinIO, Ceph...); empty = AWS. Credentials: the standard AWS_* variables.
+RTA_S3_ENDPOINT_URL = os.environ.get("RTA_S3_ENDPOINT_URL", "").strip()
+if RTA_STORE == "s3" and not RTA_S3_BUCKET:
+    raise _invalid("RTA_S3_BUCKET", "", "expected a bucket name when RTA_STORE=s3")
+# Roles (the toolkit's EnableWrite/EnableRead): a writer-less instance refuses WriteDataStream.
+RTA_ENABLE_DATA_WRITER = env_bool("RTA_ENABLE_DATA_WRITER", True)
+RTA_ENABLE_DATA_READER = env_bool("RTA_ENABLE_DATA_READER", True)
+if RTA_STORE == "s3":  # config blobs in the bucket too (configs/ under the prefix)
+    STORAGES["default"] = {
+        "BACKEND": "data_app.store.objects.configs.ConfigBlobStorage",
+        "OPTIONS": {},
+    }
 
 # --- HTTP server limits (issue 16; rta_site.http_server, rta_site.request_limits) ---
 # Largest request body of any endpoint without a limit of its own (/api/dependencies takes
@@ -474,3 +495,54 @@ RTA_DATA_SERVICE_TIMEOUT = env_float("RTA_DATA_SERVICE_TIMEOUT", 30.0, 0.001)
 RTA_DATA_SERVICE_HEALTH_TIMEOUT = env_float("RTA_DATA_SERVICE_HEALTH_TIMEOUT", 2.0, 0.001)
 # httpx logs every request it makes at INFO, URL and all: a data service's URL holds private data identities.
 LOGGING["loggers"]["httpx"] = {"level": "WARNING"}
+
+# --- built-in data sources: SQLite files and PostgreSQL tables (issue 17; docs/data-sources.md) ---
+# Serve the SQLite files under this folder in place (the toolkit example's layout); unset: no SQLite source.
+RTA_SQLITE_ROOT = _env("RTA_SQLITE_ROOT") or ""
+# The data source name the SQLite files are bound under.
+RTA_SQLITE_SOURCE = _env("RTA_SQLITE_SOURCE") or "sqlite"
+
+
+def _sql_sources(name):
+    """``source=postgres://...,source2=...`` as ``{source: URL}``; errors name sources, never URLs."""
+    value = _env(name)
+    sources = {}
+    for pair in value.split(",") if value else []:
+        source, sep, url = (part.strip() for part in pair.partition("="))
+        if not (sep and source and url.startswith(("postgres://", "postgresql://"))):
+            raise _invalid(name, "…", f"entry {len(sources) + 1} is not source=postgres://user@host:port/database")
+        if source in sources:
+            raise _invalid(name, "…", f"source {source!r} is listed twice")
+        sources[source] = url
+    return sources
+
+
+# PostgreSQL / TimescaleDB databases whose tables are served in place: "source=postgres://...,source2=...".
+RTA_SQL_SOURCES = _sql_sources("RTA_SQL_SOURCES")
+
+# --- built-in data sources: Parquet files and InfluxDB 1.x (issue 17; docs/data-sources.md) ---
+# Serve the Parquet files (and folders of them) under this folder in place; unset: no Parquet source.
+RTA_PARQUET_ROOT = _env("RTA_PARQUET_ROOT") or ""
+# The data source name the Parquet files are bound under.
+RTA_PARQUET_SOURCE = _env("RTA_PARQUET_SOURCE") or "parquet"
+# An InfluxDB 1.x server's base URL (http(s)://host:port) serves its measurements in place; unset: none.
+RTA_INFLUX_URL = (_env("RTA_INFLUX_URL") or "").rstrip("/")
+if RTA_INFLUX_URL:
+    try:
+        _influx = _urlsplit(RTA_INFLUX_URL)
+        _influx_ok = _influx.scheme in ("http", "https") and bool(_influx.hostname) and not _influx.query
+        _influx_ok = _influx_ok and (_influx.port is None or _influx.port > 0)
+    except ValueError:
+        _influx_ok = False
+    if not _influx_ok:  # shown without credentials
+        raise _invalid("RTA_INFLUX_URL", RTA_INFLUX_URL.rsplit("@", 1)[-1], "expected http(s)://host[:port][/path]")
+RTA_INFLUX_SOURCE = _env("RTA_INFLUX_SOURCE") or "influx"
+# Defaults for the schema mapping's database / retention_policy / measurement properties.
+RTA_INFLUX_DATABASE = _env("RTA_INFLUX_DATABASE") or ""
+RTA_INFLUX_RETENTION_POLICY = _env("RTA_INFLUX_RETENTION_POLICY") or "autogen"
+RTA_INFLUX_MEASUREMENT = _env("RTA_INFLUX_MEASUREMENT") or ""
+# The highest sample rate (Hz) of the data: a hint for the chunk grid of fields with no detectable interval.
+RTA_INFLUX_MAX_FREQUENCY = env_float("RTA_INFLUX_MAX_FREQUENCY", 0.0, 0)
+# Credentials for InfluxDB's authentication (sent as u/p; never logged or shown).
+RTA_INFLUX_USERNAME = _env("RTA_INFLUX_USERNAME") or ""
+RTA_INFLUX_PASSWORD = _env("RTA_INFLUX_PASSWORD") or ""

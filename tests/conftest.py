@@ -125,3 +125,7 @@ def redis_url():
 def api(client):
     """Django's test client, speaking to the REST API."""
     return client
+
+
+# Object storage (issue 18): moto's S3 server and the fixtures that point the store at it.
+from tests.s3_server import s3_endpoint, s3_store, store_kind  # noqa: E402, F401

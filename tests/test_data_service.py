@@ -92,6 +92,7 @@ def rest_chunks(api, identity, kind, channels=None, **params):
     return wire.read_chunks(b"".join(response.streaming_content))
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_periodic_int16_round_trip(grpc_channel, api):
     create_or_update_session("s1")
     values = list(range(-1500, 1500))  # 3000 samples at 100 Hz = 30 s
@@ -130,6 +131,7 @@ def test_periodic_int16_round_trip(grpc_channel, api):
     assert (session.start_time, session.end_time) == (T0, T0 + 5 * S + 2999 * 10_000_000)
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_stable_chunks_across_request_bounds(grpc_channel, api):
     create_or_update_session("s2")
     write(grpc_channel, [ident("s2"), periodic(1, T0, list(range(350)), interval=S)])  # slow: 100 s span
@@ -143,6 +145,7 @@ def test_stable_chunks_across_request_bounds(grpc_channel, api):
     assert rest_chunks(api, "s2", "periodic", "2-") == []
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_timestamped_f64_and_events_round_trip(grpc_channel, api):
     create_or_update_session("s3")
     deltas = [0, 5, 5, 1000, 3]  # ×1000 ns
@@ -194,6 +197,7 @@ def test_timestamped_f64_and_events_round_trip(grpc_channel, api):
     assert [e.timestamp for c in ev_chunks for e in c.decode("events").events] == [T0 + 3, T0 + 7]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_late_data_merges_into_existing_chunk(grpc_channel, api):
     create_or_update_session("s4")
     write(grpc_channel, [ident("s4"), periodic(2, T0 + S, [1, 2, 3], interval=S)])
@@ -211,6 +215,7 @@ def _status(fn):
     return info.value.code()
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_write_errors(grpc_channel, api):
     create_or_update_session("s5")
     assert _status(lambda: write(grpc_channel, [periodic(1, T0, [1])])) == grpc.StatusCode.INVALID_ARGUMENT
@@ -241,6 +246,7 @@ def test_write_errors(grpc_channel, api):
     assert got == [(1, T0, 5), (1, T0 + 10_000_000, 6)]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_rest_errors(api):
     create_or_update_session("s6")
     assert api.get("/rta/v2/sessions/nope/data/periodic/1").status_code == 404
@@ -257,6 +263,7 @@ def test_rest_errors(api):
     assert api.get("/rta/v2/sessions/s6/data/row/1").status_code == 200
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_reader_errors(grpc_channel):
     reader = pb_grpc.DataReaderStub(grpc_channel)
     bad = pb.ReadChannelDataStreamRequest(data_identity="x", channels="1,,2")
@@ -271,6 +278,7 @@ def test_reader_errors(grpc_channel):
     assert list(reader.ReadRowDataStream(pb.ReadChannelDataStreamRequest(data_identity="x", channels="1"))) == []
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_head_answers_like_get_without_a_body(grpc_channel, api):
     create_or_update_session("h1")
     write(grpc_channel, [ident("h1"), periodic(1, T0, [1, 2, 3]), event(T0, 1)])
@@ -322,6 +330,7 @@ def test_under_asgi_data_is_sent_block_by_block(grpc_channel):
     assert int(response["Content-Length"]) == len(expected)
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_data_errors_are_json_for_get_and_head(api):
     create_or_update_session("h2")
     cases = [

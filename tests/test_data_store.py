@@ -55,7 +55,7 @@ def test_validation():
         items.validate("row", data_pb2.RowData(channel_ids=[], buffer=b""))
 
 
-def test_budget_flush_keeps_newest_window_and_files_are_hashed(settings):
+def test_budget_flush_keeps_newest_window_and_files_are_hashed(settings, store_kind):
     writer = ChunkWriter("odd/../identity", budget_bytes=20_000)
     for second in range(40):  # one 2 KiB item per second: 10 s span at ~2 KiB/s, budget hit every ~10 s
         writer.add(
@@ -74,11 +74,16 @@ def test_budget_flush_keeps_newest_window_and_files_are_hashed(settings):
     # Each window is stored once, each list within budget.
     assert len({r.window_start for r in rows}) == len(rows)
     assert all(r.unpacked_length <= 128 * 1024 for r in rows)
+    if store_kind == "s3":  # one object per flush, named by the identity's hash
+        assert all(r.file.startswith("chunks/") and "identity" not in r.file for r in rows)
+        assert not (settings.RTA_DATA_PATH / "chunks").exists()
+        return
     files = list((settings.RTA_DATA_PATH / "chunks").rglob("*"))
     assert all("identity" not in f.name for f in files)
     assert {r.file for r in rows} == {segments.segment_name("odd/../identity")}
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_row_data_by_channel_set():
     writer = ChunkWriter("rows")
     for i in range(5):
@@ -162,6 +167,7 @@ def _periodic_samples(stored):
     return out
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_items_hold_up_to_128_samples_and_bursts_are_joined():
     writer = ChunkWriter("sizes")
     ms = S // 1000
@@ -187,6 +193,7 @@ def test_items_hold_up_to_128_samples_and_bursts_are_joined():
     assert _periodic_samples(_stored_items("sizes", "periodic", 1)) == [(T0 + i * ms, i // 100) for i in range(3000)]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_rejected_items_leave_nothing_buffered():
     writer = ChunkWriter("bad")
     writer.add("periodic", _periodic(1, T0, [1, 2]))
@@ -203,6 +210,7 @@ def test_rejected_items_leave_nothing_buffered():
 # --- flushing: age threshold, background flushes --------------------------------------------
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_age_threshold_flushes_data_that_waited_too_long():
     writer = ChunkWriter("aged", flush_age=0.2)
     writer.add("periodic", _periodic(1, T0, [1, 2, 3]))
@@ -216,6 +224,7 @@ def test_age_threshold_flushes_data_that_waited_too_long():
     assert sorted(Chunk.objects.values_list("channel", "sample_count")) == [(1, 3), (2, 1)]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_age_threshold_zero_is_off():
     writer = ChunkWriter("not-aged", flush_age=0)
     writer.add("periodic", _periodic(1, T0, [1, 2, 3]))
@@ -227,6 +236,7 @@ def test_age_threshold_zero_is_off():
     assert writer.buffered_bytes == 0
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_failed_background_flush_fails_the_stream_and_keeps_stored_data():
     first = ChunkWriter("widths")
     first.add("periodic", _periodic(1, T0, [1, 2, 3], fmt="i"))  # 4-byte samples
@@ -240,6 +250,7 @@ def test_failed_background_flush_fails_the_stream_and_keeps_stored_data():
     assert list(Chunk.objects.values_list("offset", "packed_length", "sample_count")) == before
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_a_flush_encoding_beside_the_one_before_it_merges_into_what_that_one_writes(monkeypatch):
     # The first background flush is held up, so the second encodes window 0 while the first is still
     # writing it; the second must then merge into the chunk the first wrote, not overwrite it.
@@ -295,6 +306,7 @@ def _assert_no_overlap(identity, kind, channel):
     return stored
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_no_items_or_chunks_overlap_after_rewrites_and_close():
     from sessions_app.services.updates import create_or_update_session
 
@@ -333,6 +345,7 @@ def test_no_items_or_chunks_overlap_after_rewrites_and_close():
     assert [(e.event_definition_id, e.status_text) for e in events.events] == [(1, "a"), (2, "b")]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_merge_of_a_big_resend_stays_on_the_grid():
     ms = S // 1000
     one = ChunkWriter("resend")
@@ -346,6 +359,7 @@ def test_merge_of_a_big_resend_stays_on_the_grid():
     assert _periodic_samples(stored) == [(T0 + i * ms, 1 if i < 5000 else 2) for i in range(25_000)]
 
 
+@pytest.mark.usefixtures("store_kind")  # file and object store
 def test_concurrent_writers_of_one_identity_merge_their_windows():
     import threading
 

@@ -17,11 +17,12 @@ translate. The rules:
 - Bytes are written piece by piece to a temporary file under
   ``configs/.incoming/`` (hashing as they arrive), flushed to disk, then renamed
   into place in the same transaction that inserts the row. A storage without
-  local paths (S3...) gets the bytes from a local temporary file instead.
+  local paths (``RTA_STORE=s3``) gets the bytes from an in-memory buffer instead.
 - Deleting removes the row, then the file once the transaction commits.
 """
 
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -111,7 +112,8 @@ def put_config_stream(identifier, content_type, pieces):
         if size == 0:
             raise InvalidArgument("config data is empty")
         incoming.flush()
-        os.fsync(incoming.fileno())
+        if isinstance(incoming, _LocalIncoming):  # renamed into place: durable first
+            os.fsync(incoming.fileno())
         if content_type == JSON_CONTENT_TYPE:
             incoming.seek(0)
             validate_config_json(incoming.read())
@@ -131,8 +133,9 @@ def _incoming_file():
     try:
         directory = default_storage.path(INCOMING)
     except NotImplementedError:
-        # No local paths (e.g. object storage): buffer on local disk, then let the storage copy it.
-        with tempfile.TemporaryFile(prefix="rta-config-") as handle:
+        # No local paths (object storage, RTA_STORE=s3): buffer in memory (nothing of a config on local
+        # disk; at most RTA_CONFIG_MAX_BYTES), then let the storage upload it.
+        with io.BytesIO() as handle:
             yield File(handle, name="config")
         return
     os.makedirs(directory, exist_ok=True)

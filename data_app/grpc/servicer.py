@@ -14,7 +14,7 @@ from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
 from data_app.services.channels import parse_channels
 from data_app.services.sink import DataSink
-from data_app.store import reader
+from data_app.store import reader, roles
 from rta_core.access import current_access
 from rta_core.errors import InvalidArgument, ServiceError
 from rta_core.identities import validate_identity
@@ -44,6 +44,7 @@ def write_data_stream(request_iterator, context):
                 raise InvalidArgument(f"message {index} is not a valid WriteDataStreamMessage") from None
             which = message.WhichOneof("type")
             if writer is None:
+                roles.check_writer()  # a reader-only instance refuses before anything is acknowledged
                 if which != "data_identity" or not message.data_identity:
                     raise InvalidArgument("the first message must name the data_identity")
                 scope.check_data_write(current_access(), message.data_identity)

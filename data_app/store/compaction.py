@@ -37,7 +37,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Sum
 
 from data_app.models import Chunk
-from data_app.store import segments
+from data_app.store import objects, segments
 from rta_core.errors import ServiceError
 
 LOCK_NAME = ".compaction.lock"
@@ -133,12 +133,26 @@ class _CompactionLock:
         os.close(self._fd)
 
 
-def compact(identity=None, min_garbage_ratio=DEFAULT_MIN_GARBAGE_RATIO, dry_run=False, on_start=None, on_progress=None):
+def compact(
+    identity=None,
+    min_garbage_ratio=DEFAULT_MIN_GARBAGE_RATIO,
+    dry_run=False,
+    on_start=None,
+    on_progress=None,
+    grace_seconds=None,
+):
     """Compact every segment whose garbage ratio is at least ``min_garbage_ratio``; returns a ``Summary``.
 
     ``on_start(selected)`` is called with the ``SegmentStats`` chosen (before any
-    work), ``on_progress(stats, nbytes)`` as live bytes are copied.
+    work), ``on_progress(stats, nbytes)`` as live bytes are copied. On object storage
+    (``RTA_STORE=s3``) objects are consolidated and rewritten instead, and unnamed ones deleted
+    ``grace_seconds`` after compaction first finds them unnamed (``objects.compaction``).
     """
+    if objects.enabled():
+        from data_app.store.objects import compaction as object_compaction
+
+        grace = object_compaction.DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        return object_compaction.compact(identity, min_garbage_ratio, dry_run, on_start, on_progress, grace)
     with _CompactionLock():
         all_stats = segment_stats(identity)
         selected = [s for s in all_stats if s.garbage > 0 and s.garbage_ratio >= min_garbage_ratio or s.chunks == 0]

@@ -24,6 +24,12 @@ the rest of the request (an unlinked file stays readable), and checks:
 - an append segment is opened *before* the query and must still be the same
   file (inode) after it; rows naming it can then only mean that inode, since
   the name is never unlinked while rows name it. Otherwise: query again.
+
+On object storage (``RTA_STORE=s3``, ``data_app.store.objects``) chunks are
+immutable objects read with ranged GETs (``objects.chunks.ObjectReads``: chunks
+next to each other in one object in one request, a few requests ahead of the
+client); compaction removes an object only a grace period after no index row
+names it, so one index query suffices.
 """
 
 import errno
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from data_app.models import Chunk
-from data_app.store import segments
+from data_app.store import objects, roles, segments
 from rta_core.errors import InvalidArgument, Unavailable, excerpt
 from rta_kit import transforms, wire
 
@@ -150,6 +156,18 @@ def open_stream(kind, identities, plan):
     ``(transforms.Window, transforms.MERGE)`` (several chunks merged); ``identities`` are
     the data identities it reads.
     """
+    roles.check_reader()
+    if objects.enabled():
+        # Objects are immutable and removed only a grace period after no row names them
+        # (``objects.compaction``): the rows just read stay readable for the whole response.
+        items = plan()
+        reads = _object_reads(item for item, _ in items)
+        try:
+            reads.start()  # a failing store fails here, before a response has begun
+        except BaseException:
+            reads.close()
+            raise
+        return ChunkStream(kind, items, reads)
     for _ in range(ATTEMPTS):
         files = SegmentFiles()
         appendable = {segments.segment_name(identity) for identity in identities}
@@ -172,6 +190,17 @@ def open_stream(kind, identities, plan):
 
 def _refs(item):
     return item.refs if isinstance(item, transforms.Window) else (item,)
+
+
+def _object_reads(items):
+    from data_app.store.objects.chunks import ObjectReads
+
+    return ObjectReads([ref for item in items for ref in _refs(item)])
+
+
+def _files(refs):
+    """What plain ``ChunkRef`` lists are read through: segment files opened as met, or ranged GETs."""
+    return _object_reads(refs) if objects.enabled() else SegmentFiles()
 
 
 def open_identity(identity, kind, channels=None, start=None, end=None):
@@ -288,9 +317,11 @@ class ChunkStream:
 
 def wire_stream(refs, block_size=BLOCK_SIZE):
     """The chunked wire format for ``refs``, files opened as met (the fast path needs no kind)."""
-    return iter(ChunkStream(None, [(ref, None) for ref in refs], SegmentFiles(), block_size))
+    refs = list(refs)
+    return iter(ChunkStream(None, [(ref, None) for ref in refs], _files(refs), block_size))
 
 
 def decoded_lists(kind, refs):
     """One decoded list message per chunk, files opened as met."""
-    return ChunkStream(kind, [(ref, None) for ref in refs], SegmentFiles()).lists()
+    refs = list(refs)
+    return ChunkStream(kind, [(ref, None) for ref in refs], _files(refs)).lists()

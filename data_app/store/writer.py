@@ -49,11 +49,11 @@ import time
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 
 from data_app.metrics import FLUSH_SECONDS, STORED_BYTES, STORED_CHUNKS
 from data_app.models import Chunk
-from data_app.store import segments
+from data_app.store import segments, storage
 from rta_core.errors import InvalidArgument, excerpt
 from rta_kit import items as it
 from rta_kit import wire
@@ -434,75 +434,74 @@ class ChunkWriter:
         return payload, first, last, samples, wire.pack(payload, self.compression, self.lz4_level)
 
     def _write_windows(self, windows, encoded=None):
-        # The segment lock is held until the index commits, so compaction (which takes it before
-        # removing an append segment no row points at) never removes bytes about to be indexed.
-        with segments.Appender(self.segment) as appender, transaction.atomic():
+        # Writers of the identity (and compaction) are held off until the index commits (storage.writing).
+        with storage.writing(self.identity) as store:
             existing = {
                 (c.kind, c.channel, c.window_start): c
                 for c in Chunk.objects.select_for_update()
                 .filter(identity=self.identity, window_start__in={w[3] for w in windows})
                 .filter(kind__in={w[0] for w in windows}, channel__in={w[1] for w in windows})
             }
+            store.prefetch(existing.values())  # the chunks merged with: fetched at once, not one by one
             blobs, new, changed, offset = [], [], [], 0
             first_time = last_time = None
-            with segments.SegmentReader() as reader:
-                for index, (kind, key, channel_ids, window_start, span, runs) in enumerate(windows):
-                    row = existing.get((kind, key, window_start))
-                    if row is not None:  # merged with what is stored (encoded ahead without it)
-                        old = it.LIST_TYPES[kind].FromString(
-                            wire.unpack(
-                                reader.read(row.file, row.offset, row.packed_length),
-                                row.unpacked_length,
-                                row.compression,
-                            )
+            for index, (kind, key, channel_ids, window_start, span, runs) in enumerate(windows):
+                row = existing.get((kind, key, window_start))
+                if row is not None:  # merged with what is stored (encoded ahead without it)
+                    old = it.LIST_TYPES[kind].FromString(
+                        wire.unpack(
+                            store.read(row.file, row.offset, row.packed_length),
+                            row.unpacked_length,
+                            row.compression,
                         )
-                        if kind in ("periodic", "timestamped"):
-                            runs = it.runs_of_list(kind, old) + runs
-                        else:
-                            runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
-                    fresh = row is None and encoded is not None
-                    payload, first, last, samples, packed = encoded[index] if fresh else self._encoded(kind, key, runs)
-                    if len(payload) > MAX_LIST_BYTES:
-                        log.warning(
-                            "chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
-                            "rate rose far above the one its %d ns span was chosen for)",
-                            self.identity,
-                            kind,
-                            key,
-                            window_start,
-                            len(payload),
-                            span,
-                        )
-                    blobs.append(packed)
-                    # Offsets are relative to this append until it tells where it starts.
-                    values = (
+                    )
+                    if kind in ("periodic", "timestamped"):
+                        runs = it.runs_of_list(kind, old) + runs
+                    else:
+                        runs = list(getattr(old, it.LIST_FIELDS[kind])) + runs
+                fresh = row is None and encoded is not None
+                payload, first, last, samples, packed = encoded[index] if fresh else self._encoded(kind, key, runs)
+                if len(payload) > MAX_LIST_BYTES:
+                    log.warning(
+                        "chunk %s %s %x @%d holds %d bytes, over the 4 MiB list limit (the channel's "
+                        "rate rose far above the one its %d ns span was chosen for)",
                         self.identity,
                         kind,
                         key,
-                        channel_ids,
                         window_start,
-                        span,
-                        first,
-                        last,
-                        self.segment,
-                        offset,
-                        len(packed),
                         len(payload),
-                        samples,
-                        self.compression,
+                        span,
                     )
-                    if row is None:
-                        new.append(values)
-                    else:
-                        changed.append((row, values))
-                    offset += len(packed)
-                    first_time = first if first_time is None or first < first_time else first_time
-                    last_time = last if last_time is None or last > last_time else last_time
-            base = appender.append(blobs)
+                blobs.append(packed)
+                # Offsets are relative to this append until it tells where it starts.
+                values = (
+                    self.identity,
+                    kind,
+                    key,
+                    channel_ids,
+                    window_start,
+                    span,
+                    first,
+                    last,
+                    self.segment,
+                    offset,
+                    len(packed),
+                    len(payload),
+                    samples,
+                    self.compression,
+                )
+                if row is None:
+                    new.append(values)
+                else:
+                    changed.append((row, values))
+                offset += len(packed)
+                first_time = first if first_time is None or first < first_time else first_time
+                last_time = last if last_time is None or last > last_time else last_time
+            name, base = store.append(blobs)
             STORED_BYTES.inc(offset)
             STORED_CHUNKS.inc(len(blobs))
             if new:
-                _insert_chunks([v[:9] + (v[9] + base,) + v[10:] for v in new])
+                _insert_chunks([v[:8] + (name, v[9] + base) + v[10:] for v in new])
             if changed:
-                _repoint_chunks([(row.pk, v[:9] + (v[9] + base,) + v[10:]) for row, v in changed])
+                _repoint_chunks([(row.pk, v[:8] + (name, v[9] + base) + v[10:]) for row, v in changed])
         return first_time, last_time

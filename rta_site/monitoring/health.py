@@ -24,6 +24,11 @@ def check_database():
 
 
 def check_data_store():
+    from data_app.store import objects
+
+    if objects.enabled():  # RTA_STORE=s3: the bucket answers (its name and endpoint are not echoed)
+        objects.store().check_bucket()
+        return
     path = settings.RTA_DATA_PATH
     path.mkdir(parents=True, exist_ok=True)
     probe = path / f".health-{uuid.uuid4().hex}"

@@ -33,11 +33,20 @@ class Command(BaseCommand):
             help="compact a segment when garbage / size is at least this (0..1, default %(default)s)",
         )
         parser.add_argument("--dry-run", action="store_true", help="only report what would be compacted")
+        parser.add_argument(
+            "--grace-seconds",
+            type=float,
+            default=None,
+            help="RTA_STORE=s3 only: delete an object this long after compaction first finds no index row naming "
+            "it (reads that began before have finished by then; default 900, 0 = at once: no reader may be running)",
+        )
 
     def handle(self, *args, **options):
         ratio = options["min_garbage_ratio"]
         if not 0 <= ratio <= 1:
             raise CommandError("--min-garbage-ratio must be between 0 and 1")
+        if options["grace_seconds"] is not None and options["grace_seconds"] < 0:
+            raise CommandError("--grace-seconds must not be negative")
         console = Console(file=self.stdout, highlight=False)
         started = time.perf_counter()
         with Progress(
@@ -59,7 +68,14 @@ class Command(BaseCommand):
                 progress.update(task, advance=nbytes, description=f"compacting {stats.name}")
 
             try:
-                summary = compaction.compact(options["identity"], ratio, options["dry_run"], on_start, on_progress)
+                summary = compaction.compact(
+                    options["identity"],
+                    ratio,
+                    options["dry_run"],
+                    on_start,
+                    on_progress,
+                    grace_seconds=options["grace_seconds"],
+                )
             except compaction.CompactionBusy as exc:
                 raise CommandError(exc.message) from None
         self._report(console, summary, chosen, options["dry_run"], time.perf_counter() - started)
