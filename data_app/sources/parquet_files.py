@@ -9,7 +9,7 @@ file we checked). Anything refused is ``NotFound``, naming no path.
 
 Speed: a file's footer (``FileMetaData``) and the first/last time of each row
 group (from the time column's statistics, else read once) are cached, keyed
-by path, inode, size and mtime, so a replaced file is read again.
+by inode, size and mtime, so a replaced or rewritten file is read again.
 """
 
 import json
@@ -17,6 +17,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +28,12 @@ from rta_core.errors import NotFound
 
 SUFFIXES = (".parquet", ".parq", ".pq")
 CACHE_ENTRIES = 4096  # files whose footers stay cached
+COLUMN_CACHE_BYTES = 256 << 20  # decoded row-group columns kept (ColumnCache)
 UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-_ARROW_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _LOGICAL_UNITS = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000}
 _PROC_FD = os.path.isdir("/proc/self/fd")
+# No symlink followed; O_NONBLOCK so a FIFO under the root cannot hang a request (refused as not a regular file).
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 def refused():
@@ -83,15 +86,14 @@ class Opened:
 
 def open_under(root, parts):
     """``Opened`` of ``root/parts...`` following no symlink; NotFound when missing or not allowed."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         raise refused() from None
     try:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            child = os.open(part, flags | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+            child = os.open(part, _OPEN_FLAGS | (0 if last else os.O_DIRECTORY), dir_fd=fd)
             os.close(fd)
             fd = child
         opened = Opened(fd)
@@ -111,7 +113,7 @@ def folder_files(folder):
         names = sorted(e.name for e in entries if e.name.endswith(SUFFIXES) and not e.name.startswith("."))
     for name in names:
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=folder.fd)
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=folder.fd)
         except OSError:
             continue  # a symlink, or gone meanwhile
         opened = Opened(fd)
@@ -183,7 +185,7 @@ def time_column(schema, name="", unit=""):
         raise NotFound("the time column is missing")
     arrow_type = schema.field(index).type
     if pa.types.is_timestamp(arrow_type):
-        return TimeColumn(name, index, _ARROW_UNITS[arrow_type.unit], "timestamp")
+        return TimeColumn(name, index, UNITS[arrow_type.unit], "timestamp")
     scale = UNITS.get(unit or "ns")
     if scale is None:
         raise NotFound("the time unit is not one of ns, us, ms, s")
@@ -211,16 +213,20 @@ def to_ns(column, time):
 
 
 class IndexCache:
-    """``FileIndex`` per (path, inode, size, mtime, time column, unit), least recently used dropped."""
+    """``FileIndex`` per (device, inode, size, mtime, time column, unit), least recently used dropped.
+
+    Keyed by the file itself, not its name: a file replaced (a new inode) or
+    rewritten (a new size or mtime) is read again.
+    """
 
     def __init__(self, entries=CACHE_ENTRIES):
         self.entries = entries
         self._lock = threading.Lock()
         self._items = OrderedDict()
 
-    def get(self, key, opened, time_name, time_unit):
+    def get(self, opened, time_name, time_unit):
         st = opened.stat
-        full = (key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, time_name, time_unit)
+        full = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, time_name, time_unit)
         with self._lock:
             found = self._items.get(full)
             if found is not None:
@@ -287,3 +293,147 @@ def _statistics(column, time):
     if time.kind == "float":
         return int(round(low * scale)), int(round(high * scale))
     return int(low) * scale, int(high) * scale
+
+
+# --- decoded row groups ----------------------------------------------------------------------
+
+
+class ColumnCache:
+    """Decoded columns of recently read row groups, as numpy, at most ``budget`` bytes (least recent dropped).
+
+    A request is read in slices of whole 100 s windows that seldom line up
+    with row groups, so most row groups serve two consecutive slices: kept
+    decoded, each is decoded once. ``prefetch`` decodes the row group a long
+    read will want next in a background thread, while the current slice is
+    being encoded. Keyed by the file itself (as ``IndexCache``).
+    """
+
+    def __init__(self, budget=COLUMN_CACHE_BYTES):
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._items = OrderedDict()
+        self._bytes = 0
+        self._pending = {}  # row group key -> Event set when its prefetch is done
+
+    def columns(self, opened, index, row_group, names):
+        """``RowGroup`` of ``row_group`` with the ``names`` columns, decoding what is not cached."""
+        base = _key(opened, index, row_group)
+        with self._lock:
+            pending = self._pending.get(base)
+        if pending is not None:
+            pending.wait()  # being decoded already: take its result
+        out, missing = self._cached(base, [index.time.name, *names])
+        if missing:
+            out.update(self._decode(opened, index, row_group, missing, base))
+        times, ascending = out.pop(index.time.name)
+        return RowGroup(times, ascending, out)
+
+    def prefetch(self, opened, index, row_group, names):
+        """Decode ``row_group`` in the background unless cached or under way (a copy of ``opened`` is used)."""
+        base = _key(opened, index, row_group)
+        with self._lock:
+            if base in self._pending or all((*base, n) in self._items for n in [index.time.name, *names]):
+                return
+            done = self._pending[base] = threading.Event()
+        copy = Opened(os.dup(opened.fd))
+
+        def work():
+            try:
+                _, missing = self._cached(base, [index.time.name, *names])
+                if missing:
+                    self._decode(copy, index, row_group, missing, base)
+            except Exception:  # noqa: BLE001 - the read that needs it decodes again and reports the failure
+                pass
+            finally:
+                copy.close()
+                with self._lock:
+                    self._pending.pop(base, None)
+                done.set()
+
+        _prefetcher().submit(work)
+
+    def clear(self):
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def _cached(self, base, names):
+        out, missing = {}, []
+        with self._lock:
+            for name in names:
+                found = self._items.get((*base, name))
+                if found is None:
+                    missing.append(name)
+                else:
+                    self._items.move_to_end((*base, name))
+                    out[name] = found
+        return out, missing
+
+    def _decode(self, opened, index, row_group, names, base):
+        decoded = decode(opened, index, row_group, names)
+        with self._lock:
+            for name, value in decoded.items():
+                key = (*base, name)
+                if key not in self._items:
+                    self._items[key] = value
+                    self._bytes += _nbytes(value)
+            while self._bytes > self.budget and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= _nbytes(dropped)
+        return decoded
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """A decoded row group: int64 ns ``times`` (``ascending`` when sorted) and ``{name: values}``."""
+
+    times: np.ndarray
+    ascending: bool
+    columns: dict
+
+
+def _key(opened, index, row_group):
+    """A row group's cache key: the file itself and how its time column is read (mappings may differ)."""
+    st = opened.stat
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, index.time, row_group
+
+
+def _nbytes(value):
+    return value[0].nbytes if isinstance(value, tuple) else value.nbytes
+
+
+_prefetch_pool = []
+_prefetch_lock = threading.Lock()
+
+
+def _prefetcher():
+    """The one background thread prefetches run in (started on first use)."""
+    with _prefetch_lock:
+        if not _prefetch_pool:
+            _prefetch_pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-prefetch"))
+        return _prefetch_pool[0]
+
+
+def decode(opened, index, row_group, names):
+    """``{name: values}`` of ``names`` in one row group; the time column as ``(int64 ns, ascending)``."""
+    with arrow_file(opened) as source:
+        parquet = pq.ParquetFile(source, metadata=index.metadata)
+        table = parquet.read_row_group(row_group, columns=names, use_threads=True)
+    out = {}
+    for name, column in zip(names, table.columns):
+        if name == index.time.name:
+            times = to_ns(column, index.time)
+            out[name] = (times, bool(len(times) < 2 or (times[1:] >= times[:-1]).all()))
+        else:
+            out[name] = as_numpy(column)
+    return out
+
+
+def as_numpy(column):
+    """A column as numpy: zero-copy when it is one piece without empty values; NaN for empty values."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if len(chunks) == 1 and not chunks[0].null_count and not pa.types.is_boolean(chunks[0].type):
+        return chunks[0].to_numpy(zero_copy_only=True)
+    if pa.types.is_integer(column.type) and column.null_count:
+        column = column.cast(pa.float64())
+    return column.to_numpy()

@@ -11,7 +11,8 @@ import threading
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-MODULES = ()  # data_app.sources.<module>, each with from_settings(settings) -> [source]
+# data_app.sources.<module>, each with from_settings(settings) -> [source]
+MODULES = ("parquet", "sqlite", "sql", "influx")
 _lock = threading.Lock()
 _built = {"key": None, "sources": {}}
 

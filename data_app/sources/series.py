@@ -78,6 +78,7 @@ class SeriesSource:
     """Base class of series stores; see the module documentation."""
 
     name = ""
+    irregular_interval = None  # ns: the grid of irregular fields, when the store knows its rate (a setting)
 
     @functools.cached_property
     def probes(self):
@@ -155,6 +156,8 @@ class Prepared:
         plans = []
         for f in fields:
             interval, typical = (f.interval, f.interval) if f.interval else probed.get(f.name, (None, None))
+            if interval is None and self.source.irregular_interval:
+                typical = self.source.irregular_interval
             grid = ChunkGrid.for_interval(typical, sample_dtype(f.data_type).itemsize)
             plans.append(Plan(f, group, interval, grid))
         return plans
