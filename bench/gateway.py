@@ -6,9 +6,11 @@ Two real servers on loopback, in one run, against the bench database
 the data, written over gRPC as ``bench.data`` writes it (periodic int16
 random walk, 10,000-sample bursts, 8 channels at 1 kHz), and a *gateway*
 (``manage.py serve`` with ``RTA_DATA_SERVICES=remote=http://...`` pointing at
-the data server, no data of its own). Measured, best of ``--repeat`` after a
-warm-up, each a GET of every channel over the whole time range by a lean
-client (``bench.data.http_get``):
+the data server, no data of its own). Each read is a GET of every channel
+over the whole time range by a lean client (``bench.data.http_get``); after a
+warm-up of each, ``--repeat`` rounds read every one of them once in turn
+(interleaved, so that each sees the same load on a shared machine), and the
+best and the median of each are reported:
 
   local       the data server's own public read of the data (the local fast
               path: stored chunk bytes behind fresh headers) — the baseline
@@ -19,6 +21,9 @@ client (``bench.data.http_get``):
               decoded, shifted, re-encoded by ``rta_kit.transforms``)
   local_shifted  (context) the data server's own read of a local binding with
               the same offset: the local decoding path
+  shifted_lz4  (context) ``shifted`` through a second gateway started with
+              ``RTA_DATA_TRANSFORMED_COMPRESSION=lz4`` (the default is
+              ``none``: transformed chunks go out uncompressed)
 
 Every response is checked: the same number of chunks and payload bytes as
 the index holds (and, shifted, first chunk start moved by the offset). CPU
@@ -59,7 +64,7 @@ SESSIONS = {  # session -> (source, time offset); the data identity is IDENTITY
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench gateway", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds the gRPC write sends for")
-    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of each read (best is reported)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds of the reads (best and median reported)")
     parser.add_argument("--channels", type=int, default=8, help="channels written round robin")
     args, _unknown = parser.parse_known_args(argv)
     return args
@@ -90,23 +95,35 @@ def _delete_bench_data():
     Chunk.objects.filter(identity__startswith=PREFIX).delete()
 
 
-def read(port, session, channels_expr, repeat, pids):
-    """Best-of-``repeat`` GET of the session's channels; returns (body, figures with both servers' CPU)."""
-    path = f"/rta/v2/sessions/{session}/data/periodic/{channels_expr}"
-    data_bench.http_get(port, path)  # warm-up (file cache, pooled connections)
-    runs = []
+def reads(targets, channels_expr, repeat, pids):
+    """GETs of each ``(key, port, session)`` target, interleaved: one warm-up each, then ``repeat`` rounds
+    that read every target once, so that each sees the same load on a shared machine. Returns
+    ``{key: (last body, figures)}``; the best (fastest) read of each is its figure, with both servers' CPU."""
+    paths = {key: f"/rta/v2/sessions/{session}/data/periodic/{channels_expr}" for key, _, session in targets}
+    for key, port, _ in targets:
+        data_bench.http_get(port, paths[key])  # warm-up (file cache, pooled connections)
+    runs, bodies = {key: [] for key, _, _ in targets}, {}
     for _ in range(repeat):
-        before = [common.cpu_seconds(pid) for pid in pids]
-        body, elapsed = data_bench.http_get(port, path)
-        runs.append((elapsed, sum(common.cpu_seconds(pid) for pid in pids) - sum(before), len(body)))
-    best = min(runs)
-    return body, {
-        "path": path,
-        "bytes": best[2],
-        "seconds": [round(r[0], 4) for r in runs],
-        "best_seconds": round(best[0], 4),
-        "servers_cpu_seconds": round(best[1], 4),
-    }
+        for key, port, _ in targets:
+            before = sum(common.cpu_seconds(pid) for pid in pids)
+            bodies[key], elapsed = data_bench.http_get(port, paths[key])
+            cpu = sum(common.cpu_seconds(pid) for pid in pids) - before
+            runs[key].append((elapsed, cpu, len(bodies[key])))
+    out = {}
+    for key, found in runs.items():
+        best = min(found)
+        out[key] = (
+            bodies[key],
+            {
+                "path": paths[key],
+                "bytes": best[2],
+                "seconds": [round(r[0], 4) for r in found],
+                "best_seconds": round(best[0], 4),
+                "median_seconds": round(sorted(r[0] for r in found)[len(found) // 2], 4),
+                "servers_cpu_seconds": round(best[1], 4),
+            },
+        )
+    return out
 
 
 def main(argv=None):
@@ -147,42 +164,47 @@ def main(argv=None):
                 "RTA_DATA_PATH": gateway_store,
                 "RTA_DATA_SERVICES": f"{SOURCE}=http://127.0.0.1:{data_port}",
             }
-            with common.http_server(url, grpc=True, log_name="gateway-server.log", extra_env=gateway_env) as (
-                gateway_port,
-                _,
-                gateway_pid,
-            ):
-                pids = [data_pid, gateway_pid]
-                first = None
-                for key, session, port in (
-                    ("local", IDENTITY, data_port),
-                    ("remote", PREFIX + "remote", gateway_port),
-                    ("shifted", PREFIX + "shifted", gateway_port),
-                    ("local_shifted", PREFIX + "local-shifted", data_port),
+            gateways = {
+                "gateway-server.log": (
+                    {},
+                    (
+                        ("local", IDENTITY, None),
+                        ("remote", PREFIX + "remote", "gateway"),
+                        ("shifted", PREFIX + "shifted", "gateway"),
+                        ("local_shifted", PREFIX + "local-shifted", None),
+                    ),
+                ),
+                "gateway-server-lz4.log": (
+                    {"RTA_DATA_TRANSFORMED_COMPRESSION": "lz4"},
+                    (("shifted_lz4", PREFIX + "shifted", "gateway"),),
+                ),
+            }
+            first = None
+            for log_name, (env, keys) in gateways.items():
+                with common.http_server(url, grpc=True, log_name=log_name, extra_env={**gateway_env, **env}) as (
+                    gateway_port,
+                    _,
+                    gateway_pid,
                 ):
-                    with common.console.status(f"REST read: {key}"):
-                        body, run = read(port, session, channels_expr, args.repeat, pids)
-                    served, start, payload = data_bench.walk_headers(body)
-                    shifted = key.endswith("shifted")
-                    if served != chunks or (not shifted and payload != packed):
-                        raise RuntimeError(
-                            f"{key}: {served} chunks / {payload} bytes, the index has {chunks} / {packed}"
+                    pids = [data_pid, gateway_pid]
+                    targets = [(key, gateway_port if server else data_port, session) for key, session, server in keys]
+                    with common.console.status(f"REST reads, interleaved: {', '.join(k for k, _, _ in targets)}"):
+                        done = reads(targets, channels_expr, args.repeat, pids)
+                    for key, (body, run) in done.items():
+                        first = _check(key, body, chunks, packed, first)
+                        run.update(
+                            samples=samples,
+                            samples_per_second=samples / run["best_seconds"],
+                            median_samples_per_second=samples / run["median_seconds"],
+                            samples_per_cpu_second=samples / run["servers_cpu_seconds"]
+                            if run["servers_cpu_seconds"]
+                            else None,
                         )
-                    first = start if key == "local" else first
-                    if start != first + (SHIFT if shifted else 0):
-                        raise RuntimeError(f"{key}: the first chunk starts at {start}, not {first + SHIFT * shifted}")
-                    run.update(
-                        samples=samples,
-                        samples_per_second=samples / run["best_seconds"],
-                        samples_per_cpu_second=samples / run["servers_cpu_seconds"]
-                        if run["servers_cpu_seconds"]
-                        else None,
-                    )
-                    results[key] = run
-                    common.console.print(
-                        f"{key}: {_m(run['samples_per_second'])} samples/s "
-                        f"({run['bytes'] / run['best_seconds'] / 1e6:,.0f} MB/s)"
-                    )
+                        results[key] = run
+                        common.console.print(
+                            f"{key}: {_m(run['samples_per_second'])} samples/s, median {_m(run['median_samples_per_second'])}"
+                            f" ({run['bytes'] / run['best_seconds'] / 1e6:,.0f} MB/s)"
+                        )
     finally:
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(gateway_store, ignore_errors=True)
@@ -190,6 +212,18 @@ def main(argv=None):
         connections.close_all()
     report(results, args, url, load_before)
     return 0
+
+
+def _check(key, body, chunks, packed, first):
+    """Raise unless ``body`` holds the stored chunks (shifted: moved by the offset); the first start seen."""
+    served, start, payload = data_bench.walk_headers(body)
+    shifted = "shifted" in key
+    if served != chunks or (not shifted and payload != packed):
+        raise RuntimeError(f"{key}: {served} chunks / {payload} bytes, the index has {chunks} / {packed}")
+    first = start if key == "local" else first
+    if start != first + (SHIFT if shifted else 0):
+        raise RuntimeError(f"{key}: the first chunk starts at {start}, not {first + SHIFT * shifted}")
+    return first
 
 
 def _m(x):
@@ -204,6 +238,7 @@ def report(results, args, url, load_before):
         ("remote", "gateway, remote source, untransformed"),
         ("shifted", "gateway, remote source, time offset"),
         ("local_shifted", "local decoding path, same offset (context)"),
+        ("shifted_lz4", "gateway, time offset, sent as LZ4 (context)"),
     ):
         run = results[key]
         target = TARGETS.get(key)
@@ -220,6 +255,7 @@ def report(results, args, url, load_before):
             [
                 label,
                 _m(run["samples_per_second"]),
+                _m(run["median_samples_per_second"]),
                 _m(run["samples_per_cpu_second"]),
                 f"{ratio:.2f}",
                 "—" if target is None else f"≥ {_m(target)}",
@@ -229,8 +265,8 @@ def report(results, args, url, load_before):
     load_after = common.machine_load()
     common.print_table(
         f"Gateway reads ({args.channels} channels at 1 kHz, {results['local']['samples']:,} samples, "
-        f"best of {args.repeat})",
-        ["read", "samples/s", "per CPU s (both servers)", "× local", "target", "met"],
+        f"{args.repeat} interleaved rounds)",
+        ["read", "samples/s (best)", "median", "per CPU s (both servers)", "× local", "target", "met"],
         rows,
         caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
         f"{load_after['cpus']} CPUs; the data server and the gateway share them with the client.",
@@ -245,7 +281,9 @@ def report(results, args, url, load_before):
             "127.0.0.1, one bench database, temporary data paths",
             "data": "periodic int16 random walk, 10,000-sample bursts written over gRPC, "
             f"{args.channels} channels at 1 kHz",
-            "reads": "GET of every channel and the whole time range, best of --repeat after one warm-up",
+            "reads": "GET of every channel and the whole time range, one warm-up each, then --repeat rounds reading "
+            "every target once (interleaved); best and median reported",
+            "transformed_compression": "none (the default) for shifted and local_shifted, lz4 for shifted_lz4",
         },
         "figures": figures,
         "runs": results,

@@ -15,13 +15,15 @@ window by window through ``items.window_payload``.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 
 from rta_core.errors import InvalidArgument
 from rta_kit import items as it
 from rta_kit.samples import INT64_MAX, check_time
-from rta_kit.timestamped import TimestampedRun
+from rta_kit.timestamped import TimestampedRun, _equal_varint_length
+from rta_kit.varints import encode_varint
 
 MAX_LIST_BYTES = 4 * 1024 * 1024  # spec §8: a list must not exceed this before compression
 BLOCK_BYTES = 256 * 1024  # sample bytes encoded per call
@@ -225,6 +227,14 @@ def _timestamped_window_chunks(channel, run, span, times=None, firsts=None):
     n = run.samples
     firsts = _window_firsts(times, span) if firsts is None else firsts
     counts = np.diff(np.append(firsts, n))
+    # Windows of one sample count (regular data) make one table; windows at either end may differ.
+    a, b = int(counts[0] != counts[len(counts) // 2]), len(counts) - int(counts[-1] != counts[len(counts) // 2])
+    if b - a >= _TABLE_MIN_WINDOWS and (counts[a:b] == counts[a]).all():
+        middle = _equal_windows(channel, run, times, int(firsts[a]), b - a, int(counts[a]))
+        if middle is not None:
+            head = _timestamped_window_chunks(channel, run.piece(0, int(firsts[a])), span) if a else []
+            tail = _timestamped_window_chunks(channel, run.piece(int(firsts[b]), n), span) if b < len(counts) else []
+            return head + middle + tail
     full, remainders = np.divmod(counts, m)
     values = np.frombuffer(run.data, dtype=_UNSIGNED[run.width])
     heads, tails = [None] * len(firsts), [None] * len(firsts)  # each window's full items, its last item
@@ -253,6 +263,80 @@ def _timestamped_window_chunks(channel, run, span, times=None, firsts=None):
         payload = (head if tail is None else tail) if head is None or tail is None else b"".join((head, tail))
         chunks.append(Chunk("timestamped", (channel,), first, last, payload, count))
     return chunks
+
+
+_TABLE_MIN_WINDOWS = 2  # fewer windows of one sample count go the general way
+
+
+def _equal_windows(channel, run, times, first, windows, count):
+    """Chunks of ``windows`` consecutive windows of ``count`` samples each, from sample ``first`` of ``run``, as
+    rows of one table, or None when their items do not all encode alike (then the general way does it).
+
+    Each window holds ``count // 128`` full items and one of the rest, as ``_timestamped_window_chunks``
+    writes them; when every delta but an item's first takes the same number of varint bytes and no item
+    starts at time 0, every window encodes to the same bytes but for its times, deltas and samples. So the
+    windows are the rows of one byte table, filled column by column (numpy, no Python work per window or
+    item, each sample byte copied once), and each chunk's payload is a view of its row.
+    """
+    m, w, scale = it.TARGET_ITEM_SAMPLES, run.width, run.scale
+    full, rest = divmod(count, m)
+    last = first + windows * count
+    deltas = run.deltas[first:last].reshape(windows, count)
+    step = 1
+    if count > 1:  # the deltas written: all but each window's first (contiguous, faster, if that is enough)
+        step = _equal_varint_length(run.deltas[first + 1 : last]) or _equal_varint_length(deltas[:, 1:])
+        if step is None:
+            return None
+    stamps = times[first:last].reshape(windows, count)
+    values = np.frombuffer(run.data, dtype=np.uint8)[first * w : last * w].reshape(windows, count * w)
+    head = b"\x08" + encode_varint(channel) if channel else b""
+    shapes = [(full, m)] * bool(full) + [(1, rest)] * bool(rest)  # (items per window, samples per item)
+    layouts = []
+    for items, size in shapes:
+        delta_bytes = 1 + (size - 1) * step
+        middle = b"\x18" + encode_varint(scale) + b"\x22" + encode_varint(delta_bytes) + b"\x00"
+        buffer_header = b"\x2a" + encode_varint(size * w)
+        body = len(head) + 9 + len(middle) + delta_bytes - 1 + len(buffer_header) + size * w
+        lead = b"\x0a" + encode_varint(body) + head + b"\x11"
+        layouts.append((items, size, lead, middle, buffer_header, (len(lead), 8, len(middle), (size - 1) * step)))
+    row = sum(
+        items * (len(lead) + 8 + len(middle) + (size - 1) * step + len(bh) + size * w)
+        for items, size, lead, middle, bh, _ in layouts
+    )
+    out = np.empty(windows * row, dtype=np.uint8)
+    table = out.reshape(windows, row)
+    at, sample = 0, 0  # where this shape's items start in a row, and their first sample in a window
+    for items, size, lead, middle, buffer_header, widths in layouts:
+        starts = stamps[:, sample : sample + items * size : size]
+        if not starts.all():
+            return None  # an item at time 0 leaves its time field out
+        width = sum(widths) + len(buffer_header) + size * w
+        cells = table[:, at : at + items * width].reshape(windows, items, width)
+        edges = list(accumulate(widths, initial=0))
+        cells[:, :, : edges[1]] = np.frombuffer(lead, dtype=np.uint8)
+        cells[:, :, edges[1] : edges[2]] = np.ascontiguousarray(starts, "<i8").view(np.uint8).reshape(windows, items, 8)
+        cells[:, :, edges[2] : edges[3]] = np.frombuffer(middle, dtype=np.uint8)
+        if size > 1:
+            inner = deltas[:, sample : sample + items * size].reshape(windows, items, size)[:, :, 1:]
+            groups = cells[:, :, edges[3] : edges[4]].reshape(windows, items, size - 1, step)
+            for k in range(step):  # the deltas' varints, byte by byte, each written in one pass (cast to uint8)
+                shifted = inner >> (7 * k) if k else inner
+                if k < step - 1:
+                    np.bitwise_or(shifted, 0x80, out=groups[:, :, :, k], casting="unsafe")
+                else:
+                    np.copyto(groups[:, :, :, k], shifted, casting="unsafe")
+        cells[:, :, edges[4] : edges[4] + len(buffer_header)] = np.frombuffer(buffer_header, dtype=np.uint8)
+        cells[:, :, edges[4] + len(buffer_header) :] = values[:, sample * w : (sample + items * size) * w].reshape(
+            windows, items, size * w
+        )
+        at += items * width
+        sample += items * size
+    view = memoryview(out)
+    timing = zip(stamps[:, 0].tolist(), stamps[:, -1].tolist())
+    return [
+        Chunk("timestamped", (channel,), t0, t1, view[k * row : (k + 1) * row], count)
+        for k, (t0, t1) in enumerate(timing)
+    ]
 
 
 def _encode_items(channel, run, times, values, size, starts, lengths, picked):

@@ -56,7 +56,7 @@ from data_app.sources import registry
 from data_app.store import reader
 from rta_core.access import Access
 from rta_kit import transforms, wire
-from rta_kit.chunk_reader import ChunkReader
+from rta_kit.chunk_reader import ChunkReader, ReceivedChunk, Run
 
 BLOCK_SIZE = reader.BLOCK_SIZE  # bytes of chunks the body yields at a time, as the local path does
 TRANSFORM_BATCH_BYTES = 512 << 10  # unpacked bytes of remote chunks transformed per worker-thread call
@@ -274,9 +274,29 @@ class GatewayStream:
         segments = composition.segments(i) if kind != "events" else None
         batch, batch_bytes, transforming = [], 0, False
         pending = None  # the batch before, being transformed in a worker thread
+        # Chunks that go out as received come as runs (framing included) from a data service's reader.
+        relayable = _relayable(composition, i, segments) if isinstance(read, remote.RemoteRead) else None
         try:
-            async for chunks in read.chunk_lists():
+            async for chunks in read.chunk_lists(relayable) if relayable else read.chunk_lists():
                 for chunk in chunks:
+                    if type(chunk) is Run:
+                        # Whatever came before goes out first, in order.
+                        if pending is not None:
+                            for block in out.add_all(await pending):
+                                yield block
+                            pending = None
+                        if batch:
+                            encoded = (
+                                await loop.run_in_executor(None, _encode, kind, batch)
+                                if transforming
+                                else _encode(kind, batch)
+                            )
+                            for block in out.add_all(encoded):
+                                yield block
+                            batch, batch_bytes, transforming = [], 0, False
+                        if out.add_run(chunk):
+                            yield out.take()
+                        continue
                     if not chunk.unpacked_length:
                         continue  # an empty list: no empty chunks
                     spooled = None
@@ -333,6 +353,30 @@ class GatewayStream:
         return reader.ChunkStream(self.kind, [(window, merge) for _, window, merge in planned], self._files())
 
 
+def _relayable(composition, i, segments):
+    """For binding ``i``'s data service reader: whether a chunk, by its times and channel ids, goes out exactly
+    as received (routed as itself, untransformed, not merged); None when no chunk of the binding can."""
+    binding = composition.bindings[i]
+    if binding.offset or i in composition.merging:
+        return None
+    low, high = binding.start, binding.end
+    known = {}  # channel ids -> whether they are served as themselves, unmerged
+
+    def relayable(start, end, channel_ids):
+        key = tuple(channel_ids)
+        found = known.get(key)
+        if found is None:
+            routes = composition.routes(i, segments, ReceivedChunk(0, 0, list(key), 0, 0, b""))
+            found = known[key] = (
+                len(routes) == 1
+                and tuple(routes[0] if routes[0] is not None else key) == key
+                and not composition.windowed(tuple(routes[0] or ()))
+            )
+        return found and (low is None or start >= low) and (high is None or end <= high)
+
+    return relayable
+
+
 def _encode(kind, batch):
     """``(start, end, channel_ids, compression, unpacked_length, body)`` of each chunk of ``batch`` as served."""
     out, compression = [], _transformed_compression()
@@ -359,7 +403,7 @@ def _encode(kind, batch):
 
 def _transformed_compression():
     """How transformed chunks go out: as the local path sends them (RTA_DATA_TRANSFORMED_COMPRESSION)."""
-    return reader.TRANSFORMED_COMPRESSION[getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "lz4")]
+    return reader.TRANSFORMED_COMPRESSION[getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "none")]
 
 
 class _Output:
@@ -374,6 +418,22 @@ class _Output:
         head = self.framer.header(start, end, channel_ids, compression, unpacked_length, len(body))
         self.pieces += (head, body)
         self.size += len(head) + len(body)
+        return self.size >= self.block_size
+
+    def add_run(self, run):
+        """Add a ``chunk_reader.Run`` (sent as received, but for its first header when the chunk before it here
+        is not the one before it there); True when a block is ready to ``take``."""
+        framer = self.framer
+        if (framer.prev_start, framer.prev_duration, framer.prev_compression) == run.prev:
+            body = run.framed
+        else:
+            head = framer.header(*run.first)
+            self.pieces.append(head)
+            self.size += len(head)
+            body = run.framed[run.payload_at :]
+        self.pieces.append(body)
+        self.size += len(body)
+        framer.prev_start, framer.prev_duration, framer.prev_compression = run.last
         return self.size >= self.block_size
 
     def add_all(self, encoded):

@@ -1,11 +1,19 @@
 """Reading a data service over HTTP (spec §13): the pooled client, request URLs, failures naming the source.
 
-One ``httpx.AsyncClient`` per event loop (under ``serve``: daphne's one loop),
-so every gateway request of the process shares its pool of HTTP/1.1
-keep-alive connections. A response is read as it arrives (``aiter_raw``) and
-parsed incrementally (``rta_kit.chunk_reader``): never a whole response in
-memory, and a data service is never read faster than the gateway's own
-client takes the data (TCP flow control does the rest).
+One ``Client`` (an ``aiohttp.ClientSession``) per event loop (under
+``serve``: daphne's one loop), so every gateway request of the process shares
+its pool of HTTP/1.1 keep-alive connections. A response is read as it
+arrives and parsed incrementally (``rta_kit.chunk_reader``): never a whole
+response in memory, and a data service is never read faster than the
+gateway's own client takes the data (aiohttp stops reading the socket while
+``READ_BUFFER`` bytes wait, and TCP's flow control does the rest).
+
+Why aiohttp rather than httpx: a data response is large and the gateway
+relays it as fast as it can, so the cost per received byte counts. httpx
+(h11, httpcore, anyio) copies each piece twice and goes through several
+layers per read: it took about 3× the CPU of aiohttp (C parser, pieces
+handed over as received) to receive the same 256 MiB on loopback
+(docs/benchmarks.md, Gateway).
 
 Failures name the binding's *source* only: the data identity and the data
 service's URL are private. Unreachable or a non-200 answer is
@@ -17,11 +25,11 @@ the source and the cause, not the identity.
 import asyncio
 import logging
 import weakref
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import httpcore
-import httpx
+import aiohttp
 from django.conf import settings
+from yarl import URL
 
 from rta_core.errors import UpstreamFailed, UpstreamTimeout
 from rta_kit import wire
@@ -29,11 +37,8 @@ from rta_kit.chunk_reader import ChunkFormatError, ChunkReader
 
 log = logging.getLogger(__name__)
 
-_clients = weakref.WeakKeyDictionary()  # event loop -> its AsyncClient
-
-# httpcore reads a response body 64 KiB at a time, each read a trip through anyio (pausing and resuming the
-# socket), h11 and httpx: a data response is large, and taking whatever has arrived, up to this, costs far less.
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 4 << 20
+_clients = weakref.WeakKeyDictionary()  # event loop -> its Client
+READ_BUFFER = 4 << 20  # bytes of a response held before reading its socket pauses (aiohttp's read_bufsize)
 
 
 def data_url(base, identity, kind, channels=None):
@@ -54,15 +59,32 @@ def channel_expression(ranges):
     return ",".join(f"{low:X}" if low == high else f"{low:X}-{high:X}" for low, high in ranges)
 
 
+class Client:
+    """The pooled HTTP client for data services (an ``aiohttp.ClientSession``); ``aclose`` when done."""
+
+    def __init__(self, timeout=None):
+        seconds = settings.RTA_DATA_SERVICE_TIMEOUT if timeout is None else timeout
+        self.session = aiohttp.ClientSession(
+            # Connecting (a pooled connection included) and each wait for data; never the whole response.
+            timeout=aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            trust_env=False,  # no proxies from the environment
+            auto_decompress=False,
+            read_bufsize=READ_BUFFER,
+            skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        )
+
+    @property
+    def is_closed(self):
+        return self.session.closed
+
+    async def aclose(self):
+        await self.session.close()
+
+
 def new_client(timeout=None):
     """A client for data services: HTTP/1.1 keep-alive, no redirects, no proxies from the environment."""
-    seconds = settings.RTA_DATA_SERVICE_TIMEOUT if timeout is None else timeout
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(seconds),  # connect, each read, each write, waiting for a pooled connection
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return Client(timeout)
 
 
 def shared_client():
@@ -75,14 +97,17 @@ def shared_client():
 
 
 def _failure(source, exc, action):
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's timeouts are TimeoutErrors
         seconds = settings.RTA_DATA_SERVICE_TIMEOUT
         return UpstreamTimeout(f"data service {source!r} did not answer within {seconds:g} s")
     if isinstance(exc, ChunkFormatError):
         return UpstreamFailed(f"data service {source!r} sent a malformed chunk stream")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamFailed(f"data service {source!r} could not be reached")
     return UpstreamFailed(f"data service {source!r} failed while {action}")
+
+
+_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class RemoteRead:
@@ -99,34 +124,41 @@ class RemoteRead:
 
     async def open(self, client):
         await self.aclose()
-        request = client.build_request("GET", self.url, params=self.params, headers=self.headers)
+        query = urlencode(self.params)
+        url = URL(self.url + ("?" + query if query else ""), encoded=True)  # as built: not re-quoted
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            log.warning("data service %r: %s: %s", self.source, type(exc).__name__, exc)
+            response = await client.session.get(url, headers=self.headers, allow_redirects=False)
+        except _ERRORS as exc:
+            detail = "" if isinstance(exc, aiohttp.InvalidURL) else f": {exc}"  # that one quotes the URL
+            log.warning("data service %r: %s%s", self.source, type(exc).__name__, detail)
             raise _failure(self.source, exc, "answering") from None
-        if response.status_code != 200:
-            await response.aclose()
-            log.warning("data service %r answered HTTP %d", self.source, response.status_code)
-            raise UpstreamFailed(f"data service {self.source!r} answered HTTP {response.status_code}")
+        if response.status != 200:
+            response.close()
+            log.warning("data service %r answered HTTP %d", self.source, response.status)
+            raise UpstreamFailed(f"data service {self.source!r} answered HTTP {response.status}")
         self.response, self.opened_at, self.consumed = response, asyncio.get_running_loop().time(), False
 
-    async def chunk_lists(self):
-        """Lists of ``ReceivedChunk``s as the body arrives (each non-empty); raises ``UpstreamFailed`` /
-        ``UpstreamTimeout`` when the body fails or ends inside a chunk."""
+    async def chunk_lists(self, relayable=None):
+        """Lists of ``ReceivedChunk``s as the body arrives (each non-empty), and ``chunk_reader.Run``s of those
+        ``relayable`` accepts (see ``ChunkReader.feed``); raises ``UpstreamFailed`` / ``UpstreamTimeout`` when
+        the body fails or ends inside a chunk."""
         self.consumed = True
         reader = ChunkReader()
         try:
-            async for piece in self.response.aiter_raw():
-                chunks = reader.feed(piece)
+            # Each piece as received (iter_any would join the pieces waiting: a copy for nothing).
+            async for piece, _ in self.response.content.iter_chunks():
+                chunks = reader.feed(piece, relayable)
                 if chunks:
                     yield chunks
             reader.close()
-        except (httpx.HTTPError, ChunkFormatError) as exc:
+        except (*_ERRORS, ChunkFormatError) as exc:
             log.warning("data service %r: %s while sending data: %s", self.source, type(exc).__name__, exc)
             raise _failure(self.source, exc, "sending data") from None
 
     async def aclose(self):
         response, self.response = self.response, None
         if response is not None:
-            await response.aclose()
+            if response.content.is_eof():
+                response.release()  # read to the end: the connection goes back to the pool
+            else:
+                response.close()  # unread data on the connection: closed, never reused
