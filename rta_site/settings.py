@@ -519,6 +519,8 @@ def _sql_sources(name):
 
 # PostgreSQL / TimescaleDB databases whose tables are served in place: "source=postgres://...,source2=...".
 RTA_SQL_SOURCES = _sql_sources("RTA_SQL_SOURCES")
+# psycopg_pool logs each failed reconnection with the server's address: /health names the source instead.
+LOGGING["loggers"]["psycopg.pool"] = {"level": "ERROR"}
 
 # --- built-in data sources: Parquet files and InfluxDB 1.x (issue 17; docs/data-sources.md) ---
 # Serve the Parquet files (and folders of them) under this folder in place; unset: no Parquet source.

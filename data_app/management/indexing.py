@@ -7,6 +7,7 @@ measurement's tag values), and for each says what is there (an
 identity is reported and skipped; the command fails at the end if any did.
 """
 
+import logging
 import time
 
 from django.core.management.base import CommandError
@@ -17,6 +18,7 @@ from rich.table import Table
 from data_app.services import publish
 from rta_core.errors import ServiceError
 
+log = logging.getLogger(__name__)
 SHOWN_ROWS = 50  # rows of the summary table; the rest are counted
 
 
@@ -56,8 +58,9 @@ def run(command, source, identities, describe, options):
                     done = publish.publish(source, identity, data, options.get("replace_mappings", False))
                     mapping = "stored" if done.mapping_stored else "kept"
                     rows.append((identity, f"{len(data.fields)} fields", done.session, mapping))
-            except (ServiceError, OSError, ValueError) as exc:
+            except Exception as exc:  # one identity's failure (a store error, bad data) must not stop the others
                 failures += 1
+                log.warning("indexing %s: %s failed", source, type(exc).__name__, exc_info=True)
                 message = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
                 rows.append((identity, f"failed: {message}", "", ""))
             progress.advance(task)

@@ -62,6 +62,7 @@ class StoreField:
 
     name: str
     group: object = None
+    channel: int | None = None  # the mapped field this is (two mapped fields may share a name, e.g. two tables)
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,18 @@ class Prepared:
             return
         source, identity, mapping = self.source, self.identity, self.mapping
         store = source.store_fields(identity, mapping)
-        groups = {f.name: f.group for f in store}
+        by_name, by_channel = {}, {f.channel: f.group for f in store if f.channel is not None}
+        for f in store:
+            by_name.setdefault(f.name, f.group)
         served = [
-            f
+            (by_channel.get(f.channel, by_name.get(f.name)), f)
             for f in mappings.served_fields(mapping, [f.name for f in store])
             if channels is None or f.channel in channels
         ]
-        served.sort(key=lambda f: repr(groups[f.name]))
-        for group, fields in groupby(served, key=lambda f: groups[f.name]):
-            yield from self._group_chunks(kind, group, list(fields), start, end)
+        served.sort(key=lambda pair: repr(pair[0]))
+        for group, pairs in groupby(served, key=lambda pair: pair[0]):
+            fields = [f for _, f in pairs]
+            yield from self._group_chunks(kind, group, fields, start, end)
 
     def _group_chunks(self, kind, group, fields, start, end):
         source, identity, mapping = self.source, self.identity, self.mapping
