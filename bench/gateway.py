@@ -95,20 +95,21 @@ def _delete_bench_data():
     Chunk.objects.filter(identity__startswith=PREFIX).delete()
 
 
-def reads(targets, channels_expr, repeat, pids):
+def reads(targets, channels_expr, repeat, pids, pids_port=None):
     """GETs of each ``(key, port, session)`` target, interleaved: one warm-up each, then ``repeat`` rounds
     that read every target once, so that each sees the same load on a shared machine. Returns
-    ``{key: (last body, figures)}``; the best (fastest) read of each is its figure, with both servers' CPU."""
+    ``{key: (last body, figures)}``; the best (fastest) read of each is its figure, with both servers' CPU and
+    the gateway's own (the last of ``pids``; None for reads of the data server, on ``pids_port``)."""
     paths = {key: f"/rta/v2/sessions/{session}/data/periodic/{channels_expr}" for key, _, session in targets}
     for key, port, _ in targets:
         data_bench.http_get(port, paths[key])  # warm-up (file cache, pooled connections)
     runs, bodies = {key: [] for key, _, _ in targets}, {}
     for _ in range(repeat):
         for key, port, _ in targets:
-            before = sum(common.cpu_seconds(pid) for pid in pids)
+            before = [common.cpu_seconds(pid) for pid in pids]
             bodies[key], elapsed = data_bench.http_get(port, paths[key])
-            cpu = sum(common.cpu_seconds(pid) for pid in pids) - before
-            runs[key].append((elapsed, cpu, len(bodies[key])))
+            spent = [common.cpu_seconds(pid) - b for pid, b in zip(pids, before)]
+            runs[key].append((elapsed, sum(spent), len(bodies[key]), spent[-1] if port != pids_port else None))
     out = {}
     for key, found in runs.items():
         best = min(found)
@@ -121,6 +122,7 @@ def reads(targets, channels_expr, repeat, pids):
                 "best_seconds": round(best[0], 4),
                 "median_seconds": round(sorted(r[0] for r in found)[len(found) // 2], 4),
                 "servers_cpu_seconds": round(best[1], 4),
+                "gateway_cpu_seconds": None if best[3] is None else round(best[3], 4),
             },
         )
     return out
@@ -189,7 +191,7 @@ def main(argv=None):
                     pids = [data_pid, gateway_pid]
                     targets = [(key, gateway_port if server else data_port, session) for key, session, server in keys]
                     with common.console.status(f"REST reads, interleaved: {', '.join(k for k, _, _ in targets)}"):
-                        done = reads(targets, channels_expr, args.repeat, pids)
+                        done = reads(targets, channels_expr, args.repeat, pids, data_port)
                     for key, (body, run) in done.items():
                         first = _check(key, body, chunks, packed, first)
                         run.update(
@@ -198,6 +200,9 @@ def main(argv=None):
                             median_samples_per_second=samples / run["median_seconds"],
                             samples_per_cpu_second=samples / run["servers_cpu_seconds"]
                             if run["servers_cpu_seconds"]
+                            else None,
+                            samples_per_gateway_cpu_second=samples / run["gateway_cpu_seconds"]
+                            if run["gateway_cpu_seconds"]
                             else None,
                         )
                         results[key] = run
@@ -247,6 +252,7 @@ def report(results, args, url, load_before):
         figures[key] = {
             "value": run["samples_per_second"],
             "per_servers_cpu_second": run["samples_per_cpu_second"],
+            "per_gateway_cpu_second": run["samples_per_gateway_cpu_second"],
             "ratio_to_local": ratio,
             "target": target,
             "meets_target": met,
@@ -257,6 +263,7 @@ def report(results, args, url, load_before):
                 _m(run["samples_per_second"]),
                 _m(run["median_samples_per_second"]),
                 _m(run["samples_per_cpu_second"]),
+                _m(run["samples_per_gateway_cpu_second"]),
                 f"{ratio:.2f}",
                 "—" if target is None else f"≥ {_m(target)}",
                 "—" if met is None else ("yes" if met else "[red]NO[/red]"),
@@ -266,7 +273,16 @@ def report(results, args, url, load_before):
     common.print_table(
         f"Gateway reads ({args.channels} channels at 1 kHz, {results['local']['samples']:,} samples, "
         f"{args.repeat} interleaved rounds)",
-        ["read", "samples/s (best)", "median", "per CPU s (both servers)", "× local", "target", "met"],
+        [
+            "read",
+            "samples/s (best)",
+            "median",
+            "per CPU s (both servers)",
+            "per gateway CPU s",
+            "× local",
+            "target",
+            "met",
+        ],
         rows,
         caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
         f"{load_after['cpus']} CPUs; the data server and the gateway share them with the client.",
