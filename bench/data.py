@@ -24,7 +24,12 @@ temporary ``RTA_DATA_PATH``, then measures, in one run:
             store of the same run and the object-store requests per GB written
             and read (``rta_store_object_requests_total`` from the server's
             /metrics), for a cloud bill's estimate. moto is a Python server:
-            these figures are a floor for a real S3 or MinIO (skip: --no-s3)
+            these figures are a floor for a real S3 or MinIO (skip: --no-s3).
+            Which side limits a read: the server's CPU capacity (samples per
+            CPU-second of the server process during the read, from /proc, and
+            moto's CPU seconds beside it) against moto alone serving the same
+            ranged GETs the server plans (``ObjectReads.planned_ranges``) to
+            plain boto3 calls, as many at once as the server's read-ahead
 
 The signal is what telemetry looks like: a random walk whose steps are drawn
 uniformly from -2..+2 LSB (a sensor quantised a little finer than its noise;
@@ -218,6 +223,7 @@ def serve(database_url, data_path, timeout=60, store_env=None):
 
 # --- the object store (RTA_STORE=s3 on moto's S3 server) -----------------------------------------
 
+MOTO = {}  # "pid": moto's server process while moto_store() runs (its CPU seconds are read from /proc)
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -239,6 +245,7 @@ def moto_store():
             stderr=subprocess.STDOUT,
             env={**os.environ, **S3_CREDENTIALS},
         )
+    MOTO["pid"] = proc.pid
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -260,6 +267,7 @@ def moto_store():
             **S3_CREDENTIALS,
         }
     finally:
+        MOTO.pop("pid", None)
         common.stop_process(proc)
 
 
@@ -307,6 +315,53 @@ def object_store_ceiling(identity, store_env, repeat, threads=8):
             size = sum(pool.map(lambda k: len(client.get_object(Bucket=bucket, Key=k)["Body"].read()), keys))
             elapsed = time.perf_counter() - began
             best = (size, elapsed) if best is None or elapsed < best[1] else best
+    return best
+
+
+def object_store_ranged_ceiling(identity, store_env, repeat, threads=None):
+    """What the S3 server delivers for the server's own request pattern: the ranged GETs ``ObjectReads``
+    plans for the fast-path read of ``identity``, ``threads`` at once (the server's read-ahead),
+    with plain boto3 ``get_object`` calls and nothing of RTA in the path; best of ``repeat``.
+
+    Returns bytes, requests, best seconds, and the CPU seconds of the S3 server (moto) and of this
+    client process during the best run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from django.test import override_settings
+
+    from data_app.store import reader
+    from data_app.store.objects import chunks
+
+    with override_settings(**_store_settings(None, store_env)):
+        plan = chunks.ObjectReads(reader.find_chunks(identity, "periodic"), store=object()).planned_ranges
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=store_env["RTA_S3_ENDPOINT_URL"], region_name="us-east-1"
+    )
+    bucket, prefix = store_env["RTA_S3_BUCKET"], store_env["RTA_S3_PREFIX"]
+
+    def get(where):
+        name, start, end = where
+        answer = client.get_object(Bucket=bucket, Key=prefix + name, Range=f"bytes={start}-{end - 1}")
+        return len(answer["Body"].read())
+
+    best = None
+    with ThreadPoolExecutor(threads or chunks.AHEAD_REQUESTS) as pool:
+        for _ in range(repeat + 1):
+            moto_before, own_before = common.cpu_seconds(MOTO["pid"]), time.process_time()
+            began = time.perf_counter()
+            size = sum(pool.map(get, plan))
+            elapsed = time.perf_counter() - began
+            run = {
+                "bytes": size,
+                "requests": len(plan),
+                "best_seconds": round(elapsed, 4),
+                "store_cpu_seconds": round(common.cpu_seconds(MOTO["pid"]) - moto_before, 3),
+                "client_cpu_seconds": round(time.process_time() - own_before, 3),
+                "threads": threads or chunks.AHEAD_REQUESTS,
+            }
+            best = run if best is None or elapsed < best["best_seconds"] else best
+    best["mb_per_second"] = best["bytes"] / best["best_seconds"] / 1e6
     return best
 
 
@@ -488,22 +543,29 @@ def decoded_samples(body, kind):
     return total
 
 
-def rest_read(port, identity, kind, channels, repeat, server_pid):
+def rest_read(port, identity, kind, channels, repeat, server_pid, store_pid=None):
+    """Best of ``repeat`` GETs after a warm-up, with the CPU seconds the server (and the S3 server
+    ``store_pid``, if any) spent during the best one."""
     path = f"/rta/v2/sessions/{identity}/data/{kind}/{channels}"
     http_get(port, path)  # warm-up (and file cache)
     runs = []
     for _ in range(repeat):
         cpu_before = common.cpu_seconds(server_pid)
+        store_before = common.cpu_seconds(store_pid) if store_pid else 0.0
         body, elapsed = http_get(port, path)
-        runs.append((elapsed, common.cpu_seconds(server_pid) - cpu_before))
-    best = min(runs)
-    return body, {
+        store_cpu = common.cpu_seconds(store_pid) - store_before if store_pid else None
+        runs.append((elapsed, common.cpu_seconds(server_pid) - cpu_before, store_cpu))
+    best = min(runs, key=lambda r: r[0])
+    out = {
         "path": path,
         "bytes": len(body),
         "seconds": [round(r[0], 4) for r in runs],
         "best_seconds": round(best[0], 4),
         "server_cpu_seconds": round(best[1], 4),
     }
+    if store_pid:
+        out["store_cpu_seconds"] = round(best[2], 4)
+    return body, out
 
 
 def stored(identity, kind):
@@ -801,7 +863,7 @@ def read_after_compaction(http_port, pid, args, data_path, store_env):
     _, samples, packed, _ = stored(p10k, "periodic")
     before = object_requests(http_port)
     with common.console.status("REST read, fast path, after compaction"):
-        _body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid)
+        _body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid, MOTO.get("pid"))
     requests = _requests_delta(before, object_requests(http_port))
     fast.update(
         samples=samples,
@@ -810,6 +872,10 @@ def read_after_compaction(http_port, pid, args, data_path, store_env):
         requests_per_gb=sum(requests.values()) / ((args.repeat + 1) * packed / 1e9),
         compaction={"seconds": round(seconds, 2), "objects_written": summary.compacted, "removed": summary.removed},
     )
+    with common.console.status("the S3 server alone: the same ranged GETs, boto3, no RTA"):
+        fast["store_ceiling_ranged"] = _with_samples(
+            object_store_ranged_ceiling(p10k, store_env, args.repeat), samples, packed
+        )
     common.console.print(
         f"read fast path after compaction: {_m(fast['samples_per_second'])} samples/s, "
         f"{fast['requests_per_gb']:,.0f} requests/GB (compaction {seconds:.1f} s)"
@@ -898,7 +964,7 @@ def run_reads(http_port, pid, args, data_path, store_env=None):
     n_chunks, samples, packed, _ = stored(p10k, "periodic")
     before = object_requests(http_port) if store_env else None
     with common.console.status("REST read, fast path"):
-        body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid)
+        body, fast = rest_read(http_port, p10k, "periodic", channels_expr, args.repeat, pid, MOTO.get("pid"))
     if store_env:  # warm-up + repeats, each the whole data set
         requests = _requests_delta(before, object_requests(http_port))
         fast.update(
@@ -919,7 +985,7 @@ def run_reads(http_port, pid, args, data_path, store_env=None):
 
     with common.console.status("REST read, decoding path (data binding with a time offset)"):
         try:
-            body, decoding = rest_read(http_port, shifted, "periodic", channels_expr, args.repeat, pid)
+            body, decoding = rest_read(http_port, shifted, "periodic", channels_expr, args.repeat, pid, MOTO.get("pid"))
             d_chunks, d_first, _ = walk_headers(body)
         except (OSError, RuntimeError, ValueError, struct.error) as exc:
             decoding, d_chunks, d_first = {"error": repr(exc)[:300]}, 0, None
@@ -948,8 +1014,17 @@ def run_reads(http_port, pid, args, data_path, store_env=None):
             "mb_per_second": raw / raw_seconds / 1e6,
             "samples_per_second": samples * (raw / packed) / raw_seconds,  # the same bytes as samples
         }
+        with common.console.status("the S3 server alone: the same ranged GETs, boto3, no RTA"):
+            out["store_ceiling_ranged"] = _with_samples(
+                object_store_ranged_ceiling(p10k, store_env, args.repeat), samples, packed
+            )
     out["store_only"] = {"bytes": size, "best_seconds": round(seconds, 4), "samples_per_second": samples / seconds}
     return out
+
+
+def _with_samples(ceiling, samples, packed):
+    """A store ceiling with its bytes as samples of the data set (``samples`` in ``packed`` bytes)."""
+    return {**ceiling, "samples_per_second": samples * (ceiling["bytes"] / packed) / ceiling["best_seconds"]}
 
 
 def run_baseline(conninfo, loads, args):
@@ -1125,6 +1200,15 @@ def report(results, args, url, load_before):
 S3_TARGETS = {"write": 30e6, "decoding": 110e6, "fast": 300e6}
 
 
+def _bottleneck(capacity, alone):
+    """Which side limits a read: the one with the lower rate (within 20 %: both)."""
+    if not capacity or not alone:
+        return None
+    if 0.8 < capacity / alone < 1.25:
+        return "both (within 20 %)"
+    return "the S3 server (moto)" if alone < capacity else "the RTA server's CPU"
+
+
 def report_object_store(s3, w, r):
     """The s3 figures beside the file store's of the same run, and requests per GB."""
     rows, out = [], {}
@@ -1166,10 +1250,19 @@ def report_object_store(s3, w, r):
             S3_TARGETS["decoding"],
         ),
     ]
+    ceilings = {
+        "read_fast": s3["read"].get("store_ceiling_ranged"),
+        "read_decoding": s3["read"].get("store_ceiling_ranged"),  # the same chunks, the same ranged GETs
+        "read_fast_compacted": s3["read"]["fast_compacted"].get("store_ceiling_ranged"),
+    }
     for key, label, ours, file_run, target in pairs:
         value, file_value = ours.get("samples_per_second"), file_run.get("samples_per_second")
         per_gb = ours.get("requests_per_gb")
         met = None if value is None or target is None else value >= target
+        cpu = ours.get("server_cpu_seconds")
+        capacity = ours["samples"] / cpu if cpu and ours.get("samples") else None
+        ceiling = ceilings.get(key)
+        alone = ceiling["samples_per_second"] if ceiling else None
         out[key] = {
             "value": value,
             "file_store": file_value,
@@ -1178,6 +1271,11 @@ def report_object_store(s3, w, r):
             "meets_target": met,
             "requests_per_gb": per_gb,
             "requests": ours.get("object_requests"),
+            "server_cpu_capacity": capacity,
+            "server_cpu_seconds": cpu,
+            "store_cpu_seconds": ours.get("store_cpu_seconds"),
+            "store_alone_samples_per_second": alone,
+            "bottleneck": _bottleneck(capacity, alone) if key.startswith("read") else None,
         }
         ratio = _ratio(value, file_value)
         rows.append(
@@ -1188,19 +1286,46 @@ def report_object_store(s3, w, r):
                 "—" if ratio is None else f"{ratio:.2f}×",
                 "—" if target is None else f"≥ {_m(target)}",
                 "—" if per_gb is None else f"{per_gb:,.0f}",
+                _m(capacity),
+                _m(alone),
                 "[yellow]n/a[/yellow]" if met is None else ("yes" if met else "[red]NO[/red]"),
             ]
         )
+    lines = []
+    for key in ("read_fast", "read_fast_compacted", "read_decoding"):
+        o, ceiling = out[key], ceilings[key]
+        if o["value"] is None or ceiling is None:
+            continue
+        lines.append(
+            f"{key.replace('_', ' ')}: server CPU capacity {_m(o['server_cpu_capacity'])} samples per CPU-second "
+            f"({o['server_cpu_seconds']} CPU-s in the server, {o['store_cpu_seconds']} in moto for the read); "
+            f"moto alone, the same {ceiling['requests']} ranged GETs {ceiling['threads']} at once: "
+            f"{ceiling['mb_per_second']:,.0f} MB/s = {_m(ceiling['samples_per_second'])} samples/s "
+            f"({ceiling['store_cpu_seconds']} CPU-s in moto); bottleneck: {o['bottleneck']}."
+        )
     common.print_table(
         "Object store (RTA_STORE=s3, moto's S3 server on loopback) vs the file store, same run",
-        ["figure", "s3", "file", "s3 / file", "target (toolkit on S3)", "requests/GB", "met"],
+        [
+            "figure",
+            "s3",
+            "file",
+            "s3 / file",
+            "target (toolkit on S3)",
+            "requests/GB",
+            "server CPU capacity",
+            "S3 server alone",
+            "met",
+        ],
         rows,
         caption="requests/GB: object-store requests the server made per GB of chunk bytes written (PUT, "
-        "multipart) or served (ranged GET). moto is a single Python process: a real S3 or MinIO is faster. "
-        f"moto itself serves the fast-path data at {s3['read']['store_ceiling']['mb_per_second']:,.0f} MB/s "
-        f"(whole-object GETs, 8 at once, boto3 alone) = {_m(s3['read']['store_ceiling']['samples_per_second'])} "
-        f"samples/s; the in-process reader (no HTTP) reads it at {_m(s3['read']['store_only']['samples_per_second'])}"
-        " samples/s.",
+        "multipart) or served (ranged GET). server CPU capacity: samples per CPU-second of the RTA server process "
+        "(all threads, /proc) during the run, i.e. what one core of it would serve with an instant S3. S3 server "
+        "alone: the same ranged GETs from boto3 with nothing of RTA in the path, as samples/s. "
+        + " ".join(lines)
+        + f" Whole-object GETs (8 at once, boto3 alone): {s3['read']['store_ceiling']['mb_per_second']:,.0f} MB/s = "
+        f"{_m(s3['read']['store_ceiling']['samples_per_second'])} samples/s; the in-process reader (no HTTP): "
+        f"{_m(s3['read']['store_only']['samples_per_second'])} samples/s. moto is one Python process on a "
+        "shared machine: a real S3 or MinIO is faster.",
     )
     return out
 

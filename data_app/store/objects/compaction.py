@@ -48,7 +48,8 @@ DEFAULT_GRACE_SECONDS = 15 * 60
 RETIRED = "retired/"
 SMALL_OBJECT_BYTES = 16 * 1024 * 1024
 MIN_SMALL_OBJECTS = 4
-TARGET_OBJECT_BYTES = 32 * 1024 * 1024  # larger objects save no requests: reads fetch 4 MiB ranges
+# Two of the reads' 16 MiB ranges (chunks.MAX_RANGE): larger objects save no requests.
+TARGET_OBJECT_BYTES = 32 * 1024 * 1024
 
 
 def object_stats(identity=None):
