@@ -17,6 +17,7 @@ calls per run (``_periodic_entries``); timestamped runs are numpy arrays
 """
 
 import hashlib
+import itertools
 import struct
 from itertools import accumulate
 
@@ -408,8 +409,7 @@ def _periodic_entries(channel_id, run, max_samples):
         header = lead + bytes(8) + middle
         record = len(header) + step
         blocks = map(data.__getitem__, map(slice, range(0, full * step, step), range(step, full * step + 1, step)))
-        out = bytearray(header)
-        out += header.join(blocks)
+        out = bytearray(header).join(itertools.chain((b"",), blocks))  # one copy: header, block, header, ...
         starts = struct.pack(f"<{full}q", *range(start, start + full * period, period))
         for b in range(8):
             out[len(lead) + b :: record] = starts[b::8]
