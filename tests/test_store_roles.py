@@ -15,23 +15,11 @@ from data_app.models import Chunk
 from data_app.store.writer import ChunkWriter
 from sessions_app.services.updates import create_or_update_session
 from tests.s3_server import bucket_keys
+from tests.test_data_service import grpc_channel  # noqa: F401  (a fixture: the data services on a free port)
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def grpc_channel(settings):
-    from rta_site.grpc_server import build_server
-
-    settings.RTA_GRPC_SERVICES = ["data_app.grpc.register"]
-    server, port = build_server(port=0, bind="127.0.0.1", max_workers=4)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield channel
-    channel.close()
-    server.stop(None).wait()
 
 
 def _periodic(values):

@@ -280,20 +280,9 @@ class GatewayStream:
             async for chunks in read.chunk_lists(relayable) if relayable else read.chunk_lists():
                 for chunk in chunks:
                     if type(chunk) is Run:
-                        # Whatever came before goes out first, in order.
-                        if pending is not None:
-                            for block in out.add_all(await pending):
-                                yield block
-                            pending = None
-                        if batch:
-                            encoded = (
-                                await loop.run_in_executor(None, _encode, kind, batch)
-                                if transforming
-                                else _encode(kind, batch)
-                            )
-                            for block in out.add_all(encoded):
-                                yield block
-                            batch, batch_bytes, transforming = [], 0, False
+                        async for block in self._flushed(out, pending, batch, transforming):
+                            yield block  # whatever came before goes out first, in order
+                        pending, batch, batch_bytes, transforming = None, [], 0, False
                         if out.add_run(chunk):
                             yield out.take()
                         continue
@@ -324,20 +313,25 @@ class GatewayStream:
                     for block in out.add_all(_encode(kind, batch)):
                         yield block
                 batch, batch_bytes, transforming = [], 0, False
-            if pending is not None:
-                for block in out.add_all(await pending):
-                    yield block
-                pending = None
-            if batch:
-                encoded = (
-                    await loop.run_in_executor(None, _encode, kind, batch) if transforming else _encode(kind, batch)
-                )
-                for block in out.add_all(encoded):
-                    yield block
+            async for block in self._flushed(out, pending, batch, transforming):
+                yield block
+            pending = None
         finally:
             if pending is not None and not pending.done():
                 await asyncio.wait([pending])  # let the thread finish before anything it reads is released
             await read.aclose()
+
+    async def _flushed(self, out, pending, batch, transforming):
+        """The blocks of the batch being transformed (``pending``), then of ``batch``, in order."""
+        if pending is not None:
+            for block in out.add_all(await pending):
+                yield block
+        if batch:
+            loop = asyncio.get_running_loop()
+            kind = self.kind
+            encoded = await loop.run_in_executor(None, _encode, kind, batch) if transforming else _encode(kind, batch)
+            for block in out.add_all(encoded):
+                yield block
 
     def _spooled(self, chunk):
         if self._spool is None:

@@ -14,7 +14,7 @@ import numpy as np
 from data_app.sources import influx_query as q
 from data_app.sources.indexed import IndexedData, IndexedField
 from data_app.sources.mappings import Mapping
-from rta_kit.chunking import detect_interval
+from data_app.sources.series import regular_interval
 
 PROBE_ROWS = 2000  # samples of a field's start its interval is detected from
 TYPES = {"float": "f64", "integer": "f64", "boolean": "u8"}
@@ -53,16 +53,6 @@ def describe(source, target, identity, tag_details=None):
             continue  # no sample of this field for this identity
         if values.dtype.kind == "f":
             times = times[~np.isnan(values)]
-        fields.append(IndexedField(name, TYPES[kind], _regular_interval(times), source_type=kind))
+        fields.append(IndexedField(name, TYPES[kind], regular_interval(times), source_type=kind))
     details = {"Measurement": target.measurement, **(tag_details or {})}
     return IndexedData(fields=fields, start=extent[0], end=extent[1], details=details, properties=properties)
-
-
-def _regular_interval(times):
-    if len(times) < 2:
-        return None
-    gaps = np.diff(times)
-    if (gaps <= 0).any():
-        return None
-    interval = detect_interval(times)
-    return interval if not (gaps % interval).any() else None

@@ -19,7 +19,7 @@ from data_app.sources import parquet_files as files
 from data_app.sources.indexed import IndexedData, IndexedField
 from data_app.sources.mappings import Mapping
 from data_app.sources.parquet import groups
-from rta_kit.chunking import detect_interval
+from data_app.sources.series import regular_interval
 
 PROBE_SAMPLES = 100_000  # samples of a field's start its interval is detected from
 DETAIL_CHARS = 256  # longer metadata values (a pandas schema ...) are not details
@@ -102,19 +102,9 @@ def _intervals(source, found, names):
             times, values = decoded.times, decoded.columns[name]
             if values.dtype.kind == "f":
                 times = times[~np.isnan(values)]
-            out[name] = _regular_interval(times[:PROBE_SAMPLES])
+            out[name] = regular_interval(times[:PROBE_SAMPLES])
             break
     return {name: interval for name, interval in out.items() if interval}
-
-
-def _regular_interval(times):
-    if len(times) < 2:
-        return None
-    gaps = np.diff(times)
-    if (gaps <= 0).any():
-        return None
-    interval = detect_interval(times)
-    return interval if not (gaps % interval).any() else None
 
 
 def _details(metadata):

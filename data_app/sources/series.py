@@ -212,10 +212,9 @@ def _present(times, values):
     if values is None:
         return times[:0], np.empty(0)
     values = np.asarray(values)
-    if values.dtype.kind == "f":
+    if values.dtype.kind == "f" and np.isnan(np.add.reduce(values)):  # a sum without NaN: no NaN (cheap check)
         present = ~np.isnan(values)
-        if not present.all():
-            return times[present], values[present]
+        return times[present], values[present]
     elif values.dtype.kind not in "iub":
         values = values.astype(np.float64)
     return times, values
@@ -224,16 +223,25 @@ def _present(times, values):
 def _rate(times, values):
     """``(regular interval or None, typical gap or None, samples)`` of one field's probe."""
     n = len(times)
-    if n < 2:
+    if n < 2 or (np.diff(times) <= 0).any():
         return None, None, n
+    return regular_interval(times), int(np.median(np.diff(times))), n
+
+
+def regular_interval(times):
+    """The interval of sorted ``times`` when they are regular, else None (the rule indexers use too).
+
+    Regular: sampled on one clock, holes allowed (every gap a whole multiple of the most common one), and
+    mostly without holes (at least half the gaps equal to it).
+    """
+    if len(times) < 2:
+        return None
     gaps = np.diff(times)
     if (gaps <= 0).any():
-        return None, None, n
+        return None
     interval = detect_interval(times)
-    # Regular: sampled on one clock, holes allowed (every gap a multiple), mostly without holes.
     on_clock = not (gaps % interval).any() and np.count_nonzero(gaps == interval) * 2 >= len(gaps)
-    regular = interval if on_clock else None
-    return regular, int(np.median(gaps)), n
+    return interval if on_clock else None
 
 
 def _slice_width(plans):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_app.sources.mappings import Mapping
-from rta_kit.chunking import detect_interval
+from data_app.sources.series import regular_interval
 
 PROBE_SPANS = (1_000_000_000, 100_000_000_000, 10_000_000_000_000)  # ns of data read before the whole range
 PROBE_SAMPLES = 1000  # present samples per field that settle its interval
@@ -64,14 +64,3 @@ def _present(times, values):
         return times[:0]
     values = np.asarray(values)
     return times[~np.isnan(values)] if values.dtype.kind == "f" else times
-
-
-def regular_interval(times):
-    """The interval of ``times`` if every gap is a whole multiple of it, else None."""
-    if len(times) < 2:
-        return None
-    gaps = np.diff(times)
-    if (gaps <= 0).any():
-        return None
-    interval = detect_interval(times)
-    return interval if not (gaps % interval).any() else None

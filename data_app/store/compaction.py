@@ -105,6 +105,12 @@ def segment_stats(identity=None):
             continue
         name = f"{path.parent.name}/{path.name}"
         stats[name] = SegmentStats(name, size)
+    return with_live_bytes(stats, identity)
+
+
+def with_live_bytes(stats, identity=None):
+    """``stats`` (``{file name: SegmentStats}``) filled in from the index, sorted by name: live bytes, chunk
+    count and owner of each file (segment or object) the index rows name."""
     rows = Chunk.objects.all() if identity is None else Chunk.objects.filter(identity=identity)
     for name, live, count, owner in (
         rows.values("file")

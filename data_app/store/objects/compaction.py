@@ -37,11 +37,10 @@ import time
 import uuid
 
 from django.db import transaction
-from django.db.models import Count, Min, Sum
 
 from data_app.models import Chunk
 from data_app.store import objects
-from data_app.store.compaction import CompactionBusy, SegmentStats, Summary
+from data_app.store.compaction import CompactionBusy, SegmentStats, Summary, with_live_bytes
 from data_app.store.objects import chunks, locks
 
 DEFAULT_GRACE_SECONDS = 15 * 60
@@ -58,16 +57,7 @@ def object_stats(identity=None):
     under = "chunks/" if identity is None else chunks.identity_folder(locks.digest(identity))
     stats = {name: SegmentStats(name, size) for name, size, _ in store.list(under)}
     retired = {name[len(RETIRED) :]: modified for name, _, modified in store.list(RETIRED + under)}
-    rows = Chunk.objects.all() if identity is None else Chunk.objects.filter(identity=identity)
-    for name, live, count, owner in (
-        rows.values("file")
-        .annotate(live=Sum("packed_length"), n=Count("id"), owner=Min("identity"))
-        .values_list("file", "live", "n", "owner")
-    ):
-        if name in stats:
-            s = stats[name]
-            s.live, s.chunks, s.identity = live or 0, count, owner
-    return sorted(stats.values(), key=lambda s: s.name), retired
+    return with_live_bytes(stats, identity), retired
 
 
 def compact(
