@@ -257,6 +257,9 @@ def test_events_come_from_the_events_measurement_of_the_mapping(api, configured)
     schema_mappings.put_schema_mapping(SOURCE, CAR43, mapping)
     events = served("events", fetch(api, session_of(CAR43), "events"))
     assert [(t, e) for _, t, e in events] == [(T0 + 5 * S, (0x10, "in", (3.0,)))]
+    for bounds in ({"start": 10**23}, {"end": -(10**23)}, {"start": -(10**23), "end": 10**23}):
+        expected = [] if len(bounds) == 1 else events  # beyond any data time: no data, never a 5xx
+        assert served("events", fetch(api, session_of(CAR43), "events", **bounds)) == expected
 
 
 def test_max_frequency_sets_the_grid_of_irregular_fields(api, configured, settings):

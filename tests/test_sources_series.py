@@ -262,3 +262,34 @@ def test_the_admin_says_where_the_data_lives_and_plots_it_through_the_gateway(ad
     svg = admin_client.get(plot_url(session), {"channels": "0"}).content.decode()
     assert svg.count("<path") >= 1
     assert sum(rows for _, _, rows in memory.reads) < 300_000, "a long range is sampled, not read whole"
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/rta/v2/sources/mem/rta/v2/data/run%00x/timestamped/0", 400),  # NUL in the identity
+        ("/rta/v2/sources/mem/rta/v2/data/" + "x" * 2000 + "/timestamped/0", 400),  # longer than any identity
+        ("/rta/v2/sources/mem/rta/v2/data/run%201/timestamped/zz", 400),  # not a channel expression
+        ("/rta/v2/sources/mem/rta/v2/data/run%201/timestamped/0?start=abc", 400),
+        ("/rta/v2/sources/nope/rta/v2/data/run%201/timestamped/0", 404),  # no such source
+    ],
+)
+def test_hostile_requests_to_an_exposed_source_are_clear_errors(api, memory, settings, path, status):
+    settings.RTA_EXPOSE_DATA_SERVICE = True
+    response = api.get(path)
+    assert response.status_code == status, response.content[:200]
+    assert response["Content-Type"].startswith("application/json") and "error" in response.json()
+
+
+def test_bounds_beyond_any_data_time_are_no_data(api, memory, settings):
+    settings.RTA_EXPOSE_DATA_SERVICE = True  # as on the session endpoints: nothing is that late or that early
+    for query in ("start=99999999999999999999999", "end=-99999999999999999999999"):
+        response = api.get(f"/rta/v2/sources/{SOURCE}/rta/v2/data/run%201/timestamped/0?{query}")
+        assert response.status_code == 200 and b"".join(response.streaming_content) == b""
+
+
+def test_other_methods_on_an_exposed_source_are_refused(api, memory, settings):
+    settings.RTA_EXPOSE_DATA_SERVICE = True
+    assert api.post(f"/rta/v2/sources/{SOURCE}/rta/v2/data/run%201/timestamped/0").status_code == 405
+    assert api.post(f"/rta/v2/sources/{SOURCE}/").status_code == 405
+    assert api.head(f"/rta/v2/sources/{SOURCE}/rta/v2/data/run%201/timestamped/0").status_code == 200

@@ -34,6 +34,7 @@ def read_source_identity(source, identity, kind, channels=None, start=None, end=
     built_in = registry.configured().get(source)
     if built_in is None:
         raise NotFound(f"no built-in data source {excerpt(source)}")
+    reader.check_request(kind, start, end)  # bounds within the data times any store can hold
     validate_identity(identity, "data identity")
     scope.check_data_read(access, identity)
     return SourceStream(source, built_in.prepare(identity), kind, channels, start, end)

@@ -106,6 +106,10 @@ class Prepared:
 
     def chunks(self, kind, channels=None, start=None, end=None):
         """The ``rta_kit.chunking.Chunk``s of ``kind`` for ``channels`` (a ChannelSet; None: all)."""
+        if (start is not None and start > INT64_MAX) or (end is not None and end < INT64_MIN):
+            return  # no data time is that late (or early): nothing to ask a store
+        start = None if start is None else max(start, INT64_MIN)  # what a store's query can hold
+        end = None if end is None else min(end, INT64_MAX)
         if kind == "events":
             yield from self._events(start, end)
             return
