@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -371,6 +372,21 @@ def print_table(title, columns, rows, caption=None):
     for row in rows:
         table.add_row(*[str(cell) for cell in row])
     console.print(table)
+
+
+def save_results(name, url, method, load_before, load_after, **sections):
+    """Write ``bench/results/{name}.json`` with the common head (when, database, machine and load), say where."""
+    data = {
+        "benchmark": name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": redact(url),
+        "environment": {**environment(), "load_before": load_before, "load_after": load_after},
+        "method": method,
+        **sections,
+    }
+    path = write_results(name, data)
+    console.print(f"results written to {path}")
+    return path
 
 
 def write_results(name, data):

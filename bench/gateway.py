@@ -42,7 +42,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from datetime import UTC, datetime
 
 from bench import common
 from bench import data as data_bench
@@ -287,25 +286,16 @@ def report(results, args, url, load_before):
         caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
         f"{load_after['cpus']} CPUs; the data server and the gateway share them with the client.",
     )
-    data = {
-        "benchmark": NAME,
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": common.redact(url),
-        "environment": {**common.environment(), "load_before": load_before, "load_after": load_after},
-        "method": {
-            "servers": "data server (RTA_EXPOSE_DATA_SERVICE) and gateway (RTA_DATA_SERVICES), manage.py serve on "
-            "127.0.0.1, one bench database, temporary data paths",
-            "data": "periodic int16 random walk, 10,000-sample bursts written over gRPC, "
-            f"{args.channels} channels at 1 kHz",
-            "reads": "GET of every channel and the whole time range, one warm-up each, then --repeat rounds reading "
-            "every target once (interleaved); best and median reported",
-            "transformed_compression": "none (the default) for shifted and local_shifted, lz4 for shifted_lz4",
-        },
-        "figures": figures,
-        "runs": results,
+    method = {
+        "servers": "data server (RTA_EXPOSE_DATA_SERVICE) and gateway (RTA_DATA_SERVICES), manage.py serve on "
+        "127.0.0.1, one bench database, temporary data paths",
+        "data": "periodic int16 random walk, 10,000-sample bursts written over gRPC, "
+        f"{args.channels} channels at 1 kHz",
+        "reads": "GET of every channel and the whole time range, one warm-up each, then --repeat rounds reading "
+        "every target once (interleaved); best and median reported",
+        "transformed_compression": "none (the default) for shifted and local_shifted, lz4 for shifted_lz4",
     }
-    path = common.write_results(NAME, data)
-    common.console.print(f"results written to {path}")
+    common.save_results(NAME, url, method, load_before, load_after, figures=figures, runs=results)
 
 
 if __name__ == "__main__":

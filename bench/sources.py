@@ -42,7 +42,6 @@ import struct
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -435,20 +434,11 @@ def report(results, args, url, load_before, hour):
         caption=f"Load average {load_before['load_1min']} before, {load_after['load_1min']} after, on "
         f"{load_after['cpus']} CPUs; the server, the stores and the client share them.",
     )
-    data = {
-        "benchmark": NAME,
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": common.redact(url),
-        "environment": {**common.environment(), "load_before": load_before, "load_after": load_after},
-        "method": {
-            "data": "3 x 100 Hz + 3 x 50 Hz + 4 x 10 kHz f64 random walks",
-            "reads": "GET periodic 0-9 over the whole range through the session endpoint, best of --repeat",
-        },
-        "figures": figures,
-        "runs": results,
+    method = {
+        "data": "3 x 100 Hz + 3 x 50 Hz + 4 x 10 kHz f64 random walks",
+        "reads": "GET periodic 0-9 over the whole range through the session endpoint, best of --repeat",
     }
-    path = common.write_results(NAME, data)
-    common.console.print(f"results written to {path}")
+    common.save_results(NAME, url, method, load_before, load_after, figures=figures, runs=results)
 
 
 if __name__ == "__main__":
