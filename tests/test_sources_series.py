@@ -293,3 +293,13 @@ def test_other_methods_on_an_exposed_source_are_refused(api, memory, settings):
     assert api.post(f"/rta/v2/sources/{SOURCE}/rta/v2/data/run%201/timestamped/0").status_code == 405
     assert api.post(f"/rta/v2/sources/{SOURCE}/").status_code == 405
     assert api.head(f"/rta/v2/sources/{SOURCE}/rta/v2/data/run%201/timestamped/0").status_code == 200
+
+
+def test_the_admin_page_of_a_session_bound_to_this_server_store(admin_client, memory):
+    from tests.test_data_admin import change_url
+
+    create_or_update_session("local-bound", [("set_data_bindings", [binding("car-1")])])  # source "": no mapping
+    response = admin_client.get(change_url("local-bound"))
+    assert response.status_code == 200
+    section = response.content.decode()
+    assert "this server&#x27;s chunk store" in section and "none stored" in section

@@ -20,7 +20,7 @@ from config_app.services import schema_mappings
 from data_app.services import gateway
 from data_app.services.channels import ChannelSet
 from data_app.sources import registry
-from rta_core.errors import ServiceError
+from rta_core.errors import InvalidArgument, ServiceError
 from rta_kit import wire
 from sessions_app.models import DataBinding, Session
 
@@ -47,10 +47,13 @@ def _where(source):
 
 
 def placements(identity):
-    """Where each of the session's data bindings reads its data from."""
+    """Where each of the session's data bindings reads its data from (one query for their mappings)."""
+    keys = list(DataBinding.objects.filter(session_id=identity).values_list("source", "identity"))
+    hashes = {key: _mapping_hash(key) for key in keys}
+    rows = {row.key_hash: row for row in SchemaMapping.objects.filter(key_hash__in=hashes.values())}
     out = []
-    for source, data_identity in DataBinding.objects.filter(session_id=identity).values_list("source", "identity"):
-        row = SchemaMapping.objects.filter(key_hash=schema_mappings.key_hash(source, data_identity)).first()
+    for source, data_identity in keys:
+        row = rows.get(hashes[(source, data_identity)])
         url = ""
         if row is not None:
             try:
@@ -60,6 +63,15 @@ def placements(identity):
         fields = row.field_count if row is not None else None
         out.append(Placement(source, data_identity, _where(source), url, fields))
     return out
+
+
+def _mapping_hash(key):
+    """The mapping key hash of a binding's ``(source, identity)``; None for a key no mapping can have (a
+    binding of this server's own store has the empty source)."""
+    try:
+        return schema_mappings.key_hash(*key)
+    except InvalidArgument:
+        return None
 
 
 def is_composed(identity):
