@@ -30,6 +30,7 @@ import pytest
 from rta_kit import wire
 from tests.conftest import free_port, wait_until_serving
 from tests.test_data_bindings import KINDS, T0, S, expected, identity_items, items_of, samples_of, served
+from tests.test_data_bindings import binding as data_binding
 from tests.test_serve import ROOT
 
 WAIT = 60  # seconds a test waits for something before failing
@@ -121,18 +122,9 @@ def get(url, headers=None, timeout=WAIT):
         return error.code, error.headers, error.read()
 
 
-def binding(identity, source="", offset=0, start=None, end=None, maps=(), time_ref=0):
-    return {
-        "source": source,
-        "identity": identity,
-        "time_ref": time_ref,
-        "session_time_offset": offset,
-        "session_start_time": start,
-        "session_end_time": end,
-        "channel_bindings": [
-            {"first_data_channel": d, "first_session_channel": f, "last_session_channel": last} for d, f, last in maps
-        ],
-    }
+def binding(identity, source="", **fields):
+    """A data binding of ``source`` (the other fields as ``test_data_bindings.binding`` takes them)."""
+    return {"source": source, **data_binding(identity, **fields)}
 
 
 def local_copy(bindings):

@@ -3,7 +3,6 @@
 import struct
 
 import pytest
-from rta.model import data_pb2
 
 from data_app.models import Chunk
 from data_app.store import compaction, objects, reader
@@ -12,19 +11,14 @@ from data_app.store.objects.s3 import ObjectMissing, ObjectStoreUnavailable
 from data_app.store.writer import SECOND as S
 from data_app.store.writer import ChunkWriter
 from tests.s3_server import bucket_keys
+from tests.test_data_admin import periodic
 
 T0 = 1_700_000_000 * S
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _periodic(channel, start, values, interval=S // 1000):
-    return data_pb2.PeriodicData(
-        channel_id=channel,
-        start_timestamp=start,
-        interval=interval,
-        samples=len(values),
-        buffer=struct.pack(f"<{len(values)}h", *values),
-    )
+    return periodic(channel, start, values, interval)
 
 
 def _samples(identity, channel):

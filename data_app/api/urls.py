@@ -20,12 +20,12 @@ urlpatterns = [
     re_path(r"^sources/(?P<source>[^/]+)/?$", views.source_root, name="source-root"),
     re_path(
         r"^sources/(?P<source>[^/]+)/rta/v2/data/(?P<identity>[\s\S]+)/events$",
-        views.source_events,
+        views.data_service_events,
         name="source-events",
     ),
     re_path(
         r"^sources/(?P<source>[^/]+)/rta/v2/data/(?P<identity>[\s\S]+)/(?P<kind>timestamped|periodic|row)/(?P<channels>[^/]+)$",
-        views.source_channel_data,
+        views.data_service_channel_data,
         name="source-data",
     ),
     # The data-service interface (RTA_EXPOSE_DATA_SERVICE): the data identity is one percent-encoded segment,

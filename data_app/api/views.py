@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from config_app.api.negotiation import accepts
 from data_app.services import gateway
 from data_app.services.channels import parse_channels
-from data_app.services.data_service import read_data_identity, read_source_identity, source_exists
+from data_app.services.data_service import read_data_identity, source_exists
 from rta_core.errors import InvalidArgument, NotAcceptable, NotFound, ServiceError, excerpt
 from rta_core.responses import json_error
 from rta_kit import wire
@@ -141,9 +141,11 @@ def events(request, identity):
 # --- the data-service interface (spec §13): a data identity's chunks as stored, for gateways ---------
 
 
-def _identity_data(request, identity, kind):
+def _identity_data(request, identity, kind, source=None):
     access = request.rta_access
-    return lambda channels, start, end: read_data_identity(identity, kind, channels, start, end, access=access)
+    return lambda channels, start, end: read_data_identity(
+        identity, kind, channels, start, end, access=access, source=source
+    )
 
 
 def _data_service_off(request):
@@ -154,19 +156,17 @@ def _data_service_off(request):
 
 
 @csrf_exempt
-def data_service_channel_data(request, identity, kind, channels):
-    return _data_service_off(request) or _respond(request, kind, channels, _identity_data(request, identity, kind))
+def data_service_channel_data(request, identity, kind, channels, source=None):
+    """A data identity's chunks: this server's store, or the built-in source named in the path."""
+    return _data_service_off(request) or _respond(
+        request, kind, channels, _identity_data(request, identity, kind, source)
+    )
 
 
 @csrf_exempt
-def data_service_events(request, identity):
-    return _data_service_off(request) or _respond(request, "events", None, _identity_data(request, identity, "events"))
-
-
-def _source_data(request, source, identity, kind):
-    access = request.rta_access
-    return lambda channels, start, end: read_source_identity(
-        source, identity, kind, channels, start, end, access=access
+def data_service_events(request, identity, source=None):
+    return _data_service_off(request) or _respond(
+        request, "events", None, _identity_data(request, identity, "events", source)
     )
 
 
@@ -183,31 +183,11 @@ def source_root(request, source):
 
 
 @csrf_exempt
-def source_channel_data(request, source, identity, kind, channels):
-    return _data_service_off(request) or _respond(
-        request, kind, channels, _source_data(request, source, identity, kind)
-    )
-
-
-@csrf_exempt
-def source_events(request, source, identity):
-    return _data_service_off(request) or _respond(
-        request, "events", None, _source_data(request, source, identity, "events")
-    )
-
-
-@csrf_exempt
 def data_service_unknown_kind(request, identity, kind, channels=None):
     """``/data/{dataIdentity}/...`` naming no data kind (or in the wrong shape); the identity is not echoed."""
     if (off := _data_service_off(request)) is not None:
         return off
-    if kind == "events":
-        message = "events are read at /data/{dataIdentity}/events (no channels)"
-    elif kind in ("timestamped", "periodic", "row"):
-        message = f"{kind} data is read at /data/{{dataIdentity}}/{kind}/{{channels}}"
-    else:
-        message = f"unknown data kind {excerpt(kind)}: one of timestamped, periodic, row, events"
-    return _error(request, message, 404)
+    return _error(request, _unknown_kind_message("/data/{dataIdentity}", kind), 404)
 
 
 @csrf_exempt
@@ -223,10 +203,13 @@ def unknown_kind(request, identity, kind, channels=None):
         pass
     else:
         return SessionDetailView.as_view()(request, identity=whole)
+    return _error(request, _unknown_kind_message("/data", kind), 404)
+
+
+def _unknown_kind_message(base, kind):
+    """What a path under ``base`` naming ``kind`` should have been."""
     if kind == "events":
-        message = "events are read at /data/events (no channels)"
-    elif kind in ("timestamped", "periodic", "row"):
-        message = f"{kind} data is read at /data/{kind}/{{channels}}"
-    else:
-        message = f"unknown data kind {excerpt(kind)}: one of timestamped, periodic, row, events"
-    return _error(request, message, 404)
+        return f"events are read at {base}/events (no channels)"
+    if kind in ("timestamped", "periodic", "row"):
+        return f"{kind} data is read at {base}/{kind}/{{channels}}"
+    return f"unknown data kind {excerpt(kind)}: one of timestamped, periodic, row, events"

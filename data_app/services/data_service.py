@@ -4,7 +4,7 @@
 ``RTA_EXPOSE_DATA_SERVICE`` is on: the fast path (stored chunk bytes behind a
 fresh header, never decoded), bounds in data time, no data binding applied.
 A built-in source (``data_app.sources``) is served the same way under
-``/rta/v2/sources/{source}/`` (``read_source_identity``), so another gateway
+``/rta/v2/sources/{source}/`` (``read_data_identity(..., source=)``), so another gateway
 lists it in its ``RTA_DATA_SERVICES`` with that base URL.
 """
 
@@ -17,26 +17,24 @@ from rta_core.identities import validate_identity
 from sessions_app.services import scope
 
 
-def read_data_identity(identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
-    """A ``reader.ChunkStream`` of ``identity``'s ``kind`` chunks as stored (InvalidArgument for an identity no
-    data can have; an identity without data is served empty).
+def read_data_identity(identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL, source=None):
+    """``identity``'s ``kind`` chunks: as stored (a ``reader.ChunkStream``), or as the built-in source
+    ``source`` serves them (a ``SourceStream``; NotFound when there is no such source). InvalidArgument for
+    an identity no data can have; an identity without data is served empty.
 
     A folder-restricted caller reads only identities a session in its folders has or binds, as DataReader
     (``scope.check_data_read``): the interface must not be a way around folder scoping.
     """
+    built_in = None
+    if source is not None:
+        built_in = registry.configured().get(source)
+        if built_in is None:
+            raise NotFound(f"no built-in data source {excerpt(source)}")
+    reader.check_request(kind, start, end)  # a known kind, start not after end
     validate_identity(identity, "data identity")
     scope.check_data_read(access, identity)
-    return reader.open_identity(identity, kind, channels, start, end)
-
-
-def read_source_identity(source, identity, kind, channels=None, start=None, end=None, access=Access.ANONYMOUS_FULL):
-    """A ``SourceStream`` of ``identity`` in the built-in source ``source`` (NotFound: no such source)."""
-    built_in = registry.configured().get(source)
     if built_in is None:
-        raise NotFound(f"no built-in data source {excerpt(source)}")
-    reader.check_request(kind, start, end)  # bounds within the data times any store can hold
-    validate_identity(identity, "data identity")
-    scope.check_data_read(access, identity)
+        return reader.open_identity(identity, kind, channels, start, end)
     return SourceStream(source, built_in.prepare(identity), kind, channels, start, end)
 
 

@@ -50,6 +50,7 @@ from django.conf import settings
 
 from data_app.services import remote
 from data_app.services.bindings import Composition, read_bound, session_bindings
+from data_app.services.blocks import ResponseBlocks
 from data_app.services.channels import ChannelSet
 from data_app.services.source_read import SourceRead
 from data_app.sources import registry
@@ -58,7 +59,6 @@ from rta_core.access import Access
 from rta_kit import transforms, wire
 from rta_kit.chunk_reader import ChunkReader, ReceivedChunk, Run
 
-BLOCK_SIZE = reader.BLOCK_SIZE  # bytes of chunks the body yields at a time, as the local path does
 TRANSFORM_BATCH_BYTES = 512 << 10  # unpacked bytes of remote chunks transformed per worker-thread call
 HELD_SECONDS = 5.0  # a read opened up front but reached later than this is requested afresh
 INVALID_FRAME = b"\xff\xff\xff\xff"  # header length -1: ends a failed body so that no reader takes it as complete
@@ -223,10 +223,11 @@ class GatewayStream:
             self.close()
 
     async def blocks(self):
-        """The body, in blocks of about ``BLOCK_SIZE`` bytes; see the module docstring for failures."""
+        """The body, in blocks of about ``reader.BLOCK_SIZE`` bytes (as the local path); see the module docstring
+        for failures."""
         if asyncio.get_running_loop() is not self._loop:
             raise RuntimeError("a gateway stream is read on the event loop that opened it")
-        out = _Output()
+        out = ResponseBlocks()
         try:
             for i, part in self.parts:
                 if isinstance(part, _READS):
@@ -398,48 +399,6 @@ def _encode(kind, batch):
 def _transformed_compression():
     """How transformed chunks go out: as the local path sends them (RTA_DATA_TRANSFORMED_COMPRESSION)."""
     return reader.TRANSFORMED_COMPRESSION[getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "none")]
-
-
-class _Output:
-    """Frames the chunks of one response (one ``ChunkStreamWriter``) into blocks."""
-
-    def __init__(self, block_size=BLOCK_SIZE):
-        self.framer, self.block_size = wire.ChunkStreamWriter(), block_size
-        self.pieces, self.size = [], 0
-
-    def add(self, start, end, channel_ids, compression, unpacked_length, body):
-        """Add one chunk; True when a block is ready to ``take``."""
-        head = self.framer.header(start, end, channel_ids, compression, unpacked_length, len(body))
-        self.pieces += (head, body)
-        self.size += len(head) + len(body)
-        return self.size >= self.block_size
-
-    def add_run(self, run):
-        """Add a ``chunk_reader.Run`` (sent as received, but for its first header when the chunk before it here
-        is not the one before it there); True when a block is ready to ``take``."""
-        framer = self.framer
-        if (framer.prev_start, framer.prev_duration, framer.prev_compression) == run.prev:
-            body = run.framed
-        else:
-            head = framer.header(*run.first)
-            self.pieces.append(head)
-            self.size += len(head)
-            body = run.framed[run.payload_at :]
-        self.pieces.append(body)
-        self.size += len(body)
-        framer.prev_start, framer.prev_duration, framer.prev_compression = run.last
-        return self.size >= self.block_size
-
-    def add_all(self, encoded):
-        """Add chunks (``_encode``'s tuples), yielding each block they fill."""
-        for fields in encoded:
-            if self.add(*fields):
-                yield self.take()
-
-    def take(self):
-        block = b"".join(self.pieces)
-        self.pieces, self.size = [], 0
-        return block
 
 
 class _Files:

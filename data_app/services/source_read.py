@@ -16,6 +16,7 @@ identity is private, so the log gets the source and the exception type).
 import asyncio
 import logging
 
+from data_app.services.blocks import ResponseBlocks
 from rta_core.errors import ServiceError, UpstreamFailed
 from rta_kit import wire
 from rta_kit.chunk_reader import ReceivedChunk
@@ -23,7 +24,6 @@ from rta_kit.chunk_reader import ReceivedChunk
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 1 << 20  # payload bytes taken from a source per trip to a worker thread
-BLOCK_SIZE = 1 << 20  # framed bytes a SourceStream yields at a time
 
 
 def received(chunk):
@@ -38,15 +38,16 @@ def _failure(source, exc):
 
 
 class _Chunks:
-    """A source's chunk iterator taken a batch at a time; ``refused`` when the source refused the identity."""
+    """A source's chunk iterator taken a batch at a time (an identity the source refuses: no chunks)."""
 
-    def __init__(self, name, prepared, kind, channels, start, end, refusals_raise=False):
-        self.name, self.refusals_raise = name, refusals_raise
+    def __init__(self, name, prepared, kind, channels, start, end):
+        self.name = name
         self._open = lambda: iter(prepared.chunks(kind, channels, start, end))
         self._iterator = None
 
-    def batch(self, limit=BATCH_BYTES):
-        """The next chunks (``ReceivedChunk``s), about ``limit`` payload bytes; [] at the end."""
+    def batch(self, limit=BATCH_BYTES, refusals_raise=False):
+        """The next chunks (``ReceivedChunk``s), about ``limit`` payload bytes; [] at the end. A refused
+        identity ends the chunks, or with ``refusals_raise`` raises its 4xx ``ServiceError``."""
         if self._iterator is None:
             self._iterator = self._open()
         out, size = [], 0
@@ -59,7 +60,7 @@ class _Chunks:
                 if size >= limit:
                     break
         except ServiceError as exc:
-            if exc.http_status >= 500 or self.refusals_raise:
+            if exc.http_status >= 500 or refusals_raise:
                 raise
             log.info("data source %r refused an identity: %s", self.name, type(exc).__name__)
             self._iterator = iter(())
@@ -112,30 +113,24 @@ class SourceStream:
     """A source's chunks of one identity as a response body (blocks of framed chunks); read it in one thread."""
 
     def __init__(self, name, prepared, kind, channels, start, end):
-        self._chunks = _Chunks(name, prepared, kind, channels, start, end, refusals_raise=True)
-        self._first = self._chunks.batch()  # errors (a refused identity: its 4xx) before the response starts
-        self._chunks.refusals_raise = False
+        self._chunks = _Chunks(name, prepared, kind, channels, start, end)
+        # Read before the response starts: a failing store, or a refused identity's 4xx, is its status.
+        self._first = self._chunks.batch(refusals_raise=True)
 
     def wire_length(self):
         return None
 
     def __iter__(self):
-        framer, pieces, size = wire.ChunkStreamWriter(), [], 0
+        out = ResponseBlocks()
         batch, self._first = self._first, None
         try:
             while batch:
                 for c in batch:
-                    head = framer.header(
-                        c.start_time, c.end_time, c.channel_ids, c.compression, c.unpacked_length, len(c.packed)
-                    )
-                    pieces += (head, c.packed)
-                    size += len(head) + len(c.packed)
-                    if size >= BLOCK_SIZE:
-                        yield b"".join(pieces)
-                        pieces, size = [], 0
+                    if out.add(c.start_time, c.end_time, c.channel_ids, c.compression, c.unpacked_length, c.packed):
+                        yield out.take()
                 batch = self._chunks.batch()
-            if pieces:
-                yield b"".join(pieces)
+            if out.size:
+                yield out.take()
         finally:
             self.close()
 
