@@ -9,12 +9,10 @@ database, retention policy and measurement, so the data stays readable
 whatever the server's defaults.
 """
 
-import numpy as np
-
 from data_app.sources import influx_query as q
 from data_app.sources.indexed import IndexedData, IndexedField
 from data_app.sources.mappings import Mapping
-from data_app.sources.series import regular_interval
+from data_app.sources.series import present_samples, regular_interval
 
 PROBE_ROWS = 2000  # samples of a field's start its interval is detected from
 TYPES = {"float": "f64", "integer": "f64", "boolean": "u8"}
@@ -51,8 +49,7 @@ def describe(source, target, identity, tag_details=None):
         values = columns.get(name)
         if values is None or not len(times):
             continue  # no sample of this field for this identity
-        if values.dtype.kind == "f":
-            times = times[~np.isnan(values)]
+        times = present_samples(times, values)[0]
         fields.append(IndexedField(name, TYPES[kind], regular_interval(times), source_type=kind))
     details = {"Measurement": target.measurement, **(tag_details or {})}
     return IndexedData(fields=fields, start=extent[0], end=extent[1], details=details, properties=properties)

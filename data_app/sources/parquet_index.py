@@ -19,7 +19,7 @@ from data_app.sources import parquet_files as files
 from data_app.sources.indexed import IndexedData, IndexedField
 from data_app.sources.mappings import Mapping
 from data_app.sources.parquet import groups
-from data_app.sources.series import regular_interval
+from data_app.sources.series import present_samples, regular_interval
 
 PROBE_SAMPLES = 100_000  # samples of a field's start its interval is detected from
 DETAIL_CHARS = 256  # longer metadata values (a pandas schema ...) are not details
@@ -100,8 +100,7 @@ def _intervals(source, found, names):
             first = int(np.argmin(np.where(f.index.rows > 0, f.index.first, np.iinfo(np.int64).max)))
             decoded = source.row_group(f, first, [name])
             times, values = decoded.times, decoded.columns[name]
-            if values.dtype.kind == "f":
-                times = times[~np.isnan(values)]
+            times = present_samples(times, values)[0]
             out[name] = regular_interval(times[:PROBE_SAMPLES])
             break
     return {name: interval for name, interval in out.items() if interval}

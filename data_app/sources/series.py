@@ -150,7 +150,7 @@ class Prepared:
             if not len(times):
                 continue
             for plan in plans:
-                t, v = _present(times, columns.get(plan.field.name))
+                t, v = present_samples(times, columns.get(plan.field.name))
                 if not len(t):
                     continue
                 f = plan.field
@@ -190,7 +190,7 @@ class Prepared:
         for span in PROBE_SPANS:
             high = min(extent[1], extent[0] + span)
             times, columns = source.read(identity, mapping, group, names, extent[0], high)
-            found = {name: _rate(*_present(times, columns.get(name))) for name in names}
+            found = {name: _rate(*present_samples(times, columns.get(name))) for name in names}
             enough = all(counts >= PROBE_SAMPLES for _, _, counts in found.values())
             if enough or high >= extent[1]:
                 break
@@ -211,8 +211,8 @@ class Prepared:
             yield from event_chunks(events, start=start, end=end)
 
 
-def _present(times, values):
-    """Times and values where a sample is present (not NaN)."""
+def present_samples(times, values):
+    """Times and values where a sample is present (not NaN); none when ``values`` is None (no such column)."""
     if values is None:
         return times[:0], np.empty(0)
     values = np.asarray(values)
@@ -226,10 +226,10 @@ def _present(times, values):
 
 def _rate(times, values):
     """``(regular interval or None, typical gap or None, samples)`` of one field's probe."""
-    n = len(times)
-    if n < 2 or (np.diff(times) <= 0).any():
-        return None, None, n
-    return regular_interval(times), int(np.median(np.diff(times))), n
+    gaps = _gaps(times)
+    if gaps is None:
+        return None, None, len(times)
+    return _regular(times, gaps), int(np.median(gaps)), len(times)
 
 
 def regular_interval(times):
@@ -238,11 +238,19 @@ def regular_interval(times):
     Regular: sampled on one clock, holes allowed (every gap a whole multiple of the most common one), and
     mostly without holes (at least half the gaps equal to it).
     """
+    gaps = _gaps(times)
+    return None if gaps is None else _regular(times, gaps)
+
+
+def _gaps(times):
+    """The gaps between ``times``, or None when there are fewer than two or they do not increase."""
     if len(times) < 2:
         return None
     gaps = np.diff(times)
-    if (gaps <= 0).any():
-        return None
+    return None if (gaps <= 0).any() else gaps
+
+
+def _regular(times, gaps):
     interval = detect_interval(times)
     on_clock = not (gaps % interval).any() and np.count_nonzero(gaps == interval) * 2 >= len(gaps)
     return interval if on_clock else None

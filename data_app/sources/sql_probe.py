@@ -8,10 +8,8 @@ multiple of the most common one makes the field regular at that interval
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from data_app.sources.mappings import Mapping
-from data_app.sources.series import regular_interval
+from data_app.sources.series import present_samples, regular_interval
 
 PROBE_SPANS = (1_000_000_000, 100_000_000_000, 10_000_000_000_000)  # ns of data read before the whole range
 PROBE_SAMPLES = 1000  # present samples per field that settle its interval
@@ -53,14 +51,7 @@ def _intervals(source, identity, mapping, group, names, extent):
     for span in (*PROBE_SPANS, None):
         high = extent[1] if span is None else min(extent[1], extent[0] + span)
         times, columns = source.read(identity, mapping, group, names, extent[0], high)
-        present = {n: _present(times, columns.get(n)) for n in names}
+        present = {n: present_samples(times, columns.get(n))[0] for n in names}
         if high >= extent[1] or all(len(t) >= PROBE_SAMPLES for t in present.values()):
             break
     return {n: regular_interval(t[:PROBE_SAMPLES]) for n, t in present.items()}
-
-
-def _present(times, values):
-    if values is None:
-        return times[:0]
-    values = np.asarray(values)
-    return times[~np.isnan(values)] if values.dtype.kind == "f" else times
