@@ -374,7 +374,7 @@ def _relayable(composition, i, segments):
 
 def _encode(kind, batch):
     """``(start, end, channel_ids, compression, unpacked_length, body)`` of each chunk of ``batch`` as served."""
-    out, compression = [], _transformed_compression()
+    out, compression = [], reader.transformed_compression()  # as the local path sends them
     for chunk, transform in batch:
         if transform is None:  # as received
             out.append(
@@ -394,11 +394,6 @@ def _encode(kind, batch):
         body = wire.compress(result.payload) if compression == wire.COMPRESSION_LZ4 else result.payload
         out.append((result.start, result.end, result.channel_ids, compression, len(result.payload), body))
     return out
-
-
-def _transformed_compression():
-    """How transformed chunks go out: as the local path sends them (RTA_DATA_TRANSFORMED_COMPRESSION)."""
-    return reader.TRANSFORMED_COMPRESSION[getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "none")]
 
 
 class _Files:

@@ -203,6 +203,12 @@ def _files(refs):
     return _object_reads(refs) if objects.enabled() else SegmentFiles()
 
 
+def transformed_compression():
+    """How transformed chunks go out, here and through the gateway: LZ4 (smaller) or uncompressed (no
+    compression time: faster on fast links), by ``RTA_DATA_TRANSFORMED_COMPRESSION``."""
+    return TRANSFORMED_COMPRESSION[settings.RTA_DATA_TRANSFORMED_COMPRESSION]
+
+
 def open_identity(identity, kind, channels=None, start=None, end=None):
     """The stored chunks of one data identity, unchanged (the fast path)."""
     check_request(kind, start, end)
@@ -224,9 +230,7 @@ class ChunkStream:
         # Merged windows narrower than a chunk share it with their neighbours: unpack it once.
         self._unpacked = OrderedDict()
         self._headers = None  # by ``wire_length``, for ``__iter__`` to reuse
-        # Transformed chunks go out as LZ4 (smaller) or uncompressed (no compression time: faster on fast links).
-        setting = getattr(settings, "RTA_DATA_TRANSFORMED_COMPRESSION", "lz4")
-        self.transformed_compression = TRANSFORMED_COMPRESSION[setting]
+        self.transformed_compression = transformed_compression()
 
     def __len__(self):
         return len(self.items)
