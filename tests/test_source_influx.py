@@ -132,10 +132,11 @@ def channels_of(identity):
 
 
 def test_tag_values_are_indexed_and_serve_every_sample(api, configured, monkeypatch):
-    from data_app.sources import influx, influx_query
+    from data_app.sources import influx, influx_msgpack
 
     monkeypatch.setattr(influx, "CHUNK_ROWS", 1000)  # many chunks of the answer ...
-    monkeypatch.setattr(influx_query, "BLOCK_BYTES", 1 << 16)  # ... parsed in many blocks
+    monkeypatch.setattr(influx, "PIECE_BYTES", 999)  # ... arriving in pieces that split rows and headers ...
+    monkeypatch.setattr(influx_msgpack, "HEAD_BYTES", 7)  # ... whose headers are read in growing windows
     index(tag="car")
     cars = configured.cars[CAR43]
     channels = channels_of(CAR43)

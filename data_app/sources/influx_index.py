@@ -45,7 +45,7 @@ def describe(source, target, identity, tag_details=None):
     fields = []
     for name, kind in types.items():
         statement = q.select([name], target.source, where, extent[0], extent[1], f" LIMIT {PROBE_ROWS}")
-        times, columns = source.csv(target.database, statement, {name: kind})
+        times, columns = source.samples(target.database, statement, {name: kind})
         values = columns.get(name)
         if values is None or not len(times):
             continue  # no sample of this field for this identity

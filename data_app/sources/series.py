@@ -24,6 +24,7 @@ A store says what it holds and reads columns; ``SeriesSource`` does the rest:
 A subclass implements::
 
     name                                    the data source name bindings use
+    reads_by_rate                           optional: True reads each rate's fields apart
     store_fields(identity, mapping)         [StoreField], NotFound for an identity it refuses
     time_range(identity, mapping, group)    (first, last) ns inclusive, or None without data
     read(identity, mapping, group, names, low, high)
@@ -79,6 +80,9 @@ class SeriesSource:
     """Base class of series stores; see the module documentation."""
 
     name = ""
+    # Whether fields of one rate are read apart from others of the group: for stores whose reads cost per
+    # field, not per row, and answer rows (a union of times: InfluxDB), where slower fields only add holes.
+    reads_by_rate = False
     irregular_interval = None  # ns: the grid of irregular fields, when the store knows its rate (a setting)
 
     @functools.cached_property
@@ -142,6 +146,14 @@ class Prepared:
         last = min(extent[1], INT64_MAX if end is None else end)
         if first > last:
             return
+        rates = {}
+        for plan in plans:
+            rates.setdefault(plan.interval if source.reads_by_rate else 0, []).append(plan)
+        for same_rate in rates.values():
+            yield from self._read_chunks(kind, group, same_rate, first, last)
+
+    def _read_chunks(self, kind, group, plans, first, last):
+        source, identity, mapping = self.source, self.identity, self.mapping
         low = min(p.grid.snap(first, last)[0] for p in plans)
         high = max(p.grid.snap(first, last)[1] for p in plans)
         names = [p.field.name for p in plans]
