@@ -184,27 +184,28 @@ def test_reindexing_updates_and_never_duplicates(configured):
     assert DataBinding.objects.filter(session__identity__in=sessions).count() == 4
 
 
-def test_long_reads_query_the_next_slice_ahead_and_serve_every_sample(api, configured, monkeypatch):
+def test_long_reads_query_the_next_slices_ahead_and_serve_every_sample(api, configured, monkeypatch):
+    import threading
+
     from data_app.sources import influx, series
 
     monkeypatch.setattr(series, "SLICE_SAMPLES", 16)  # slices of one 100 s window: ten for this series
     index(tag="car")
-    taken = []
-    real = influx.ReadAhead.take
+    threads = []
+    real = influx.InfluxSource.read
 
-    def counting(self, key, low, high):
-        found = real(self, key, low, high)
-        taken.append(found is not None)
-        return found
+    def noting(self, *args):
+        threads.append(threading.current_thread().name)
+        return real(self, *args)
 
-    monkeypatch.setattr(influx.ReadAhead, "take", counting)
+    monkeypatch.setattr(influx.InfluxSource, "read", noting)
     session, cars = session_of(CAR45), configured.cars[CAR45]
     for kind in ("periodic", "timestamped"):
         assert served(kind, fetch(api, session, kind, "0")) == expected(cars, "fast", 0, "<f8"), kind
         start, end = T0 + 555 * S + 3, T0 + 1_111 * S + 5
         part = served(kind, fetch(api, session, kind, "0", start=start, end=end))
         assert part == expected(cars, "fast", 0, "<f8", start=T0 + 500 * S, end=T0 + 1_199 * S), "100 s chunks"
-    assert sum(taken) >= 10, "slices after the second came from the read-ahead"
+    assert sum(name.startswith("source-read") for name in threads) >= 20, "slices after the first read ahead"
 
 
 def test_a_compound_filter_and_the_defaults_from_settings(api, configured, settings):

@@ -303,3 +303,36 @@ def test_the_admin_page_of_a_session_bound_to_this_server_store(admin_client, me
     assert response.status_code == 200
     section = response.content.decode()
     assert "this server&#x27;s chunk store" in section and "none stored" in section
+
+
+def test_slices_are_read_ahead_in_order_and_a_failed_read_fails_the_read():
+    import threading
+
+    from data_app.sources import series
+
+    done = []
+
+    def read(a, b):
+        if a == 3:
+            raise OSError("the store failed")
+        done.append((a, threading.current_thread().name))
+        return a
+
+    slices = [(i, i) for i in range(6)]
+    reads = series._read_ahead(read, slices, 2)
+    assert next(reads) == 0 and next(reads) == 1 and next(reads) == 2, "in order"
+    with pytest.raises(OSError):
+        next(reads)
+    assert any(name.startswith("source-read") for _, name in done), "later slices read in reader threads"
+
+    calls = []
+
+    def counted(a, b):
+        calls.append(a)
+        return a
+
+    reads = series._read_ahead(counted, [(i, i) for i in range(100)], 2)
+    assert next(reads) == 0
+    reads.close()  # the client went away: slices not yet being read are not read
+    series._READERS.submit(lambda: None).result()  # the reader queue has moved past this request's reads
+    assert len(calls) <= 4, calls

@@ -23,15 +23,13 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 
 from data_app.sources import influx_query as q
 from data_app.sources.influx_msgpack import read_msgpack
-from data_app.sources.series import SLICE_ALIGN, SeriesSource, StoreField
+from data_app.sources.series import SeriesSource, StoreField
 from rta_core.errors import NotFound
 
 SETTINGS = (
@@ -105,7 +103,6 @@ class InfluxSource(SeriesSource):
             headers={"Accept-Encoding": "identity"},  # binary over a fast link: compressing costs more than it saves
         )
         self._types, self._types_lock = {}, threading.Lock()
-        self._ahead = ReadAhead()
 
     @property
     def irregular_interval(self):
@@ -148,16 +145,7 @@ class InfluxSource(SeriesSource):
         if not names:
             return np.empty(0, np.int64), {}
         wanted = {n: types[n] for n in names}
-        key = (identity, group, tuple(names))
-        found = self._ahead.take(key, low, high)
-        if found is None:
-            found = self.samples(group.database, q.select(names, group.source, where, low, high), wanted)
-        width = high - low + 1
-        if self._ahead.follows(key, low, high) and width >= SLICE_ALIGN and (high + 1) % SLICE_ALIGN == 0:
-            # The second slice of a long read or later: the next slice is likely wanted too.
-            statement = q.select(names, group.source, where, high + 1, high + width)
-            self._ahead.start(key, high + 1, high + width, lambda: self.samples(group.database, statement, wanted))
-        return found
+        return self.samples(group.database, q.select(names, group.source, where, low, high), wanted)
 
     def event_rows(self, identity, mapping, start, end):
         measurement = mapping.property("events_measurement")
@@ -196,7 +184,6 @@ class InfluxSource(SeriesSource):
             raise InfluxDown(f"InfluxDB answered its ping with HTTP {response.status_code}")
 
     def close(self):
-        self._ahead.close()
         self.client.close()
 
     # --- queries ---
@@ -271,60 +258,6 @@ class InfluxSource(SeriesSource):
             raise InfluxDown("InfluxDB did not answer in time") from None
         except httpx.HTTPError:
             raise InfluxDown("InfluxDB is unreachable") from None
-
-
-class ReadAhead:
-    """The next slice of long reads, queried while the current one is encoded (InfluxDB works meanwhile).
-
-    A long read asks for slices of whole 100 s windows in turn; from its
-    second on, the next one is started in a background thread after each. A read finds its slice
-    there when it is the one started (or a start of it: the last slice of a
-    read ends where the read does). At most ``ENTRIES`` are kept, the oldest
-    dropped (a client that went away leaves its last one behind).
-    """
-
-    ENTRIES = 4
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._started = OrderedDict()  # (key, low) -> (high, Future)
-        self._ended = OrderedDict()  # key -> where its last read ended
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="influx-read-ahead")
-
-    def start(self, key, low, high, query):
-        with self._lock:
-            if (key, low) in self._started:
-                return
-            self._started[(key, low)] = (high, self._pool.submit(query))
-            while len(self._started) > self.ENTRIES:
-                self._started.popitem(last=False)
-
-    def follows(self, key, low, high):
-        """Whether a read of ``[low, high]`` takes up where the last read of ``key`` ended (and note its end)."""
-        with self._lock:
-            ended = self._ended.pop(key, None)
-            self._ended[key] = high
-            while len(self._ended) > self.ENTRIES * 16:
-                self._ended.popitem(last=False)
-        return ended == low - 1
-
-    def take(self, key, low, high):
-        """The started read of ``[low, high]`` (or of more, cut to it), or None."""
-        with self._lock:
-            found = self._started.pop((key, low), None)
-        if found is None or found[0] < high:
-            return None
-        try:
-            times, columns = found[1].result()
-        except Exception:  # noqa: BLE001 - the read is made again, and fails or not on its own
-            return None
-        if len(times) and times[-1] > high:
-            end = int(np.searchsorted(times, high, "right"))
-            times, columns = times[:end], {n: v[:end] for n, v in columns.items()}
-        return times, columns
-
-    def close(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _first_time(result):

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from data_app.sources import parquet_files as files
-from data_app.sources.series import SLICE_ALIGN, SeriesSource, StoreField
+from data_app.sources.series import SeriesSource, StoreField
 
 SETTINGS = ("RTA_PARQUET_ROOT", "RTA_PARQUET_SOURCE")
 log = logging.getLogger(__name__)
-PREFETCH_SLICE = SLICE_ALIGN  # reads of a slice this long (whole 100 s windows) prefetch the next row group
 
 
 def from_settings(settings):
@@ -147,8 +146,6 @@ def _read_file(found, row_groups, names, low, high, cache):
         else:
             columns = {n: v[keep] for n, v in decoded.columns.items()}
             pieces.append((decoded.times[keep], decoded.ascending, columns))
-    if high - low + 1 >= PREFETCH_SLICE and row_groups[-1] + 1 < len(index.rows):
-        cache.prefetch(found.opened, index, row_groups[-1] + 1, wanted)  # a long read goes on there next
     return pieces
 
 

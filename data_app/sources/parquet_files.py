@@ -17,7 +17,6 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -303,9 +302,9 @@ class ColumnCache:
 
     A request is read in slices of whole 100 s windows that seldom line up
     with row groups, so most row groups serve two consecutive slices: kept
-    decoded, each is decoded once. ``prefetch`` decodes the row group a long
-    read will want next in a background thread, while the current slice is
-    being encoded. Keyed by the file itself (as ``IndexCache``).
+    decoded, each is decoded once (reads of the slices after run ahead in
+    other threads: one waits for a row group another is decoding). Keyed by
+    the file itself (as ``IndexCache``).
     """
 
     def __init__(self, budget=COLUMN_CACHE_BYTES):
@@ -313,44 +312,30 @@ class ColumnCache:
         self._lock = threading.Lock()
         self._items = OrderedDict()
         self._bytes = 0
-        self._pending = {}  # row group key -> Event set when its prefetch is done
+        self._pending = {}  # row group key -> Event set when the read decoding it is done
 
     def columns(self, opened, index, row_group, names):
-        """``RowGroup`` of ``row_group`` with the ``names`` columns, decoding what is not cached."""
+        """``RowGroup`` of ``row_group`` with the ``names`` columns, decoding what is not cached (a row group
+        another read is decoding is waited for, not decoded twice)."""
         base = _key(opened, index, row_group)
-        with self._lock:
-            pending = self._pending.get(base)
-        if pending is not None:
-            pending.wait()  # being decoded already: take its result
-        out, missing = self._cached(base, [index.time.name, *names])
+        while True:
+            with self._lock:
+                pending = self._pending.get(base)
+                if pending is None:
+                    out, missing = self._cached(base, [index.time.name, *names])
+                    if missing:
+                        done = self._pending[base] = threading.Event()
+                    break
+            pending.wait()
         if missing:
-            out.update(self._decode(opened, index, row_group, missing, base))
-        times, ascending = out.pop(index.time.name)
-        return RowGroup(times, ascending, out)
-
-    def prefetch(self, opened, index, row_group, names):
-        """Decode ``row_group`` in the background unless cached or under way (a copy of ``opened`` is used)."""
-        base = _key(opened, index, row_group)
-        with self._lock:
-            if base in self._pending or all((*base, n) in self._items for n in [index.time.name, *names]):
-                return
-            done = self._pending[base] = threading.Event()
-        copy = Opened(os.dup(opened.fd))
-
-        def work():
             try:
-                _, missing = self._cached(base, [index.time.name, *names])
-                if missing:
-                    self._decode(copy, index, row_group, missing, base)
-            except Exception:  # noqa: BLE001 - the read that needs it decodes again and reports the failure
-                pass
+                out.update(self._decode(opened, index, row_group, missing, base))
             finally:
-                copy.close()
                 with self._lock:
                     self._pending.pop(base, None)
                 done.set()
-
-        _prefetcher().submit(work)
+        times, ascending = out.pop(index.time.name)
+        return RowGroup(times, ascending, out)
 
     def clear(self):
         with self._lock:
@@ -358,15 +343,15 @@ class ColumnCache:
             self._bytes = 0
 
     def _cached(self, base, names):
+        """``({name: value}, [missing names])`` (the caller holds the lock)."""
         out, missing = {}, []
-        with self._lock:
-            for name in names:
-                found = self._items.get((*base, name))
-                if found is None:
-                    missing.append(name)
-                else:
-                    self._items.move_to_end((*base, name))
-                    out[name] = found
+        for name in names:
+            found = self._items.get((*base, name))
+            if found is None:
+                missing.append(name)
+            else:
+                self._items.move_to_end((*base, name))
+                out[name] = found
         return out, missing
 
     def _decode(self, opened, index, row_group, names, base):
@@ -400,18 +385,6 @@ def _key(opened, index, row_group):
 
 def _nbytes(value):
     return value[0].nbytes if isinstance(value, tuple) else value.nbytes
-
-
-_prefetch_pool = []
-_prefetch_lock = threading.Lock()
-
-
-def _prefetcher():
-    """The one background thread prefetches run in (started on first use)."""
-    with _prefetch_lock:
-        if not _prefetch_pool:
-            _prefetch_pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-prefetch"))
-        return _prefetch_pool[0]
 
 
 def decode(opened, index, row_group, names):

@@ -16,7 +16,9 @@ A store says what it holds and reads columns; ``SeriesSource`` does the rest:
   windows, so a sample is in the same chunk whatever the bounds.
 - **bounded memory**: a request is read in slices of whole 100 s windows
   (every grid's windows divide 100 s), about ``SLICE_SAMPLES`` samples per
-  field each, so an hour at 10 kHz never sits in memory at once.
+  field each, so an hour at 10 kHz never sits in memory at once; the next
+  ``READS_AHEAD`` slices are read in reader threads while one is cut into
+  chunks (the stores' readers release the GIL: both cores read).
 - **missing samples**: NaN in a float column is "no sample at this time"
   (SQL NULL, an absent Parquet value): each field's chunks hold only its
   present samples.
@@ -38,8 +40,10 @@ thread.
 """
 
 import functools
+import itertools
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -55,6 +59,9 @@ SLICE_SAMPLES = 1 << 20  # samples per field a slice aims at
 PROBE_SPANS = (10_000_000, 1_000_000_000, 100_000_000_000, 10_000_000_000_000)  # ns read to detect a rate
 PROBE_SAMPLES = 64  # samples a probe wants before it judges a field's rate
 PROBES_REMEMBERED = 4096  # fields whose probed rate a source remembers
+READS_AHEAD = 2  # slices of a request read in reader threads while the one before is cut into chunks
+# Reader threads of every source (bounded: many requests share them; a reader never waits on another).
+_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="source-read")
 
 
 @dataclass(frozen=True)
@@ -157,8 +164,9 @@ class Prepared:
         low = min(p.grid.snap(first, last)[0] for p in plans)
         high = max(p.grid.snap(first, last)[1] for p in plans)
         names = [p.field.name for p in plans]
-        for a, b in _slices(low, high, _slice_width(plans)):
-            times, columns = source.read(identity, mapping, group, names, a, b)
+        slices = _slices(low, high, _slice_width(plans))
+        reads = _read_ahead(lambda a, b: source.read(identity, mapping, group, names, a, b), slices, READS_AHEAD)
+        for times, columns in reads:
             if not len(times):
                 continue
             for plan in plans:
@@ -283,6 +291,25 @@ def _slices(low, high, width):
         if b >= high:
             return
         a = b + 1
+
+
+def _read_ahead(read, slices, ahead):
+    """``read(a, b)`` of each of ``slices`` in order: the first in this thread, up to ``ahead`` of the next
+    meanwhile in reader threads (stores read without the GIL: two cores read while one cuts chunks)."""
+    slices = iter(slices)
+    first = next(slices, None)
+    if first is None:
+        return
+    pending = deque(_READERS.submit(read, *piece) for piece in itertools.islice(slices, ahead))
+    try:
+        yield read(*first)
+        while pending:
+            if (piece := next(slices, None)) is not None:
+                pending.append(_READERS.submit(read, *piece))
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()  # a read already running finishes in its thread, its result dropped
 
 
 def _event_number(name):
