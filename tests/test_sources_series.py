@@ -319,6 +319,8 @@ def test_slices_are_read_ahead_in_order_and_a_failed_read_fails_the_read():
         return a
 
     slices = [(i, i) for i in range(6)]
+    for ahead in (0, 1, 2, 10):
+        assert list(series._read_ahead(lambda a, b: a, slices, ahead)) == list(range(6)), ahead
     reads = series._read_ahead(read, slices, 2)
     assert next(reads) == 0 and next(reads) == 1 and next(reads) == 2, "in order"
     with pytest.raises(OSError):

@@ -239,7 +239,7 @@ def present_samples(times, values):
     if values.dtype.kind == "f" and np.isnan(np.add.reduce(values)):  # a sum without NaN: no NaN (cheap check)
         present = ~np.isnan(values)
         return times[present], values[present]
-    elif values.dtype.kind not in "iub":
+    elif values.dtype.kind not in "fiub":  # numbers stay as they are (not copied); anything else as f64
         values = values.astype(np.float64)
     return times, values
 
@@ -303,9 +303,11 @@ def _read_ahead(read, slices, ahead):
     pending = deque(_READERS.submit(read, *piece) for piece in itertools.islice(slices, ahead))
     try:
         yield read(*first)
-        while pending:
+        while True:
             if (piece := next(slices, None)) is not None:
                 pending.append(_READERS.submit(read, *piece))
+            if not pending:
+                return
             yield pending.popleft().result()
     finally:
         for future in pending:
