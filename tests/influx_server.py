@@ -32,7 +32,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{root}/wal"
   query-log-enabled = false
   trace-logging-enabled = false
-
+{data_settings}
 [coordinator]
   log-queries-after = "0s"
 
@@ -71,16 +71,22 @@ def influxd_binary():
 
 
 class InfluxServer:
-    """``influxd`` serving HTTP at ``url`` from ``root``; ``stop()`` ends it, ``start()`` runs it again."""
+    """``influxd`` serving HTTP at ``url`` from ``root``; ``stop()`` ends it, ``start()`` runs it again.
 
-    def __init__(self, root):
+    ``data_settings``: more ``[data]`` settings (``{name: TOML value}``), e.g. compaction timings.
+    """
+
+    def __init__(self, root, data_settings=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.binary = influxd_binary()
         self.http_port, self.rpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.config = self.root / "influxdb.conf"
-        self.config.write_text(CONFIG.format(root=self.root, http_port=self.http_port, rpc_port=self.rpc_port))
+        extra = "".join(f"  {name} = {value}\n" for name, value in (data_settings or {}).items())
+        self.config.write_text(
+            CONFIG.format(root=self.root, http_port=self.http_port, rpc_port=self.rpc_port, data_settings=extra)
+        )
         self.log = self.root / "influxd.log"
         self.process = None
         self.client = httpx.Client(base_url=self.url, timeout=30)
