@@ -490,3 +490,71 @@ def test_live_stream_outside_the_scope_closes_before_any_data(auth_on):
     assert connected and first["type"] == "websocket.send" and first.get("bytes")
     connected, first = _handshake(auth_on.token("rta.read"), "b-live")  # no claim: every session
     assert connected and first["type"] == "websocket.send" and first.get("bytes")
+
+
+def _session_jsons(message):
+    """The session JSON documents of one live stream message (a compressed burst)."""
+    import json
+
+    import lz4.frame
+    from rta.model.net import stream_pb2
+
+    burst = stream_pb2.StreamDataBurst.FromString(lz4.frame.decompress(message["bytes"]))
+    return [json.loads(d.session_json) for d in burst.data if d.WhichOneof("type") == "session_json"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_session_json_names_only_related_sessions_in_scope(auth_on):
+    """a3's children are a3-child (teamA) and b3-child (teamB): a teamA client is never told of b3-child, in
+    the first message, in a JSON update or in the last JSON of the session closing (REST lists the same)."""
+    from channels.testing import WebsocketCommunicator
+
+    from rta_site.asgi import application
+
+    build_tree()
+    updates.create_or_update_session("a3", [("set_state", 2)])  # open: streamed live
+    team_a, anyone = auth_on.token("rta.read", **{CLAIM: ["teamA"]}), auth_on.token("rta.read")
+
+    async def watch(token):
+        client = WebsocketCommunicator(
+            application,
+            "/rta/v2/sessions/a3/stream",
+            subprotocols=["mat.ocs.rta.stream-lz4"],
+            headers=[(b"authorization", f"Bearer {token}".encode())],
+        )
+        connected, _ = await client.connect(timeout=10)
+        assert connected
+        return client
+
+    async def next_json(client):
+        while True:
+            message = await client.receive_output(timeout=10)
+            assert message["type"] == "websocket.send", message
+            if documents := _session_jsons(message):
+                return documents[-1]
+
+    async def run():
+        from asgiref.sync import sync_to_async
+
+        scoped, full = await watch(team_a), await watch(anyone)
+        first = [await next_json(scoped), await next_json(full)]
+        change = sync_to_async(updates.create_or_update_session)
+        await change("a3", [("update_details", {"details": {"Lap": 4}})])
+        updated = [await next_json(scoped), await next_json(full)]
+        while updated[0].get("details", {}).get("Lap") != 4:
+            updated[0] = await next_json(scoped)
+        while updated[1].get("details", {}).get("Lap") != 4:
+            updated[1] = await next_json(full)
+        await change("a3", [("set_state", 4)])  # closed: the last JSON, then a normal close
+        closed = [await next_json(scoped), await next_json(full)]
+        while closed[0]["state"] != "closed":
+            closed[0] = await next_json(scoped)
+        while closed[1]["state"] != "closed":
+            closed[1] = await next_json(full)
+        for client in (scoped, full):
+            await client.disconnect()
+        return first, updated, closed
+
+    for scoped, full in async_to_sync(run)():
+        assert scoped["children"] == ["a3-child"], scoped
+        assert full["children"] == ["a3-child", "b3-child"], full

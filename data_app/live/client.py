@@ -25,6 +25,7 @@ from django.conf import settings
 from data_app.live import bursts, container, transport
 from data_app.live.batching import Batcher
 from data_app.live.hub import LiveEntry, get_hub
+from rta_core.access import Access
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ class _Close:
 
 
 class ClientStream:
-    def __init__(self, identity, send, flow):
+    def __init__(self, identity, send, flow, access=Access.ANONYMOUS_FULL):
         self.identity = identity
+        self.access = access  # a folder-restricted client's session JSON names only sessions in its folders
         self.send = send  # ASGI send
         self.flow = flow  # transport.flow_control(...)
         self.subscription = bursts.Subscription()
@@ -220,7 +222,7 @@ class ClientStream:
             self._forward(entry, new, None)
         if self._closing_json is not None:
             self.session_closed(self._closing_json)
-        elif new.full:
+        elif new.full and not self.access.folder_restricted:  # shared bursts carry the JSON everyone else gets
             self.batcher.flush()
             self.follower.join_full(self)
 

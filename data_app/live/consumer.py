@@ -43,10 +43,10 @@ async def stream_json(identity, access=Access.ANONYMOUS_FULL):
     ``None`` for a session ``access`` does not reach: a folder-restricted caller streams only stored
     sessions in its folders (one known to the buffer alone is in no folder).
     """
-    if access.folder_restricted and not await database_sync_to_async(folder_scope.reaches_session)(access, identity):
-        return None
+    if access.folder_restricted:
+        return await database_sync_to_async(_load_in_scope)(identity, access)
     loaded = await database_sync_to_async(sessions.load)(identity)
-    if loaded is not None or access.folder_restricted:
+    if loaded is not None:
         return loaded
     try:
         directory = await get_buffer().aget_session(identity)
@@ -58,6 +58,14 @@ async def stream_json(identity, access=Access.ANONYMOUS_FULL):
     return None
 
 
+def _load_in_scope(identity, access):
+    """``(json text, live)`` of a stored session ``access`` reaches, naming only related sessions it reaches."""
+    if not folder_scope.reaches_session(access, identity):
+        return None
+    loaded = sessions.load(identity)
+    return None if loaded is None else (folder_scope.scoped_session_json(access, loaded[0]), loaded[1])
+
+
 class LiveStreamConsumer(AsyncConsumer):
     stream = None
 
@@ -67,7 +75,8 @@ class LiveStreamConsumer(AsyncConsumer):
             await transport.deny(self.scope, self.base_send, 406, f"the {SUBPROTOCOL} sub-protocol is required")
             raise StopConsumer
         # Behind BearerTokenWebSocketMiddleware (rta_site.asgi); mounted without it, nothing restricts access.
-        found = await stream_json(self.identity, self.scope.get("rta_access", Access.ANONYMOUS_FULL))
+        access = self.scope.get("rta_access", Access.ANONYMOUS_FULL)
+        found = await stream_json(self.identity, access)
         await self.base_send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         if found is None or not found[1]:
             await self.base_send({"type": "websocket.close", "code": 1000})
@@ -78,7 +87,7 @@ class LiveStreamConsumer(AsyncConsumer):
                 await self.channel_layer.group_add(self.group, self.channel_name)
             except Exception:  # updates still arrive by polling the directory entry
                 log.exception("live: cannot join the channel layer group of %r", self.identity)
-        self.stream = ClientStream(self.identity, self.base_send, transport.flow_control(self.base_send))
+        self.stream = ClientStream(self.identity, self.base_send, transport.flow_control(self.base_send), access)
         WEBSOCKET_CLIENTS.inc()
         try:
             await self.stream.start(found[0])

@@ -21,6 +21,7 @@ from data_app.live import bursts, container, logs, sessions
 from data_app.live.batching import Batcher
 from data_app.live.buffers import get_buffer, later_id, parse_id
 from data_app.metrics import LIVE_LAG
+from sessions_app.services import scope
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class LiveEntry:
             return None
 
 
+def _scoped_texts(wanted):
+    """``{(folders, text): text as an Access of those folders sees it}`` for ``[(access, text)]`` (a thread)."""
+    return {(access.folders, text): scope.scoped_session_json(access, text) for access, text in wanted}
+
+
 def time_range_record(time_range):
     return bursts.time_range_record(*time_range)
 
@@ -77,6 +83,7 @@ class Follower:
         self.json = None
         self.time_range = None
         self.closed_json = None  # set once the session is seen closed
+        self.scoped = {}  # (folders, json text) -> the text as a client restricted to those folders gets it
         self.gone = False  # set once the session is seen deleted
         self._stored_checked = float("-inf")
         self.shared = Batcher(self._deliver_shared, settings.RTA_STREAM_BURST_BYTES, hub.batch_delay)
@@ -108,7 +115,7 @@ class Follower:
         if self.time_range is not None:
             client.on_meta(time_range_record(self.time_range))
         if self.closed_json is not None:
-            client.session_closed(self.closed_json)
+            client.session_closed(self.json_for(client, self.closed_json))
         if self.gone:
             client.session_gone()
 
@@ -127,6 +134,28 @@ class Follower:
 
     def nudge(self):
         self._nudged.set()
+
+    # --- folder-restricted clients ------------------------------------------------------------
+
+    async def scope_json(self, texts, clients=None):
+        """Work out each of ``texts`` (session JSON) as the folder-restricted ``clients`` (default: all) see it."""
+        scopes = {c.access for c in (self.clients if clients is None else clients) if c.access.folder_restricted}
+        wanted = [(a, t) for a in scopes for t in texts if t is not None and (a.folders, t) not in self.scoped]
+        if wanted:
+            try:
+                found = await database_sync_to_async(_scoped_texts)(wanted)
+            except Exception:  # the database down: they get no related sessions at all (json_for)
+                log.exception("live: cannot scope the session JSON of %r", self.identity)
+                return
+            current = (self.json, self.closed_json, *texts)
+            self.scoped = {k: v for k, v in {**self.scoped, **found}.items() if k[1] in current}
+
+    def json_for(self, client, text):
+        """The session JSON ``text`` as ``client`` gets it (related sessions outside its folders left out)."""
+        if not client.access.folder_restricted:
+            return text
+        found = self.scoped.get((client.access.folders, text))
+        return found if found is not None else scope.without_relations(text)
 
     # --- following the stream ---------------------------------------------------------------
 
@@ -240,7 +269,8 @@ class Follower:
             if not sessions.json_is_live(directory.json):
                 await self._closed(directory.json)
             elif not initial:
-                self._meta(bursts.json_record(directory.json))
+                await self.scope_json([directory.json])
+                self._meta(bursts.json_record(directory.json), directory.json)
 
     async def _check_stored(self):
         now = time.monotonic()
@@ -253,20 +283,27 @@ class Follower:
             for client in list(self.clients):
                 client.session_gone()
 
-    def _meta(self, rec):
+    def _meta(self, rec, json_text=None):
+        """A record for every client; ``json_text``: it is that session JSON, which restricted clients get
+        as their folders see it."""
         if self.full:
             self.shared.add(rec)
         for client in list(self.clients):
-            if client not in self.full:
+            if client in self.full:
+                continue
+            if json_text is not None and client.access.folder_restricted:
+                client.on_meta(bursts.json_record(self.json_for(client, json_text)))
+            else:
                 client.on_meta(rec)
 
     async def _closed(self, json_text):
         """The session closed: clients get the rest of the stream, its last JSON, then a normal close."""
         await self.catch_up()
+        await self.scope_json([json_text])
         self.closed_json = json_text
         self.shared.flush()
         for client in list(self.clients):
-            client.session_closed(json_text)
+            client.session_closed(self.json_for(client, json_text))
 
     def _deliver_shared(self, data):
         for client in list(self.full):
@@ -294,6 +331,8 @@ class Hub:
             await follower.start()
         else:
             await follower.ready
+        if client.access.folder_restricted:
+            await follower.scope_json([follower.json, follower.closed_json], [client])
         follower.attach(client)
         return follower
 

@@ -16,6 +16,8 @@ only folders inside it, and a session it creates must be put into one of its fol
 the same request; other folders' sessions are refused with PERMISSION_DENIED.
 """
 
+import json
+
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
@@ -140,6 +142,49 @@ def reaches_session(access, identity):
     return is_identity(identity) and visible_sessions(access).filter(identity=identity).exists()
 
 
+RELATION_LISTS = ("children", "alternates")  # the session JSON's lists of other sessions
+
+
+def scoped_session_json(access, text):
+    """A session JSON document (text, as the live stream sends it) naming only the related sessions ``access``
+    reaches, as REST lists them; the text itself when ``access`` is not folder-restricted or it names none."""
+    if not access.folder_restricted:
+        return text
+    document = _document(text)
+    related = [i for name in RELATION_LISTS for i in document.get(name) or () if isinstance(i, str)]
+    if not related:
+        return text
+    reached = set(visible_sessions(access).filter(identity__in=related).values_list("identity", flat=True))
+    return _with_relations(document, reached)
+
+
+def without_relations(text):
+    """A session JSON document (text) naming no related session (what a restricted caller gets when the
+    ones it reaches are not worked out yet)."""
+    document = _document(text)
+    if not any(name in document for name in RELATION_LISTS):
+        return text
+    return _with_relations(document, set())
+
+
+def _document(text):
+    """A session JSON text as a dict (one that is not a JSON object names no related session: an empty dict)."""
+    try:
+        document = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _with_relations(document, kept):
+    for name in RELATION_LISTS:
+        if name in document:
+            document[name] = [i for i in document[name] or () if isinstance(i, str) and i in kept]
+            if not document[name]:
+                del document[name]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
 def check_session_in_scope(access, identity, created=False):
     """Refuse a write to a session outside ``access``'s scope (run with the session row locked).
 
@@ -220,9 +265,11 @@ __all__ = [
     "folders_within",
     "in_subtrees",
     "reaches_session",
+    "scoped_session_json",
     "session_condition",
     "session_condition_sql",
     "subtree_sql",
     "visible_folders_sql",
     "visible_sessions",
+    "without_relations",
 ]
