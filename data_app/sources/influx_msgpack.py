@@ -96,27 +96,19 @@ class _Answer:
 
     def read(self):
         while not self.buffer.at_end():
-            self._document()
-
-    def _document(self):
-        b = self.buffer
-        for _ in range(b.call("read_map_header")):
-            key = b.call("unpack")
-            if key == "results":
-                for _ in range(b.call("read_array_header")):
-                    self._result()
-            elif key == "error":
-                raise QueryFailed()
-            else:
-                b.call("skip")
+            self._map("results", self._result)  # a document: one chunk of the answer
 
     def _result(self):
+        self._map("series", self._series)
+
+    def _map(self, list_key, each):
+        """A map whose ``list_key`` is an array of what ``each`` reads; an ``error`` key fails the query."""
         b = self.buffer
         for _ in range(b.call("read_map_header")):
             key = b.call("unpack")
-            if key == "series":
+            if key == list_key:
                 for _ in range(b.call("read_array_header")):
-                    self._series()
+                    each()
             elif key == "error":
                 raise QueryFailed()
             else:
