@@ -140,3 +140,25 @@ def test_fields_not_asked_for_are_left_out_and_an_empty_answer_is_no_data():
 def test_what_is_not_an_answer_fails_the_query(body):
     with pytest.raises(QueryFailed):
         read_msgpack([body], {"a": "float"})
+
+
+def test_a_long_answer_in_small_pieces_drops_what_was_read_and_loses_nothing():
+    """Several MiB in 64 KiB pieces, absent values now and then: the buffer drops what it has read (more than
+    1 MiB behind) while runs and single rows alternate, and every value still lands in its column."""
+    rng = np.random.default_rng(5)
+    rows, body = [], b""
+    for d in range(4):
+        part = []
+        for i in range(40_000):
+            a, b = float(rng.normal()), float(rng.normal())
+            if i % 997 == 0:
+                a = None  # a row the numpy runs cannot take
+            part.append([T0 + (len(rows) + i) * 100_000, a, b])
+        rows += part
+        body += document(["a", "b"], part, partial=d < 3)
+    assert len(body) > 4 << 20
+    pieces = [body[i : i + 65_536] for i in range(0, len(body), 65_536)]
+    times, columns = read_msgpack(pieces, {"a": "float", "b": "float"})
+    assert times.tolist() == [r[0] for r in rows]
+    np.testing.assert_array_equal(columns["a"], np.array(expected_column(rows, 1)))
+    np.testing.assert_array_equal(columns["b"], np.array(expected_column(rows, 2)))
