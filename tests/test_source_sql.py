@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import numpy as np
 import psycopg
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from config_app.services import schema_mappings
 from data_app.services import publish
@@ -290,3 +290,57 @@ def test_a_malformed_source_list_stops_the_start_without_urls(value, tmp_path):
     result = check({"RTA_SQL_SOURCES": value}, tmp_path)
     assert result.returncode == 2 and "RTA_SQL_SOURCES" in result.stderr, result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_events_come_from_the_events_table_of_the_mapping(api, store):
+    """The key's rows of ``events_table``: named by ``event``, ``status`` text, numeric data; event mappings
+    pick and number them; other keys' rows and rows outside the bounds are not served."""
+    _, db, table = store
+    fill(db, table, seconds=5)
+    events_table = f"{table}_events"
+    db.execute(
+        psycopg.sql.SQL(
+            "CREATE TABLE {} (car text, ts timestamptz, event text, status text, lap int, note text)"
+        ).format(psycopg.sql.Identifier(events_table))
+    )
+    stamp = lambda ns: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)  # noqa: E731
+    rows = [
+        ("o'brien", stamp(T0 + 1_000 * MS), "pit", "in", 3, "x"),
+        ("o'brien", stamp(T0 + 2_000 * MS), "flag", "yellow", 4, "y"),
+        ("o'brien", stamp(T0 + 3_000 * MS), "pit", None, 5, "z"),
+        ("car 44", stamp(T0 + 1_500 * MS), "pit", "in", 1, "other key"),
+    ]
+    with db.cursor() as cursor:
+        cursor.executemany(
+            psycopg.sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s)").format(
+                psycopg.sql.Identifier(events_table)
+            ),
+            rows,
+        )
+    try:
+        with pytest.raises(CommandError, match="events table"):
+            index(table, "--events-table", f"{table}_nothing")
+        index(table, "--events-table", events_table)
+        mapping = schema_mappings.get_schema_mapping(SOURCE, "o'brien")
+        assert mapping["properties"]["events_table"] == events_table
+        mapping["event_mappings"] = [
+            {
+                "source_event": "pit",
+                "target_event_app": "race",
+                "target_event_id": 0x10,
+                "source_event_data_fields": ["lap"],
+            }
+        ]
+        schema_mappings.put_schema_mapping(SOURCE, "o'brien", mapping)
+        session = publish.session_identity(SOURCE, "o'brien")
+        events = served("events", fetch(api, session, "events"))
+        assert [(t, e) for _, t, e in events] == [
+            (T0 + 1_000 * MS, (0x10, "in", (3.0,))),
+            (T0 + 3_000 * MS, (0x10, "", (5.0,))),
+        ]
+        inside = served("events", fetch(api, session, "events", start=T0 + 2_500 * MS, end=T0 + 10**12))
+        assert [t for _, t, _ in inside] == [T0 + 3_000 * MS]
+        for bounds in ({"start": 10**23}, {"end": -(10**23)}):
+            assert served("events", fetch(api, session, "events", **bounds)) == []  # beyond any time: never a 5xx
+    finally:
+        db.execute(psycopg.sql.SQL("DROP TABLE IF EXISTS {}").format(psycopg.sql.Identifier(events_table)))

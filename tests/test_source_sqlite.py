@@ -325,3 +325,34 @@ def test_without_a_mapping_every_numeric_column_is_a_channel_in_schema_order(api
     assert served("timestamped", fetch(api, "plain", "timestamped", "0-F")) == expected(written, ALL)
     periodic = served("periodic", fetch(api, "plain", "periodic", "0-F"))
     assert periodic == expected(written, {n: ALL[n] for n in REGULAR}), "intervals detected from the data"
+
+
+def test_events_come_from_the_events_table_of_the_mapping(api, root):
+    """Rows of ``events_table`` (by ``unix_time`` ms like the samples): event mappings pick and number them;
+    without mappings, event names that are numbers are the ids; rows outside the bounds are not served."""
+    make_file(root / "000.sqlite", irregular=False)
+    with sqlite3.connect(root / "000.sqlite") as db:
+        db.execute("CREATE TABLE events(unix_time INTEGER, event TEXT, status TEXT, lap INTEGER, note TEXT)")
+        rows = [(START_MS + 1_000, "pit", "in", 3, "x"), (START_MS + 2_000, "0x20", "flag", 4, None)]
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows + [(START_MS + 3_000, None, "", 5, "")])
+    call_command("index_sqlite", "--events-table", "events", stdout=open(os.devnull, "w"))
+    mapping = schema_mappings.get_schema_mapping(SOURCE, "000.sqlite")
+    assert mapping["properties"]["events_table"] == "events"
+    assert "lap" not in {f["source_field"] for f in mapping["field_mappings"]}, "event data is not a sample field"
+    session = session_of("000.sqlite")
+    events = served("events", fetch(api, session, "events"))
+    assert [(t, e) for _, t, e in events] == [((START_MS + 2_000) * MS, (0x20, "flag", (4.0,)))], "ids by name"
+    mapping["event_mappings"] = [
+        {
+            "source_event": "pit",
+            "target_event_app": "race",
+            "target_event_id": 0x10,
+            "source_event_data_fields": ["lap"],
+        }
+    ]
+    schema_mappings.put_schema_mapping(SOURCE, "000.sqlite", mapping)
+    events = served("events", fetch(api, session, "events"))
+    assert [(t, e) for _, t, e in events] == [((START_MS + 1_000) * MS, (0x10, "in", (3.0,)))]
+    late = served("events", fetch(api, session, "events", start=(START_MS + 1_500) * MS))
+    assert late == []
+    assert served("events", fetch(api, session, "events", end=-(10**23))) == []

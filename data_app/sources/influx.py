@@ -27,6 +27,7 @@ import time
 import httpx
 import numpy as np
 
+from data_app.sources import event_tables
 from data_app.sources import influx_query as q
 from data_app.sources.influx_msgpack import read_msgpack
 from data_app.sources.series import SeriesSource, StoreField
@@ -153,7 +154,7 @@ class InfluxSource(SeriesSource):
             return []
         where, target = q.checked_filter(identity), self.target(mapping)
         events = Target(target.database, target.retention_policy, measurement)
-        name_field, status_field = mapping.property("event_field", "event"), mapping.property("status_field", "status")
+        name_field, status_field = event_tables.name_fields(mapping)
         low = q.MIN_TIME if start is None else start
         high = q.MAX_TIME if end is None else end
         statement = f"SELECT * FROM {events.source} WHERE {where} AND time >= {max(low, q.MIN_TIME)}"
@@ -164,13 +165,9 @@ class InfluxSource(SeriesSource):
                 columns = series["columns"]
                 for values in series["values"]:
                     row = dict(zip(columns, values))
-                    name = row.pop(name_field, None)
-                    if name is None:
-                        continue
-                    status = row.pop(status_field, "") or ""
-                    when = row.pop("time")
-                    data = {k: float(v) for k, v in row.items() if isinstance(v, (int, float))}
-                    rows.append((int(when), str(name), str(status), data))
+                    found = event_tables.event_row(row["time"], row, name_field, status_field, skip=("time",))
+                    if found is not None:
+                        rows.append(found)
         return rows
 
     def check(self):

@@ -21,6 +21,8 @@ fields of tables at different rates (each table is read on its own).
   A long slice is read as ``READ_PARTS`` time ranges at once (one backend each).
   NULLs are NaN (no sample). The time range is two ``ORDER BY ... LIMIT 1``
   lookups of the same index.
+- **events**: the key's rows of the mapping's ``events_table``
+  (``event_tables``), by ``event_time_column`` / ``event_time_unit``.
 - **connections**: a ``psycopg_pool`` pool per source, opened on first use;
   ``check()`` is ``SELECT 1`` within ``CHECK_SECONDS``, its message naming
   no URL.
@@ -38,10 +40,11 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from data_app.sources import sql_columns
+from data_app.sources import event_tables, sql_columns
 from data_app.sources.series import SeriesSource, StoreField
 from data_app.sources.sqlite import unique_times
 from rta_core.errors import NotFound
+from rta_kit.grid import INT64_MAX, INT64_MIN
 
 SETTINGS = ("RTA_SQL_SOURCES",)
 UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -139,12 +142,16 @@ class SqlSource(SeriesSource):
             return self._pool
 
     def _fetch(self, query, params, binary=False):
+        return self._fetch_rows(query, params, binary)[1]
+
+    def _fetch_rows(self, query, params, binary=False):
+        """``(column names, rows)`` of a query."""
         with self.pool().connection() as connection, connection.cursor(binary=binary) as cursor:
             try:
                 cursor.execute(query, params)
             except psycopg.DataError:  # the identity is not a value of the key column's type
                 raise NotFound("no rows for this data identity") from None
-            return cursor.fetchall()
+            return [c.name for c in cursor.description or ()], cursor.fetchall()
 
     # --- catalog ----------------------------------------------------------------------------------
 
@@ -251,6 +258,33 @@ class SqlSource(SeriesSource):
         times = np.concatenate([sql_columns.times(r[0], timestamp, factor) for r in results])
         values = {n: np.concatenate([sql_columns.values(r[i + 1]) for r in results]) for i, n in enumerate(names)}
         return unique_times(times, values)
+
+    def event_rows(self, identity, mapping, start, end):
+        """The identity's rows of the mapping's ``events_table`` (``event_tables``) in [start, end]: same key
+        column, ``event_time_column`` / ``event_time_unit`` (default: the mapping's ``time_column`` ...)."""
+        properties = {name: mapping.property(name) for name in PROPERTIES}
+        properties["table"] = mapping.property("events_table")
+        properties["time_column"] = mapping.property("event_time_column") or properties["time_column"]
+        properties["time_unit"] = mapping.property("event_time_unit") or properties["time_unit"]
+        layout = layout_of(properties, self.table(properties["table"])) if properties["table"] else None
+        if layout is None:
+            return []
+        t = sql.Identifier(layout.time)
+        query = sql.SQL("SELECT * FROM {table} WHERE {key} = %s AND {t} >= %s AND {t} < %s ORDER BY {t}").format(
+            table=table_identifier(layout.table), key=sql.Identifier(layout.key), t=t
+        )
+        low = INT64_MIN if start is None else start
+        high = INT64_MAX if end is None else end
+        names, rows = self._fetch_rows(query, [identity, *_bounds(low, high + 1, layout)])
+        name_field, status_field = event_tables.name_fields(mapping)
+        out = []
+        for values in rows:
+            row = dict(zip(names, values, strict=True))
+            when = _to_ns(row[layout.time], layout.unit)
+            found = event_tables.event_row(when, row, name_field, status_field, skip=(layout.time, layout.key))
+            if found is not None:
+                out.append(found)
+        return out
 
     def distinct_keys(self, table_name, key_column):
         """Every distinct key of a table as text, ascending: a loose index scan (one lookup per key)."""

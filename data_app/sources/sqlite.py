@@ -20,6 +20,7 @@ path under ``RTA_SQLITE_ROOT``, absolute or relative to the root.
   rowid in the example) into Arrow columns (ADBC's SQLite driver), converted
   to numpy without Python per-row work; a file whose column types the driver
   cannot infer (NULLs first, mixed types) is read with the standard module.
+- **events**: the rows of the mapping's ``events_table`` (``event_tables``).
 """
 
 import os
@@ -32,9 +33,10 @@ from urllib.parse import quote
 
 import numpy as np
 
+from data_app.sources import event_tables
 from data_app.sources.series import SeriesSource, StoreField
 from rta_core.errors import NotFound
-from rta_kit.grid import INT64_MAX
+from rta_kit.grid import INT64_MAX, INT64_MIN
 
 SETTINGS = ("RTA_SQLITE_ROOT", "RTA_SQLITE_SOURCE")
 UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -199,6 +201,32 @@ class SqliteSource(SeriesSource):
             times, columns = self._read_rows(path, sql, params, len(names))
         times = _nanoseconds(times, factor)
         return unique_times(times, dict(zip(names, columns, strict=True)))
+
+    def event_rows(self, identity, mapping, start, end):
+        """Rows of the mapping's ``events_table`` (``event_tables``) in [start, end], by ``event_time_column`` /
+        ``event_time_unit`` (default: the mapping's ``time_column`` / ``time_unit``)."""
+        table = mapping.property("events_table")
+        if not table:
+            return []
+        path = self.resolve(identity)
+        columns = [name for name, _ in self.schema(path).get(table, [])]
+        time_column = mapping.property("event_time_column") or mapping.property("time_column", DEFAULT_TIME_COLUMN)
+        unit = mapping.property("event_time_unit") or mapping.property("time_unit", DEFAULT_TIME_UNIT)
+        if time_column not in columns or unit not in UNITS:
+            return []
+        factor, t = UNITS[unit], quoted(time_column)
+        low = -(-(INT64_MIN if start is None else start) // factor)
+        high = (INT64_MAX if end is None else end) // factor
+        sql = f"SELECT * FROM {quoted(table)} WHERE {t} >= ? AND {t} <= ? ORDER BY {t}"
+        name_field, status_field = event_tables.name_fields(mapping)
+        out = []
+        for values in self._query(path, sql, (low, high)):
+            row = dict(zip(columns, values, strict=True))
+            when = _nanoseconds(np.array([row[time_column]]), factor)[0]
+            found = event_tables.event_row(when, row, name_field, status_field, skip=(time_column,))
+            if found is not None:
+                out.append(found)
+        return out
 
     def _read_arrow(self, path, sql, params, count):
         connection = self._take(path, "adbc")

@@ -30,6 +30,11 @@ class Command(BaseCommand):
             choices=["", *sql.UNITS, "timestamp"],
             help="unit of an integer time column (default: timestamp for timestamp columns, else ns)",
         )
+        parser.add_argument(
+            "--events-table",
+            default="",
+            help="a table of events with the same key and time columns (mapping property events_table)",
+        )
         indexing.add_common_arguments(parser)
 
     def handle(self, *args, **options):
@@ -52,6 +57,11 @@ class Command(BaseCommand):
                 raise CommandError(f"the table has no column {column!r}")
         if sql.layout_of(properties, table) is None:
             raise CommandError("the time column must be an integer (with --time-unit) or a timestamp column")
+        if options["events_table"]:
+            events = {**properties, "table": options["events_table"]}
+            if sql.layout_of(events, source.table(options["events_table"])) is None:
+                raise CommandError("the events table needs the key column and the time column (same type)")
+            properties["events_table"] = options["events_table"]
         keys = source.distinct_keys(options["table"], options["key_column"])
 
         def describe(identity):

@@ -24,6 +24,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--root", default="", help="the folder to index: RTA_SQLITE_ROOT (default) or inside it")
         parser.add_argument("--pattern", default="*.sqlite", help="file names to index (default *.sqlite)")
+        parser.add_argument(
+            "--events-table",
+            default="",
+            help="a table of events in each file (its rows are events, not samples: mapping property events_table)",
+        )
         indexing.add_common_arguments(parser)
 
     def handle(self, *args, **options):
@@ -37,7 +42,8 @@ class Command(BaseCommand):
         if not os.path.isdir(folder):
             raise CommandError("--root is not a folder")
         found = sorted(source.relative(str(p)) for p in _files(source, folder, options["pattern"]))
-        indexing.run(self, source.name, found, lambda identity: describe(source, identity), options)
+        events = options["events_table"]
+        indexing.run(self, source.name, found, lambda identity: describe(source, identity, events), options)
 
 
 def _files(source, folder, pattern):
@@ -54,9 +60,10 @@ def _files(source, folder, pattern):
     return out
 
 
-def describe(source, identity):
-    """The ``IndexedData`` of one file, or None without samples."""
+def describe(source, identity, events_table=""):
+    """The ``IndexedData`` of one file, or None without samples (``events_table``: a table of events)."""
     fields, start, end = sql_probe.find(source, identity)
+    fields = [f for f in fields if f.group.table != events_table]
     seen = set()  # a column name in two tables: the first table's is served (a field name maps one column)
     fields = [f for f in fields if not (f.name in seen or seen.add(f.name))]
     if not fields:
@@ -68,6 +75,9 @@ def describe(source, identity):
             timestamp = parse_timestamp(properties[TIMESTAMP]).ns
         except InvalidArgument:
             timestamp = None
+    mapped = {"time_column": sqlite.DEFAULT_TIME_COLUMN, "time_unit": sqlite.DEFAULT_TIME_UNIT}
+    if events_table and events_table in source.schema(source.resolve(identity)):
+        mapped["events_table"] = events_table
     return IndexedData(
         fields=[IndexedField(f.name, "f64", f.interval, {"table": f.group.table}) for f in fields],
         start=start,
@@ -75,5 +85,5 @@ def describe(source, identity):
         identifier=properties.get(IDENTIFIER, "")[:200],
         timestamp=timestamp,
         details={k: v for k, v in properties.items() if not k.startswith("$")},
-        properties={"time_column": sqlite.DEFAULT_TIME_COLUMN, "time_unit": sqlite.DEFAULT_TIME_UNIT},
+        properties=mapped,
     )
