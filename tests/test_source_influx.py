@@ -23,6 +23,7 @@ from sessions_app.models import DataBinding, Session
 from sessions_app.services.updates import create_or_update_session
 from tests.influx_server import InfluxServer
 from tests.test_data_bindings import T0, S, binding, fetch, served
+from tests.test_sources_series import PIT_EVENT
 
 pytestmark = pytest.mark.django_db
 MS = 1_000_000
@@ -248,14 +249,7 @@ def test_events_come_from_the_events_measurement_of_the_mapping(api, configured)
     index(tag="car")
     mapping = schema_mappings.get_schema_mapping(SOURCE, CAR43)
     mapping["properties"]["events_measurement"] = "car_events"
-    mapping["event_mappings"] = [
-        {
-            "source_event": "pit",
-            "target_event_app": "race",
-            "target_event_id": 0x10,
-            "source_event_data_fields": ["lap"],
-        }
-    ]
+    mapping["event_mappings"] = [PIT_EVENT]
     schema_mappings.put_schema_mapping(SOURCE, CAR43, mapping)
     events = served("events", fetch(api, session_of(CAR43), "events"))
     assert [(t, e) for _, t, e in events] == [(T0 + 5 * S, (0x10, "in", (3.0,)))]

@@ -25,6 +25,7 @@ from sessions_app.models import DataBinding, Session
 from sessions_app.services.updates import create_or_update_session
 from tests.conftest import IN_CI
 from tests.test_data_bindings import T0, fetch, served
+from tests.test_sources_series import PIT_EVENT
 
 pytestmark = pytest.mark.django_db
 MS = 1_000_000
@@ -323,14 +324,7 @@ def test_events_come_from_the_events_table_of_the_mapping(api, store):
         index(table, "--events-table", events_table)
         mapping = schema_mappings.get_schema_mapping(SOURCE, "o'brien")
         assert mapping["properties"]["events_table"] == events_table
-        mapping["event_mappings"] = [
-            {
-                "source_event": "pit",
-                "target_event_app": "race",
-                "target_event_id": 0x10,
-                "source_event_data_fields": ["lap"],
-            }
-        ]
+        mapping["event_mappings"] = [PIT_EVENT]
         schema_mappings.put_schema_mapping(SOURCE, "o'brien", mapping)
         session = publish.session_identity(SOURCE, "o'brien")
         events = served("events", fetch(api, session, "events"))

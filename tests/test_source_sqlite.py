@@ -24,6 +24,7 @@ from rta_core.timeutil import parse_timestamp
 from sessions_app.models import DataBinding, Session
 from sessions_app.services.updates import create_or_update_session
 from tests.test_data_bindings import T0, fetch, served
+from tests.test_sources_series import PIT_EVENT
 
 pytestmark = pytest.mark.django_db
 MS = 1_000_000
@@ -342,14 +343,7 @@ def test_events_come_from_the_events_table_of_the_mapping(api, root):
     session = session_of("000.sqlite")
     events = served("events", fetch(api, session, "events"))
     assert [(t, e) for _, t, e in events] == [((START_MS + 2_000) * MS, (0x20, "flag", (4.0,)))], "ids by name"
-    mapping["event_mappings"] = [
-        {
-            "source_event": "pit",
-            "target_event_app": "race",
-            "target_event_id": 0x10,
-            "source_event_data_fields": ["lap"],
-        }
-    ]
+    mapping["event_mappings"] = [PIT_EVENT]
     schema_mappings.put_schema_mapping(SOURCE, "000.sqlite", mapping)
     events = served("events", fetch(api, session, "events"))
     assert [(t, e) for _, t, e in events] == [((START_MS + 1_000) * MS, (0x10, "in", (3.0,)))]

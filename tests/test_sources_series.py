@@ -21,6 +21,13 @@ from tests.test_data_bindings import T0, S, binding, fetch, served
 pytestmark = pytest.mark.django_db
 MS = 1_000_000
 SOURCE = "mem"
+# The event mapping the stores' event tests use: "pit" events as event 0x10 of app "race", with their lap.
+PIT_EVENT = {
+    "source_event": "pit",
+    "target_event_app": "race",
+    "target_event_id": 0x10,
+    "source_event_data_fields": ["lap"],
+}
 
 
 def _table(seconds=60, seed=7):
