@@ -345,3 +345,19 @@ def test_slices_are_read_ahead_in_order_and_a_failed_read_fails_the_read():
     reads.close()  # the client went away: slices not yet being read are not read
     series._READERS.submit(lambda: None).result()  # the reader queue has moved past this request's reads
     assert len(calls) <= 4, calls
+
+
+def test_fewer_slices_are_read_ahead_when_they_are_large():
+    from data_app.sources import series
+    from rta_kit.grid import ChunkGrid
+
+    def plans(count, interval):
+        grid = ChunkGrid.for_interval(interval, 8)
+        return [series.Plan(None, "t", interval, grid) for _ in range(count)]
+
+    four = plans(4, 100_000)  # the bench's 10 kHz table: 100 s slices of ~40 MB
+    assert series._reads_ahead(four, series._slice_width(four)) == series.READS_AHEAD
+    wide = plans(50, 100_000)  # 50 fields at 10 kHz: a 100 s slice alone is ~400 MB
+    assert series._reads_ahead(wide, series._slice_width(wide)) == 0
+    twelve = plans(12, 100_000)  # ~100 MB a slice: one ahead keeps two in hand
+    assert series._reads_ahead(twelve, series._slice_width(twelve)) == 1

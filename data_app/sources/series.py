@@ -60,6 +60,7 @@ PROBE_SPANS = (10_000_000, 1_000_000_000, 100_000_000_000, 10_000_000_000_000)  
 PROBE_SAMPLES = 64  # samples a probe wants before it judges a field's rate
 PROBES_REMEMBERED = 4096  # fields whose probed rate a source remembers
 READS_AHEAD = 2  # slices of a request read in reader threads while the one before is cut into chunks
+READ_AHEAD_BYTES = 256 << 20  # ... unless the slices held at once would exceed this (see _reads_ahead)
 # Reader threads of every source (bounded: many requests share them; a reader never waits on another).
 _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="source-read")
 
@@ -164,8 +165,9 @@ class Prepared:
         low = min(p.grid.snap(first, last)[0] for p in plans)
         high = max(p.grid.snap(first, last)[1] for p in plans)
         names = [p.field.name for p in plans]
-        slices = _slices(low, high, _slice_width(plans))
-        reads = _read_ahead(lambda a, b: source.read(identity, mapping, group, names, a, b), slices, READS_AHEAD)
+        width = _slice_width(plans)
+        read = lambda a, b: source.read(identity, mapping, group, names, a, b)  # noqa: E731
+        reads = _read_ahead(read, _slices(low, high, width), _reads_ahead(plans, width))
         for times, columns in reads:
             if not len(times):
                 continue
@@ -276,10 +278,23 @@ def _regular(times, gaps):
     return interval if on_clock else None
 
 
+def _typical_gap(plan):
+    """ns between a field's samples: its interval, or about a thousandth of its chunk span (irregular)."""
+    return plan.interval or plan.grid.span // 1000 or 1
+
+
 def _slice_width(plans):
-    fastest = min(p.interval or p.grid.span // 1000 or 1 for p in plans)
+    fastest = min(_typical_gap(p) for p in plans)
     windows = max(1, SLICE_SAMPLES * fastest // SLICE_ALIGN)
     return windows * SLICE_ALIGN
+
+
+def _reads_ahead(plans, width):
+    """Slices to read ahead: ``READS_AHEAD``, fewer when slices are large (a wide table of fast fields: a slice
+    cannot be less than 100 s), so a request holds about ``READ_AHEAD_BYTES`` at most."""
+    rows = width // min(_typical_gap(p) for p in plans) + 1
+    per_slice = 8 * (rows + sum(width // _typical_gap(p) + 1 for p in plans))  # times, then each field's values
+    return max(0, min(READS_AHEAD, READ_AHEAD_BYTES // per_slice - 1))
 
 
 def _slices(low, high, width):
