@@ -45,7 +45,7 @@ class _Buffer:
     """The answer's bytes with a read position; more are taken from ``pieces`` as a read needs them."""
 
     def __init__(self, pieces):
-        self._pieces, self.data, self.pos, self.ended = iter(pieces), bytearray(), 0, False
+        self._pieces, self.data, self.pos = iter(pieces), bytearray(), 0
 
     def more(self):
         """Take the next piece (dropping what was read); False at the end of the answer."""
@@ -56,7 +56,6 @@ class _Buffer:
             if piece:
                 self.data += piece
                 return True
-        self.ended = True
         return False
 
     def need(self, size):
