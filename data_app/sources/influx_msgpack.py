@@ -164,18 +164,20 @@ class _Answer:
         """Rows decoded by ``msgpack``, at most ``count``, until a run of fixed-layout rows may start again."""
         b, rows = self.buffer, []
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0)
-        unpacker.feed(memoryview(b.data)[b.pos :])
-        fed = len(b.data) - b.pos  # relative to the position (``more`` may move what was read away)
+        fed = 0  # bytes fed, from the position (``more`` may move what was read away, not the position's bytes)
         while len(rows) < count:
             if len(rows) % RECHECK_ROWS == 0 and rows and self._fits_at(layout, len(columns), unpacker.tell()):
                 break
             try:
                 row = unpacker.unpack()
             except msgpack.OutOfData:
-                if not b.more():
+                # Fed a window at a time: these rows may be a few between long runs of a large buffer.
+                if b.pos + fed >= len(b.data) and not b.more():
                     raise ValueError("the answer ends inside a row") from None
-                unpacker.feed(memoryview(b.data)[b.pos + fed :])
-                fed = len(b.data) - b.pos
+                window = memoryview(b.data)[b.pos + fed : b.pos + fed + HEAD_BYTES]
+                unpacker.feed(window)
+                fed += len(window)
+                del window
                 continue
             if not isinstance(row, list) or len(row) != len(columns):
                 raise ValueError("a row that is not one value per column")
