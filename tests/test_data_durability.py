@@ -45,9 +45,10 @@ def _database_url():
 
 
 class Server:
-    """``manage.py rungrpc`` on a free port, against the test database and this test's data path."""
+    """``manage.py rungrpc`` on a free port, against the test database and this test's data path; ``env``:
+    settings over these (another store, Redis, a role)."""
 
-    def __init__(self):
+    def __init__(self, **env):
         env = {
             **os.environ,
             "RTA_DATABASE_URL": _database_url(),
@@ -57,6 +58,7 @@ class Server:
             "RTA_REDIS_URL": "",
             # Only flush markers flush: an unacknowledged batch really is only in memory at the kill.
             "RTA_DATA_FLUSH_AGE": "0",
+            **env,
         }
         self.proc = subprocess.Popen(
             [sys.executable, str(MANAGE_PY), "rungrpc", "--bind", "127.0.0.1", "--port", "0"],

@@ -1,13 +1,11 @@
 """Read and write roles, ``init_store`` and the health check of the object store."""
 
 import io
-import struct
 
 import grpc
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from rta.model import data_pb2
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
@@ -15,6 +13,7 @@ from data_app.models import Chunk
 from data_app.store.writer import ChunkWriter
 from sessions_app.services.updates import create_or_update_session
 from tests.s3_server import bucket_keys
+from tests.test_data_admin import periodic
 from tests.test_data_service import grpc_channel  # noqa: F401  (a fixture: the data services on a free port)
 
 S = 1_000_000_000
@@ -23,13 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _periodic(values):
-    return data_pb2.PeriodicData(
-        channel_id=1,
-        start_timestamp=T0,
-        interval=S // 100,
-        samples=len(values),
-        buffer=struct.pack(f"<{len(values)}h", *values),
-    )
+    return periodic(1, T0, values, S // 100)
 
 
 def test_a_writer_less_instance_refuses_write_data_stream_at_its_first_message(settings, grpc_channel):

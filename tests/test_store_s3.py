@@ -21,6 +21,15 @@ def _periodic(channel, start, values, interval=S // 1000):
     return periodic(channel, start, values, interval)
 
 
+def _flushed_twice(identity):
+    """Channel 1's samples 0-99 flushed, then 100-199 (late data for the same chunk: a new object)."""
+    writer = ChunkWriter(identity)
+    writer.add("periodic", _periodic(1, T0, list(range(100))))
+    writer.flush()
+    writer.add("periodic", _periodic(1, T0 + 100 * S // 1000, list(range(100, 200))))
+    writer.flush()
+
+
 def _samples(identity, channel):
     stream = reader.open_identity(identity, "periodic", None)
     return [
@@ -45,11 +54,7 @@ def test_a_flush_is_one_new_object_and_rows_name_it(s3_store, settings):
 
 
 def test_late_data_merges_into_a_new_object_and_compaction_cleans_up(s3_store):
-    writer = ChunkWriter("merge")
-    writer.add("periodic", _periodic(1, T0, list(range(100))))
-    writer.flush()
-    writer.add("periodic", _periodic(1, T0 + 100 * S // 1000, list(range(100, 200))))
-    writer.flush()
+    _flushed_twice("merge")
     endpoint, bucket = s3_store["RTA_S3_ENDPOINT_URL"], s3_store["RTA_S3_BUCKET"]
     first, second = sorted(bucket_keys(endpoint, bucket, "store/chunks/"))
     assert _samples("merge", 1) == list(range(200))
@@ -135,11 +140,7 @@ def test_compact_chunks_command_on_the_object_store(s3_store):
 
     from django.core.management import call_command
 
-    writer = ChunkWriter("command")
-    writer.add("periodic", _periodic(1, T0, list(range(100))))
-    writer.flush()
-    writer.add("periodic", _periodic(1, T0 + 100 * S // 1000, list(range(100, 200))))
-    writer.flush()
+    _flushed_twice("command")
     out = io.StringIO()
     call_command("compact_chunks", "--grace-seconds", "0", stdout=out)
     assert "2 segments examined, 0 compacted, 1 removed" in out.getvalue()

@@ -5,13 +5,11 @@ with S3's 500 InternalError (what an overloaded or broken S3-compatible server
 sends); botocore retries it, then the error reaches the client as UNAVAILABLE / 503.
 """
 
-import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import pytest
-from rta.model import data_pb2
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
@@ -19,6 +17,7 @@ from data_app.models import Chunk
 from data_app.store import objects
 from data_app.store.objects.s3 import ObjectStoreUnavailable
 from sessions_app.services.updates import create_or_update_session
+from tests.test_data_admin import periodic
 from tests.test_store_roles import grpc_channel  # noqa: F401
 
 S = 1_000_000_000
@@ -57,13 +56,7 @@ def failing_endpoint():
 
 
 def _periodic(values, start=T0):
-    return data_pb2.PeriodicData(
-        channel_id=1,
-        start_timestamp=start,
-        interval=S // 100,
-        samples=len(values),
-        buffer=struct.pack(f"<{len(values)}h", *values),
-    )
+    return periodic(1, start, values, S // 100)
 
 
 def _write(channel, identity, *items, marker="m"):

@@ -9,13 +9,9 @@ rewrites the objects under a read, and survives SIGKILL of the writer.
 """
 
 import asyncio
-import os
-import subprocess
-import sys
 
 import grpc
 import pytest
-from django.conf import settings
 from rta.toolkit.api import chunk_service_pb2 as pb
 from rta.toolkit.api import chunk_service_pb2_grpc as pb_grpc
 
@@ -28,30 +24,6 @@ from tests import test_data_durability as durability
 from tests.s3_server import bucket_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Instance(durability.Server):
-    """``manage.py rungrpc`` against the test database, with the store, Redis and role it is given."""
-
-    def __init__(self, **env):
-        env = {
-            **os.environ,
-            "RTA_DATABASE_URL": durability._database_url(),
-            "RTA_DATA_PATH": str(settings.RTA_DATA_PATH),  # holds nothing of the store (RTA_STORE=s3)
-            "RTA_LOG_LEVEL": "WARNING",
-            "RTA_GRPC_PROCESSES": "1",
-            **env,
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, str(durability.MANAGE_PY), "rungrpc", "--bind", "127.0.0.1", "--port", "0"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.port = self._wait_for_port(timeout=60)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        grpc.channel_ready_future(self.channel).result(timeout=30)
 
 
 def _read(channel, identity="dur"):
@@ -72,8 +44,8 @@ def test_one_instance_writes_another_reads_at_once_and_compaction_runs_beside_re
 ):
     settings.RTA_REDIS_URL = shared_env["RTA_REDIS_URL"]
     create_or_update_session("dur", [("set_state", 2)])  # open: live
-    writer_instance = Instance(**shared_env, RTA_ENABLE_DATA_READER="false")
-    reader_instance = Instance(**shared_env, RTA_ENABLE_DATA_WRITER="false")
+    writer_instance = durability.Server(**shared_env, RTA_ENABLE_DATA_READER="false")
+    reader_instance = durability.Server(**shared_env, RTA_ENABLE_DATA_WRITER="false")
     try:
         writer = durability.Writer(writer_instance.channel, "dur")
         acked = {}
