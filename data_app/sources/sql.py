@@ -262,11 +262,11 @@ class SqlSource(SeriesSource):
     def event_rows(self, identity, mapping, start, end):
         """The identity's rows of the mapping's ``events_table`` (``event_tables``) in [start, end]: same key
         column, ``event_time_column`` / ``event_time_unit`` (default: the mapping's ``time_column`` ...)."""
-        properties = {name: mapping.property(name) for name in PROPERTIES}
-        properties["table"] = mapping.property("events_table")
-        properties["time_column"] = mapping.property("event_time_column") or properties["time_column"]
-        properties["time_unit"] = mapping.property("event_time_unit") or properties["time_unit"]
-        layout = layout_of(properties, self.table(properties["table"])) if properties["table"] else None
+        events_table = mapping.property("events_table")
+        if not events_table:
+            return []
+        events = {"table": events_table, "time_column": mapping.property("event_time_column")}
+        layout = self.layout(mapping, {**events, "time_unit": mapping.property("event_time_unit")})
         if layout is None:
             return []
         t = sql.Identifier(layout.time)

@@ -219,14 +219,14 @@ class SqliteSource(SeriesSource):
         high = (INT64_MAX if end is None else end) // factor
         sql = f"SELECT * FROM {quoted(table)} WHERE {t} >= ? AND {t} <= ? ORDER BY {t}"
         name_field, status_field = event_tables.name_fields(mapping)
-        out = []
-        for values in self._query(path, sql, (low, high)):
-            row = dict(zip(columns, values, strict=True))
-            when = _nanoseconds(np.array([row[time_column]]), factor)[0]
-            found = event_tables.event_row(when, row, name_field, status_field, skip=(time_column,))
-            if found is not None:
-                out.append(found)
-        return out
+        rows = [dict(zip(columns, values, strict=True)) for values in self._query(path, sql, (low, high))]
+        if not rows:
+            return []
+        whens = _nanoseconds(np.array([row[time_column] for row in rows]), factor)
+        found = (
+            event_tables.event_row(w, r, name_field, status_field, skip=(time_column,)) for w, r in zip(whens, rows)
+        )
+        return [event for event in found if event is not None]
 
     def _read_arrow(self, path, sql, params, count):
         connection = self._take(path, "adbc")
